@@ -1,0 +1,23 @@
+"""Runtime settings of the Lambda functions, read once from the environment (template.yaml sets it)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from qwen_edit.providers.dashscope import Region
+
+
+class ProviderSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    region: Region = Field(Region.SINGAPORE, alias="DASHSCOPE_REGION")
+    base_url: str | None = Field(None, alias="DASHSCOPE_BASE_URL")
+    api_key_secret_arn: str = Field(alias="DASHSCOPE_API_KEY_SECRET_ARN")
+    task_api_base_url: str | None = Field(None, alias="TASK_API_BASE_URL")
+    default_model: str = Field("qwen-image-edit-plus", alias="DEFAULT_MODEL")
+    default_generation_model: str = Field("qwen-image-plus", alias="DEFAULT_GENERATION_MODEL")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str]) -> ProviderSettings:
+        # Empty template parameters arrive as empty strings: treat them as unset.
+        return cls.model_validate({k: v for k, v in environ.items() if v != ""})

@@ -1,0 +1,101 @@
+"""What every image provider looks like to the rest of the service.
+
+A provider takes a ProviderRequest and answers ProviderTask snapshots: a sync model answers a
+final snapshot at once; an async one answers PENDING with a task id, then is polled with fetch().
+Errors are ProviderError, keeping the provider's own code, message, request id and HTTP status.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from qwen_edit.catalog import Capability
+
+
+class TaskStatus(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+    UNKNOWN = "UNKNOWN"  # the provider no longer knows the task (purged after 24 h)
+
+    @property
+    def is_final(self) -> bool:
+        return self in (TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELED,
+                        TaskStatus.UNKNOWN)
+
+
+class ProviderError(Exception):
+    """A failed provider call. `retryable` says whether the same call may succeed later."""
+
+    def __init__(self, code: str, message: str, *, http_status: int | None = None,
+                 request_id: str | None = None, retryable: bool = False):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.http_status = http_status
+        self.request_id = request_id
+        self.retryable = retryable
+
+    @classmethod
+    def from_http(cls, status: int, code: str | None, message: str | None,
+                  request_id: str | None) -> ProviderError:
+        # 429 and 5xx are the provider's "try again later"; every other answer is final.
+        return cls(code or f"HTTP{status}", message or "no message", http_status=status,
+                   request_id=request_id, retryable=status == 429 or status >= 500)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "http_status": self.http_status,
+                "request_id": self.request_id, "retryable": self.retryable}
+
+
+class Usage(BaseModel):
+    image_count: int = 0
+    width: int | None = None
+    height: int | None = None
+
+
+class ProviderRequest(BaseModel):
+    """One call's worth of work; images are URLs or data URLs the provider can read."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    capability: Capability
+    prompt: str
+    negative_prompt: str | None = None
+    images: tuple[str, ...] = ()
+    parameters: dict[str, Any] = {}
+
+
+class ProviderTask(BaseModel):
+    """A snapshot of the provider's work on one request."""
+
+    status: TaskStatus
+    task_id: str | None = None
+    request_id: str | None = None
+    image_urls: list[str] = []
+    usage: Usage | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    submit_time: str | None = None
+    scheduled_time: str | None = None
+    end_time: str | None = None
+
+
+class ImageProvider(Protocol):
+    name: str
+
+    def submit(self, request: ProviderRequest, *, asynchronous: bool) -> ProviderTask: ...
+
+    def fetch(self, task_id: str) -> ProviderTask: ...
+
+    def cancel(self, task_id: str) -> None:
+        """Cancel a PENDING task; a task past PENDING raises a final ProviderError."""
+        ...
+
+    def download(self, url: str) -> bytes: ...

@@ -1,0 +1,21 @@
+"""Builds the client for a model's provider from the deployment's settings."""
+
+from __future__ import annotations
+
+import httpx
+
+from qwen_edit.catalog import Provider
+from qwen_edit.config import ProviderSettings
+from qwen_edit.providers.base import ImageProvider
+from qwen_edit.providers.dashscope import DashScopeClient
+from qwen_edit.providers.task_api import TaskApiClient
+
+
+def provider_client(provider: Provider, settings: ProviderSettings, api_key: str, *,
+                    transport: httpx.BaseTransport | None = None) -> ImageProvider:
+    if provider is Provider.TASK_API:
+        if not settings.task_api_base_url:
+            raise ValueError("TASK_API_BASE_URL is not configured for the task-api provider")
+        return TaskApiClient(api_key, base_url=settings.task_api_base_url, transport=transport)
+    return DashScopeClient(api_key, region=settings.region, base_url=settings.base_url,
+                           transport=transport)

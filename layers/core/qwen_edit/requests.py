@@ -1,0 +1,160 @@
+"""Edit and generation requests: their shape (pydantic) and every rule they must keep.
+
+`parse_request` is the single entry point: it collects every broken rule, each naming its field,
+and raises one InvalidRequest, so bad input is refused before it can cost a provider call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from qwen_edit.catalog import (
+    MAX_NEGATIVE_PROMPT_CHARS,
+    MAX_PROMPT_CHARS,
+    SEED_MAX,
+    SEED_MIN,
+    Capability,
+    ModelSpec,
+    RuleViolation,
+    UnknownModel,
+    check_request,
+    get_model,
+)
+from qwen_edit.errors import InvalidRequest
+from qwen_edit.images import ImageRef, ImageRejected, InlineImage, S3Image, UrlImage, parse_image_ref
+from qwen_edit.providers.base import ProviderRequest
+
+MetadataKey = Annotated[str, Field(min_length=1, max_length=64)]
+MetadataValue = Annotated[str, Field(max_length=512)]
+
+
+class GenerationRequest(BaseModel):
+    """A text-to-image request, as a client sends it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str | None = None
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    negative_prompt: str | None = Field(None, max_length=MAX_NEGATIVE_PROMPT_CHARS)
+    n: int | None = Field(None, ge=1)
+    size: str | None = None
+    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX)
+    prompt_extend: bool | None = None
+    watermark: bool | None = None
+    webhook_url: str | None = Field(None, max_length=2048)
+    metadata: dict[MetadataKey, MetadataValue] | None = Field(None, max_length=20)
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, prompt: str) -> str:
+        if not prompt.strip():
+            raise ValueError("prompt must not be blank")
+        return prompt
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _https_only(cls, url: str | None) -> str | None:
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.scheme != "https" or not parts.hostname:
+                raise ValueError("webhook_url must be an https:// URL with a host")
+        return url
+
+    def provider_parameters(self) -> dict[str, Any]:
+        """The `parameters` the provider takes, without the ones left to its defaults."""
+        fields = ("n", "size", "seed", "prompt_extend", "watermark")
+        return {name: getattr(self, name) for name in fields if getattr(self, name) is not None}
+
+
+class EditRequest(GenerationRequest):
+    """An edit request: a generation request plus 1–3 input images."""
+
+    images: list[str] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class ValidRequest:
+    """A request that keeps every rule, with its model resolved and its images parsed."""
+
+    capability: Capability
+    body: GenerationRequest
+    spec: ModelSpec
+    images: tuple[ImageRef, ...] = ()
+
+    def to_provider(self, readable_url: Callable[[ImageRef], str]) -> ProviderRequest:
+        """The provider call; `readable_url` turns each image into a URL the provider can read
+        (a data URL, the client's own URL, or a presigned one for s3:// references)."""
+        return ProviderRequest(model=self.spec.id, capability=self.capability,
+                               prompt=self.body.prompt, negative_prompt=self.body.negative_prompt,
+                               images=tuple(readable_url(ref) for ref in self.images),
+                               parameters=self.body.provider_parameters())
+
+
+def parse_request(capability: Capability, payload: Mapping[str, Any], *, default_model: str,
+                  allowed_buckets: Iterable[str] | None = None) -> ValidRequest:
+    """Validate a client's request; raise InvalidRequest listing every broken rule."""
+    schema = EditRequest if capability is Capability.EDIT else GenerationRequest
+    try:
+        body = schema.model_validate(payload)
+    except ValidationError as error:
+        raise _invalid([_violation_of(e) for e in error.errors()]) from None
+
+    model_id = body.model or default_model
+    try:
+        spec = get_model(model_id)
+    except UnknownModel:
+        raise _invalid([RuleViolation("model", "known-model", f"{model_id!r} is not a model of "
+                                      "the catalog (GET /v1/models lists them)")]) from None
+
+    raw_images = body.images if isinstance(body, EditRequest) else []
+    violations = check_request(spec, capability=capability, image_count=len(raw_images),
+                               n=body.n, size=body.size)
+    images: list[ImageRef] = []
+    buckets = set(allowed_buckets) if allowed_buckets is not None else None
+    for index, raw in enumerate(raw_images):
+        field = f"images[{index}]"
+        try:
+            ref = parse_image_ref(raw)
+        except ImageRejected as rejected:
+            violations.append(RuleViolation(field, rejected.rule, str(rejected)))
+            continue
+        if isinstance(ref, S3Image) and buckets is not None and ref.bucket not in buckets:
+            violations.append(RuleViolation(field, "s3-bucket", f"{ref.uri} is outside this "
+                                            "deployment's buckets; upload it with POST /v1/uploads"))
+        images.append(ref)
+    if violations:
+        raise _invalid(violations)
+    return ValidRequest(capability, body.model_copy(update={"model": spec.id}), spec,
+                        tuple(images))
+
+
+def direct_url(ref: ImageRef) -> str:
+    """The provider-readable form of a URL or inline image (s3:// needs presigning by the caller)."""
+    if isinstance(ref, InlineImage):
+        return ref.as_data_url()
+    if isinstance(ref, UrlImage):
+        return ref.url
+    raise ValueError(f"{ref.uri} must be presigned before the provider can read it")
+
+
+def _violation_of(error: Any) -> RuleViolation:
+    field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}"
+                    for part in error["loc"]).lstrip(".") or "body"
+    rule = {"extra_forbidden": "unknown-field", "missing": "required"}.get(error["type"],
+                                                                           error["type"])
+    message = error["msg"].removeprefix("Value error, ")
+    if rule == "unknown-field":
+        message = f"{field} is not a field of this request"
+    return RuleViolation(field, rule, f"{field}: {message}")
+
+
+def _invalid(violations: list[RuleViolation]) -> InvalidRequest:
+    summary = "; ".join(v.message for v in violations[:3])
+    more = f" (and {len(violations) - 3} more)" if len(violations) > 3 else ""
+    return InvalidRequest(f"The request breaks {len(violations)} rule(s): {summary}{more}",
+                          [v.as_detail() for v in violations])

@@ -1,0 +1,22 @@
+"""The DashScope API key from Secrets Manager (cached by Powertools; never logged)."""
+
+from __future__ import annotations
+
+import json
+
+from aws_lambda_powertools.utilities import parameters
+
+CACHE_SECONDS = 300
+
+
+def provider_api_key(secret_arn: str) -> str:
+    """The secret is the bare key, or a JSON object with an `api_key` field."""
+    value = parameters.get_secret(secret_arn, max_age=CACHE_SECONDS)
+    if isinstance(value, bytes):
+        value = value.decode()
+    text = value.strip()
+    if text.startswith("{"):
+        text = str(json.loads(text).get("api_key", "")).strip()
+    if not text:
+        raise ValueError(f"the secret {secret_arn} holds no API key")
+    return text
