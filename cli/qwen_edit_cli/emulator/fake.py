@@ -399,7 +399,7 @@ class FakeDashScope:
         now = time.time()
         faults = self.faults
         with self._lock:
-            if spec.max_concurrent_tasks is not None:
+            if spec.max_concurrent_tasks is not None and faults.enforce_rate_limits:
                 running = sum(1 for t in self._tasks.values() if t.key == key
                               and t.spec.family == spec.family
                               and t.status(now) in ("PENDING", "RUNNING"))

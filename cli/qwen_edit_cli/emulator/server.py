@@ -62,8 +62,9 @@ class EmulatorServer:
         return f"{self.url}/taskapi/v1"
 
     def start(self) -> EmulatorServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-dashscope",
-                                        daemon=True)
+        # A short poll interval lets stop() return at once (the default waits up to 0.5 s).
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
+                                        name="fake-dashscope", daemon=True)
         self._thread.start()
         return self
 

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 
 from aws_lambda_powertools.utilities import parameters
 
 CACHE_SECONDS = 300
+
+# botocore's DEBUG log prints whole responses, GetSecretValue's secret included: whatever the
+# function's log level, botocore logs from INFO up.
+_botocore_log = logging.getLogger("botocore")
+if _botocore_log.getEffectiveLevel() < logging.INFO:
+    _botocore_log.setLevel(logging.INFO)
 
 
 def provider_api_key(secret_arn: str) -> str:

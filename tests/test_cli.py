@@ -1,0 +1,58 @@
+"""The `qwen-edit` command as a person runs it."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import httpx
+
+from conftest import png_size
+from qwen_edit.catalog import Capability
+from qwen_edit.providers.base import ProviderRequest
+from qwen_edit.providers.dashscope import DashScopeClient
+
+
+def test_fake_dashscope_serves_until_sigterm(tmp_path, qwen_edit_cmd):
+    ready = tmp_path / "ready.json"
+    process = subprocess.Popen([*qwen_edit_cmd, "fake-dashscope", "--port", "0",
+                                "--api-key", "sk-cli", "--ready-file", str(ready),
+                                "--faults", '{"sync_latency_s": 0}'],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        for _ in range(100):
+            if ready.exists() and ready.read_text():
+                break
+            time.sleep(0.1)
+        urls = json.loads(ready.read_text())
+        assert json.loads(process.stdout.readline()) == urls
+        client = DashScopeClient("sk-cli", base_url=urls["api_base_url"])
+        result = client.submit(ProviderRequest(model="qwen-image-2.0",
+                                               capability=Capability.TEXT_TO_IMAGE,
+                                               prompt="a kite", parameters={"size": "768*512"}),
+                               asynchronous=False)
+        assert png_size(client.download(result.image_urls[0])) == (768, 512)
+        faults = httpx.get(urls["url"] + "/_emulator/faults").json()
+        assert faults["sync_latency_s"] == 0
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+
+
+def test_local_demo_writes_pngs_and_exits_zero(tmp_path, qwen_edit_cmd):
+    out = tmp_path / "demo-output"
+    result = subprocess.run([*qwen_edit_cmd, "local", "demo", "--out", str(out),
+                             "--poll-interval", "0.2"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all jobs succeeded" in result.stdout
+    written = sorted(p.name for p in out.glob("*.png"))
+    assert written == ["edit-1.png", "edit-2.png", "generation-1.png"]
+    assert png_size((out / "generation-1.png").read_bytes()) == (1328, 1328)
+
+
+def test_bad_usage_exits_non_zero(qwen_edit_cmd):
+    result = subprocess.run([*qwen_edit_cmd, "nonsense"], capture_output=True, text=True)
+    assert result.returncode == 2 and "invalid choice" in result.stderr

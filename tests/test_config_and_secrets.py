@@ -1,0 +1,80 @@
+"""Settings from the environment the template sets, and the API key from Secrets Manager."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities import parameters
+from moto import mock_aws
+
+from qwen_edit.catalog import Provider
+from qwen_edit.config import ProviderSettings
+from qwen_edit.providers.dashscope import DashScopeClient
+from qwen_edit.providers.factory import provider_client
+from qwen_edit.providers.task_api import TaskApiClient
+from qwen_edit.secrets import provider_api_key
+from yaml_loader import template
+
+ENV = {"DASHSCOPE_REGION": "beijing", "DASHSCOPE_BASE_URL": "",
+       "DASHSCOPE_API_KEY_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:k",
+       "DEFAULT_MODEL": "qwen-image-edit-max", "UNRELATED": "x"}
+
+
+def test_settings_read_the_template_environment():
+    settings = ProviderSettings.from_env(ENV)
+    assert settings.region.value == "beijing" and settings.base_url is None
+    assert settings.default_model == "qwen-image-edit-max"
+    assert settings.default_generation_model == "qwen-image-plus"
+    template_env = template()["Globals"]["Function"]["Environment"]["Variables"]
+    fields = {field.alias for field in ProviderSettings.model_fields.values()}
+    assert fields <= set(template_env), "every setting is set by template.yaml"
+
+
+def test_provider_client_per_provider():
+    settings = ProviderSettings.from_env(ENV)
+    dashscope = provider_client(Provider.DASHSCOPE, settings, "sk")
+    assert isinstance(dashscope, DashScopeClient)
+    assert dashscope.base_url.startswith("https://dashscope.aliyuncs.com/api/v1")
+    with pytest.raises(ValueError, match="TASK_API_BASE_URL"):
+        provider_client(Provider.TASK_API, settings, "sk")
+    with_task_api = ProviderSettings.from_env({**ENV, "TASK_API_BASE_URL": "https://t.example"})
+    assert isinstance(provider_client(Provider.TASK_API, with_task_api, "sk"), TaskApiClient)
+
+
+@pytest.fixture
+def secrets(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        parameters.clear_caches()
+        yield boto3.client("secretsmanager")
+    parameters.clear_caches()
+
+
+@pytest.mark.parametrize("stored", ["sk-plain-key\n", json.dumps({"api_key": "sk-plain-key"})])
+def test_api_key_from_secrets_manager(secrets, stored, caplog):
+    arn = secrets.create_secret(Name="dashscope", SecretString=stored)["ARN"]
+    logging.getLogger("botocore").setLevel(logging.DEBUG)  # as a DEBUG-level runtime would
+    import importlib
+
+    import qwen_edit.secrets
+    importlib.reload(qwen_edit.secrets)  # the guard runs when the module loads
+    with caplog.at_level(logging.DEBUG):
+        assert qwen_edit.secrets.provider_api_key(arn) == "sk-plain-key"
+    assert "sk-plain-key" not in caplog.text
+
+
+def test_an_empty_secret_is_refused(secrets):
+    arn = secrets.create_secret(Name="empty", SecretString=json.dumps({"other": 1}))["ARN"]
+    with pytest.raises(ValueError, match="holds no API key"):
+        provider_api_key(arn)
+
+
+def test_the_api_key_is_never_in_a_client_repr_or_error():
+    client = DashScopeClient("sk-very-secret", base_url="http://127.0.0.1:9/api/v1")
+    assert "sk-very-secret" not in repr(client.__dict__)
+    with pytest.raises(Exception) as caught:
+        client.fetch("t")
+    assert "sk-very-secret" not in str(caught.value)

@@ -1,0 +1,75 @@
+"""The repository keeps the shape of SPEC §1 and the bars of §8."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from conftest import ROOT
+from yaml_loader import template
+
+
+def test_cfn_lint_is_clean():
+    cfn_lint = Path(sys.executable).with_name("cfn-lint")
+    result = subprocess.run([str(cfn_lint), "template.yaml"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_layout_of_the_design_card():
+    for path in ["template.yaml", "samconfig.toml", "functions", "layers/core/qwen_edit",
+                 "layers/core/requirements.txt", "statemachine", "events", "tests",
+                 "README.md", ".ci/run", "pyproject.toml", "Makefile"]:
+        assert (ROOT / path).exists(), path
+
+
+def test_template_parameters_of_the_foundation():
+    params = template()["Parameters"]
+    assert params["DashScopeRegion"]["AllowedValues"] == ["singapore", "beijing"]
+    assert params["PollIntervalSeconds"]["Default"] == 10
+    for name in ["DashScopeBaseUrl", "DashScopeApiKeySecretArn", "DefaultModel"]:
+        assert name in params
+
+
+def test_core_layer_is_built_by_sam_from_layers_core():
+    layer = template()["Resources"]["CoreLayer"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Properties"]["ContentUri"] == "layers/core/"
+    assert layer["Metadata"]["BuildMethod"].startswith("python3.")
+
+
+def test_dependencies_are_pinned_and_the_layer_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+    assert all("==" in pin for pin in pins), pins
+    layer = [line for line in (ROOT / "layers/core/requirements.txt").read_text().splitlines()
+             if line and not line.startswith("#")]
+    assert set(layer) <= set(project["dependencies"])
+
+
+def test_samconfig_has_default_dev_and_prod():
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    assert {"default", "dev", "prod"} <= set(config)
+    assert config["prod"]["global"]["parameters"]["stack_name"] == "qwen-edit-prod"
+
+
+def test_ci_runs_the_readme_test_command():
+    assert "make test" in (ROOT / ".ci/run").read_text()
+    assert "make test" in (ROOT / "README.md").read_text()
+    assert "make demo" in (ROOT / "README.md").read_text()
+
+
+def test_readme_model_table_matches_the_catalog():
+    from qwen_edit.catalog import MODELS
+
+    readme = (ROOT / "README.md").read_text()
+    for model in MODELS.values():
+        view = model.describe()
+        limit = view["rate_limit"] + (f", {model.max_concurrent_tasks} tasks at once"
+                                      if model.max_concurrent_tasks else "")
+        n = "1" if model.max_outputs == 1 else f"1–{model.max_outputs}"
+        row = (f"| `{model.id}` | {' + '.join(view['capabilities'])} | {view['endpoint']} | "
+               f"{n} | {model.size_rule.value} | {limit} |")
+        assert row in readme, row
