@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
 from qwen_edit.catalog import Provider
-from qwen_edit.config import ProviderSettings
+from qwen_edit.config import Settings
 from qwen_edit.providers.dashscope import DashScopeClient
 from qwen_edit.providers.factory import provider_client
 from qwen_edit.providers.task_api import TaskApiClient
@@ -24,23 +24,23 @@ ENV = {"DASHSCOPE_REGION": "beijing", "DASHSCOPE_BASE_URL": "",
 
 
 def test_settings_read_the_template_environment():
-    settings = ProviderSettings.from_env(ENV)
+    settings = Settings.from_env(ENV)
     assert settings.region.value == "beijing" and settings.base_url is None
     assert settings.default_model == "qwen-image-edit-max"
     assert settings.default_generation_model == "qwen-image-plus"
     template_env = template()["Globals"]["Function"]["Environment"]["Variables"]
-    fields = {field.alias for field in ProviderSettings.model_fields.values()}
+    fields = {field.alias for field in Settings.model_fields.values()}
     assert fields <= set(template_env), "every setting is set by template.yaml"
 
 
 def test_provider_client_per_provider():
-    settings = ProviderSettings.from_env(ENV)
+    settings = Settings.from_env(ENV)
     dashscope = provider_client(Provider.DASHSCOPE, settings, "sk")
     assert isinstance(dashscope, DashScopeClient)
     assert dashscope.base_url.startswith("https://dashscope.aliyuncs.com/api/v1")
     with pytest.raises(ValueError, match="TASK_API_BASE_URL"):
         provider_client(Provider.TASK_API, settings, "sk")
-    with_task_api = ProviderSettings.from_env({**ENV, "TASK_API_BASE_URL": "https://t.example"})
+    with_task_api = Settings.from_env({**ENV, "TASK_API_BASE_URL": "https://t.example"})
     assert isinstance(provider_client(Provider.TASK_API, with_task_api, "sk"), TaskApiClient)
 
 

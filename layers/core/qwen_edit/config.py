@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from qwen_edit.providers.dashscope import Region
 
 
-class ProviderSettings(BaseModel):
+class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     region: Region = Field(Region.SINGAPORE, alias="DASHSCOPE_REGION")
@@ -17,7 +17,16 @@ class ProviderSettings(BaseModel):
     default_model: str = Field("qwen-image-edit-plus", alias="DEFAULT_MODEL")
     default_generation_model: str = Field("qwen-image-plus", alias="DEFAULT_GENERATION_MODEL")
 
+    # The service's own resources (template.yaml sets them; STATE_MACHINE_ARN only where used).
+    jobs_table: str | None = Field(None, alias="JOBS_TABLE")
+    limits_table: str | None = Field(None, alias="LIMITS_TABLE")
+    input_bucket: str | None = Field(None, alias="INPUT_BUCKET")
+    output_bucket: str | None = Field(None, alias="OUTPUT_BUCKET")
+    event_bus_name: str = Field("default", alias="EVENT_BUS_NAME")
+    state_machine_arn: str | None = Field(None, alias="STATE_MACHINE_ARN")
+    job_deadline_seconds: int = Field(3600, alias="JOB_DEADLINE_SECONDS", ge=60)
+
     @classmethod
-    def from_env(cls, environ: dict[str, str]) -> ProviderSettings:
+    def from_env(cls, environ: dict[str, str]) -> Settings:
         # Empty template parameters arrive as empty strings: treat them as unset.
         return cls.model_validate({k: v for k, v in environ.items() if v != ""})

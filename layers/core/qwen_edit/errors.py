@@ -1,18 +1,98 @@
-"""Typed errors of the domain. Each maps once to an HTTP status (API) and a workflow outcome."""
+"""Typed errors of the domain, each mapped once to an HTTP status (the API) and once to a
+workflow outcome (the state machine: its Retry/Catch rules name these classes).
+
+A Lambda task that raises one of these fails with errorType = the class name, and an
+errorMessage that is the JSON {code, message}, so the failure record keeps both.
+"""
 
 from __future__ import annotations
+
+import json
+from enum import StrEnum
+
+
+class Outcome(StrEnum):
+    REJECT = "reject"  # refused before a job exists
+    RETRY = "retry"  # back to Admit after a backoff (workflow: Catch → Admit)
+    POLL_AGAIN = "poll-again"  # workflow: Retry on the Poll state
+    WAIT_FOR_SLOT = "wait-for-slot"  # workflow: Retry on the Admit state
+    FAIL = "fail"  # the job fails with this code and message
 
 
 class QwenEditError(Exception):
     code = "InternalError"
+    http_status = 500
+    outcome = Outcome.FAIL
 
-    def __init__(self, message: str, details: list[dict] | None = None):
+    def __init__(self, message: str, details: list[dict] | None = None, *,
+                 code: str | None = None):
         super().__init__(message)
         self.message = message
         self.details = details or []
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return json.dumps({"code": self.code, "message": self.message})
 
 
 class InvalidRequest(QwenEditError):
     """The request breaks a rule; nothing was sent to the provider."""
 
-    code = "InvalidRequest"
+    code, http_status, outcome = "InvalidRequest", 422, Outcome.REJECT
+
+
+class JobNotFound(QwenEditError):
+    code, http_status, outcome = "JobNotFound", 404, Outcome.REJECT
+
+
+class JobConflict(QwenEditError):
+    """The job is not in a state that allows this (finished, or already moved on)."""
+
+    code, http_status, outcome = "JobConflict", 409, Outcome.REJECT
+
+
+class ProviderRetryable(QwenEditError):
+    """The provider said "later" (429, 5xx, timeout): back off, be admitted again, retry."""
+
+    code, http_status, outcome = "ProviderRetryable", 503, Outcome.RETRY
+
+
+class TaskPending(QwenEditError):
+    """The provider task is not final yet; the Poll state's Retry polls again."""
+
+    code, outcome = "TaskPending", Outcome.POLL_AGAIN
+
+
+class NotAdmitted(QwenEditError):
+    """No provider capacity for this model now; the Admit state's Retry asks again."""
+
+    code, outcome = "NotAdmitted", Outcome.WAIT_FOR_SLOT
+
+
+class JobFailed(QwenEditError):
+    """A final failure: the job fails with `code` (a provider code or one of ours)."""
+
+    code, http_status, outcome = "JobFailed", 502, Outcome.FAIL
+
+
+class DeadlineExceeded(JobFailed):
+    code = "DeadlineExceeded"
+
+
+def failure_of(error_name: str, cause: str | None) -> tuple[str, str]:
+    """(code, message) of a workflow failure from the Catch's Error and Cause.
+
+    Our errors carry {code, message} as errorMessage; anything else (a crash, a Lambda or
+    Step Functions error) keeps its error name as the code.
+    """
+    message = cause or error_name
+    try:
+        payload = json.loads(cause or "")
+        message = payload.get("errorMessage", message) if isinstance(payload, dict) else message
+        inner = json.loads(message)
+        if isinstance(inner, dict) and "code" in inner:
+            return str(inner["code"]), str(inner.get("message", ""))
+    except (TypeError, ValueError):
+        pass
+    return error_name, str(message)[:1000]

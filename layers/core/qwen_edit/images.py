@@ -53,6 +53,17 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
+def png_dimensions(data: bytes) -> tuple[int, int] | None:
+    """Width and height from a PNG's IHDR chunk, or None for anything else."""
+    if sniff_format(data) != "png" or len(data) < 24 or data[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+EXTENSION_OF_FORMAT = {"jpeg": "jpg", "png": "png", "bmp": "bmp", "tiff": "tiff",
+                       "webp": "webp", "gif": "gif"}
+
+
 def check_image_bytes(data: bytes, declared_mime: str | None = None) -> str:
     """Return the format of `data`, or raise ImageRejected naming the rule it breaks."""
     if len(data) > MAX_IMAGE_BYTES:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import httpx
 
 from qwen_edit.catalog import Provider
-from qwen_edit.config import ProviderSettings
+from qwen_edit.config import Settings
 from qwen_edit.providers.base import ImageProvider
 from qwen_edit.providers.dashscope import DashScopeClient
 from qwen_edit.providers.task_api import TaskApiClient
 
 
-def provider_client(provider: Provider, settings: ProviderSettings, api_key: str, *,
+def provider_client(provider: Provider, settings: Settings, api_key: str, *,
                     transport: httpx.BaseTransport | None = None) -> ImageProvider:
     if provider is Provider.TASK_API:
         if not settings.task_api_base_url:

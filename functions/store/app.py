@@ -1,0 +1,6 @@
+"""Workflow task: store (see qwen_edit.workflow.store and statemachine/job.asl.json)."""
+
+from qwen_edit import workflow
+from qwen_edit.lambda_handlers import workflow_task
+
+handler = workflow_task(workflow.store)

@@ -1,0 +1,69 @@
+"""S3, Step Functions and EventBridge adapters."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from qwen_edit.jobs import Job
+
+EVENT_SOURCE = "qwen-edit"
+
+
+class S3ObjectStore:
+    def __init__(self, client: Any = None):
+        # SigV4 presigned URLs work in every region and in the local stack.
+        self.client = client or boto3.client("s3", config=Config(signature_version="s3v4"))
+
+    def put(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
+        self.client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+
+    def get(self, bucket: str, key: str) -> bytes:
+        return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def presigned_get(self, bucket: str, key: str, expires_in: int) -> str:
+        return self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in)
+
+
+class StepFunctionsExecutions:
+    def __init__(self, state_machine_arn: str, client: Any = None):
+        self.state_machine_arn = state_machine_arn
+        self.client = client or boto3.client("stepfunctions")
+
+    def execution_arn(self, name: str) -> str:
+        return f"{self.state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
+
+    def start(self, name: str, payload: dict[str, Any]) -> bool:
+        try:
+            self.client.start_execution(stateMachineArn=self.state_machine_arn, name=name,
+                                        input=json.dumps(payload))
+        except self.client.exceptions.ExecutionAlreadyExists:
+            return False
+        return True
+
+    def stop(self, name: str, cause: str) -> None:
+        try:
+            self.client.stop_execution(executionArn=self.execution_arn(name),
+                                       error="JobCanceled", cause=cause)
+        except self.client.exceptions.ExecutionDoesNotExist:
+            pass
+
+
+class EventBridgeAnnouncer:
+    """Publishes `Job Succeeded|Failed|Canceled` with the job as detail (SPEC §4)."""
+
+    def __init__(self, bus_name: str, client: Any = None):
+        self.bus_name = bus_name
+        self.client = client or boto3.client("events")
+
+    def announce(self, job: Job) -> None:
+        answer = self.client.put_events(Entries=[{
+            "Source": EVENT_SOURCE, "DetailType": f"Job {job.status.value.title()}",
+            "Detail": json.dumps(job.public()), "EventBusName": self.bus_name,
+            "Resources": []}])
+        if answer.get("FailedEntryCount"):
+            raise RuntimeError(f"EventBridge refused the event: {answer['Entries']}")

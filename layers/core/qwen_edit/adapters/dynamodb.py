@@ -1,0 +1,169 @@
+"""DynamoDB adapters: the job store and the admission-control state (conditional writes)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+from pydantic_core import to_jsonable_python
+
+from qwen_edit import admission
+from qwen_edit.catalog import RateLimit
+from qwen_edit.errors import JobConflict, JobNotFound
+from qwen_edit.jobs import ALLOWED_FROM, FINAL_STATUSES, Job, JobStatus
+
+RECORD_RETENTION = timedelta(days=90)  # the table's TTL removes job records after this
+_serialize = TypeSerializer().serialize
+_deserialize = TypeDeserializer().deserialize
+
+
+def _to_dynamo(value: Any) -> dict:
+    def convert(v: Any) -> Any:
+        if isinstance(v, float):
+            return Decimal(str(v))
+        if isinstance(v, dict):
+            return {k: convert(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [convert(x) for x in v]
+        return v
+    return _serialize(convert(to_jsonable_python(value)))
+
+
+def _from_dynamo(attribute: dict) -> Any:
+    def convert(v: Any) -> Any:
+        if isinstance(v, Decimal):
+            return int(v) if v == v.to_integral_value() else float(v)
+        if isinstance(v, dict):
+            return {k: convert(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [convert(x) for x in v]
+        return v
+    return convert(_deserialize(attribute))
+
+
+def _conditional_failed(error: ClientError) -> bool:
+    return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+
+class DynamoJobStore:
+    def __init__(self, table_name: str, client: Any = None):
+        self.table = table_name
+        self.client = client or boto3.client("dynamodb")
+
+    def create(self, job: Job) -> None:
+        item = {name: _to_dynamo(value)
+                for name, value in job.model_dump(mode="json", exclude_none=True).items()}
+        item["expires_at"] = _to_dynamo(int((job.created_at + RECORD_RETENTION).timestamp()))
+        try:
+            self.client.put_item(TableName=self.table, Item=item,
+                                 ConditionExpression="attribute_not_exists(id)")
+        except ClientError as error:
+            if _conditional_failed(error):
+                raise JobConflict(f"job {job.id} already exists") from None
+            raise
+
+    def get(self, job_id: str) -> Job:
+        item = self.client.get_item(TableName=self.table, Key={"id": {"S": job_id}},
+                                    ConsistentRead=True).get("Item")
+        if item is None:
+            raise JobNotFound(f"no job {job_id}")
+        return self._job(item)
+
+    def transition(self, job_id: str, to: JobStatus, at: datetime, **fields: Any) -> Job:
+        return self._update(job_id, ALLOWED_FROM[to], {"status": to, "updated_at": at, **fields},
+                            f"cannot become {to.value}")
+
+    def update(self, job_id: str, at: datetime, **fields: Any) -> Job:
+        unfinished = frozenset(JobStatus) - FINAL_STATUSES
+        return self._update(job_id, unfinished, {"updated_at": at, **fields},
+                            "is final and cannot change")
+
+    def _update(self, job_id: str, allowed: frozenset[JobStatus], fields: dict[str, Any],
+                refusal: str) -> Job:
+        names = {f"#f{i}": name for i, name in enumerate(fields)}
+        values = {f":v{i}": _to_dynamo(value) for i, value in enumerate(fields.values())}
+        names["#status"] = "status"
+        values.update({f":s{i}": {"S": status.value} for i, status in enumerate(sorted(allowed))})
+        try:
+            answer = self.client.update_item(
+                TableName=self.table, Key={"id": {"S": job_id}},
+                UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
+                ConditionExpression="attribute_exists(id) AND #status IN ("
+                                    + ", ".join(f":s{i}" for i in range(len(allowed))) + ")",
+                ExpressionAttributeNames=names, ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW")
+        except ClientError as error:
+            if not _conditional_failed(error):
+                raise
+            current = self.get(job_id)  # raises JobNotFound when there is no such job
+            raise JobConflict(f"job {job_id} is {current.status.value} and {refusal}") from None
+        return self._job(answer["Attributes"])
+
+    @staticmethod
+    def _job(item: dict) -> Job:
+        return Job.model_validate({k: _from_dynamo(v) for k, v in item.items()
+                                   if k != "expires_at"})
+
+
+class DynamoLimitStore:
+    """One item per family and kind: RATE#<family> {times, version}, LEASES#<family>
+    {holders, version}. Every change is a read-modify-write guarded by `version`."""
+
+    ATTEMPTS = 25
+
+    def __init__(self, table_name: str, client: Any = None):
+        self.table = table_name
+        self.client = client or boto3.client("dynamodb")
+
+    def reserve(self, family: str, limit: RateLimit, now: float) -> float:
+        def change(state: dict) -> tuple[dict, float]:
+            slot, kept = admission.reserve(state.get("times", []), limit, now)
+            return {"times": kept}, slot
+        return self._change(f"RATE#{family}", change)
+
+    def acquire_lease(self, family: str, holder: str, max_holders: int, until: float,
+                      now: float) -> bool:
+        def change(state: dict) -> tuple[dict | None, bool]:
+            holders = admission.live_leases(state.get("holders", {}), now)
+            if holder not in holders and len(holders) >= max_holders:
+                return None, False
+            return {"holders": {**holders, holder: until}}, True
+        return self._change(f"LEASES#{family}", change)
+
+    def release_lease(self, family: str, holder: str) -> None:
+        def change(state: dict) -> tuple[dict | None, None]:
+            holders = state.get("holders", {})
+            if holder not in holders:
+                return None, None
+            return {"holders": {k: v for k, v in holders.items() if k != holder}}, None
+        self._change(f"LEASES#{family}", change)
+
+    def _change(self, key: str, change: Callable[[dict], tuple[dict | None, Any]]) -> Any:
+        for _ in range(self.ATTEMPTS):
+            item = self.client.get_item(TableName=self.table, Key={"pk": {"S": key}},
+                                        ConsistentRead=True).get("Item", {})
+            state = {k: _from_dynamo(v) for k, v in item.items()}
+            version = state.get("version", 0)
+            new_state, result = change(state)
+            if new_state is None:
+                return result
+            try:
+                self.client.put_item(
+                    TableName=self.table,
+                    Item={"pk": {"S": key}, "version": {"N": str(version + 1)},
+                          **{k: _to_dynamo(v) for k, v in new_state.items()}},
+                    ConditionExpression="attribute_not_exists(pk) OR version = :v",
+                    ExpressionAttributeValues={":v": {"N": str(version)}})
+                return result
+            except ClientError as error:
+                if not _conditional_failed(error):
+                    raise
+                time.sleep(random.uniform(0, 0.05))  # another execution won; read again
+        raise RuntimeError(f"admission state {key} stayed contended for {self.ATTEMPTS} tries")

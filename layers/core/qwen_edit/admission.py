@@ -1,0 +1,42 @@
+"""Admission control: keep the whole deployment under the provider's limits (SPEC §2).
+
+Rate limits are per model family and work as *reservations*. Each job books the earliest moment
+at which one more call still leaves at most `requests` calls in any `per_seconds` window. It
+then waits until then (one Wait state) and calls. Waiting jobs never poll for capacity, and a
+burst drains at the provider's pace. Async task concurrency uses leases that expire at the
+job's deadline, so a lost release cannot block a family for ever.
+Pure functions; the LimitStore adapter keeps the state (DynamoDB, conditional writes).
+"""
+
+from __future__ import annotations
+
+import random
+
+from qwen_edit.catalog import RateLimit
+
+# Calls reach the provider a little after their reserved moment (Lambda start, network), so
+# reservations are spaced slightly wider than the provider's window.
+SAFETY_FACTOR = 1.1
+SAFETY_SECONDS = 0.1
+BACKOFF_BASE_SECONDS = 2.0
+BACKOFF_CAP_SECONDS = 60.0
+
+
+def reserve(recent: list[float], limit: RateLimit, now: float) -> tuple[float, list[float]]:
+    """The earliest slot ≥ now, and the reservations to keep (only the last `requests` matter)."""
+    window = limit.per_seconds * SAFETY_FACTOR + SAFETY_SECONDS
+    kept = sorted(recent)[-limit.requests:]
+    slot = now if len(kept) < limit.requests else max(now, kept[0] + window)
+    return slot, [*kept, slot][-limit.requests:]
+
+
+def live_leases(holders: dict[str, float], now: float) -> dict[str, float]:
+    return {holder: until for holder, until in holders.items() if until > now}
+
+
+def backoff_seconds(attempt: int, rng: random.Random | None = None) -> float:
+    """Full-jitter exponential backoff before retry number `attempt` (1, 2, …)."""
+    if attempt <= 0:
+        return 0.0
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
+    return (rng or random).uniform(0, ceiling)

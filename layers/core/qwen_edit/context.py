@@ -1,0 +1,22 @@
+"""Everything a use case needs, gathered once per Lambda container (see runtime.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from qwen_edit.catalog import Provider
+from qwen_edit.config import Settings
+from qwen_edit.ports import Announcer, Executions, JobStore, LimitStore, ObjectStore
+from qwen_edit.providers.base import ImageProvider
+
+
+@dataclass
+class Context:
+    settings: Settings
+    jobs: JobStore
+    limits: LimitStore
+    objects: ObjectStore
+    announcer: Announcer
+    provider: Callable[[Provider], ImageProvider]
+    executions: Executions | None = None  # only the functions that start or stop workflows

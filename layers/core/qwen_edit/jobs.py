@@ -1,0 +1,145 @@
+"""Jobs: the record of SPEC §3 and the only moves its status may make.
+
+queued → running → succeeded | failed | canceled (and queued → failed | canceled). A job never
+moves backwards and never completes twice; the store enforces this with conditional writes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from qwen_edit.catalog import Capability
+from qwen_edit.providers.base import Usage
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
+# Where each status may come from.
+ALLOWED_FROM: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.RUNNING: frozenset({JobStatus.QUEUED}),
+    JobStatus.SUCCEEDED: frozenset({JobStatus.RUNNING}),
+    JobStatus.FAILED: frozenset({JobStatus.QUEUED, JobStatus.RUNNING}),
+    JobStatus.CANCELED: frozenset({JobStatus.QUEUED, JobStatus.RUNNING}),
+}
+
+
+class JobKind(StrEnum):
+    EDIT = "edit"
+    GENERATION = "generation"
+
+    @classmethod
+    def of(cls, capability: Capability) -> JobKind:
+        return cls.EDIT if capability is Capability.EDIT else cls.GENERATION
+
+    @property
+    def capability(self) -> Capability:
+        return Capability.EDIT if self is JobKind.EDIT else Capability.TEXT_TO_IMAGE
+
+
+class JobSource(StrEnum):
+    API = "api"
+    S3 = "s3"
+
+
+class OutputTarget(BaseModel):
+    """Where a job's results go in the output bucket.
+
+    API jobs: results/<id>/<i>.png and results/<id>/job.json. Upload-triggered jobs mirror the
+    input path: outbox/<recipe>/<path>/<stem>.png (-1.png, -2.png … when n > 1) and <stem>.json.
+    """
+
+    prefix: str
+    stem: str | None = None
+
+    def image_key(self, index: int, count: int) -> str:
+        if self.stem is None:
+            return f"{self.prefix}{index}.png"
+        return f"{self.prefix}{self.stem}.png" if count == 1 else \
+            f"{self.prefix}{self.stem}-{index + 1}.png"
+
+    @property
+    def record_key(self) -> str:
+        return f"{self.prefix}{self.stem or 'job'}.json"
+
+
+class JobOutput(BaseModel):
+    s3_uri: str
+    width: int | None = None
+    height: int | None = None
+    url: str | None = None  # presigned when the job is read, never stored
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class ProviderInfo(BaseModel):
+    name: str
+    region: str | None = None
+    request_id: str | None = None
+    task_id: str | None = None
+
+
+class Job(BaseModel):
+    id: str
+    tenant: str
+    kind: JobKind
+    status: JobStatus = JobStatus.QUEUED
+    model: str
+    source: JobSource
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None = None
+    deadline_at: datetime
+    request: dict[str, Any]
+    output: OutputTarget
+    outputs: list[JobOutput] = Field(default_factory=list)
+    usage: Usage | None = None
+    provider: ProviderInfo | None = None
+    error: JobError | None = None
+    metadata: dict[str, str] | None = None
+    webhook_url: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        """The job as clients see it (SPEC §3): no tenant, no internal routing."""
+        return self.model_dump(mode="json", exclude={"tenant", "output", "deadline_at"},
+                               exclude_none=True)
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_job_id() -> str:
+    # Time-ordered (uuid7-like prefix) so ids sort by creation, and valid as execution names.
+    return f"{int(now_utc().timestamp() * 1000):012x}-{uuid.uuid4().hex[:20]}"
+
+
+def new_job(*, tenant: str, capability: Capability, model: str, source: JobSource,
+            request: dict[str, Any], deadline_seconds: int, job_id: str | None = None,
+            output: OutputTarget | None = None, metadata: dict[str, str] | None = None,
+            webhook_url: str | None = None) -> Job:
+    job_id = job_id or new_job_id()
+    created = now_utc()
+    return Job(id=job_id, tenant=tenant, kind=JobKind.of(capability), model=model,
+               source=source, created_at=created, updated_at=created,
+               deadline_at=created + timedelta(seconds=deadline_seconds), request=request,
+               output=output or OutputTarget(prefix=f"results/{job_id}/"), metadata=metadata,
+               webhook_url=webhook_url)

@@ -1,0 +1,29 @@
+"""What every Lambda handler shares: logging context, the runtime context, pydantic in and out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from pydantic import BaseModel
+
+from qwen_edit import runtime
+from qwen_edit.context import Context
+from qwen_edit.workflow import WorkflowState
+
+logger = Logger(service="qwen-edit")
+
+
+def workflow_task(step: Callable[[Context, WorkflowState], BaseModel | None]):
+    """A Step Functions task handler for one workflow step. Domain errors propagate: their class
+    name is the state's error, which the definition's Retry and Catch rules name."""
+
+    @logger.inject_lambda_context(clear_state=True)
+    def handler(event: dict[str, Any], _context: Any) -> dict[str, Any]:
+        state = WorkflowState.model_validate(event)
+        logger.append_keys(job_id=state.job_id)
+        result = step(runtime.context(), state)
+        return {} if result is None else result.model_dump(mode="json", exclude_none=True)
+
+    return handler

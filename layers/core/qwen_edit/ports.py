@@ -1,0 +1,56 @@
+"""What the domain needs from the outside world; adapters (DynamoDB, S3, Step Functions,
+EventBridge, the provider clients) implement these, and tests may swap any of them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from qwen_edit.catalog import RateLimit
+from qwen_edit.jobs import Job, JobStatus
+
+
+class JobStore(Protocol):
+    def create(self, job: Job) -> None:
+        """Write a new job; a second create of the same id raises JobConflict."""
+
+    def get(self, job_id: str) -> Job:
+        """The job, or JobNotFound."""
+
+    def transition(self, job_id: str, to: JobStatus, at: datetime, **fields: Any) -> Job:
+        """Move the status (only along jobs.ALLOWED_FROM) and set fields, atomically; JobConflict
+        when the job is no longer in a status it may leave for `to`."""
+
+    def update(self, job_id: str, at: datetime, **fields: Any) -> Job:
+        """Set fields of a job that is not final; JobConflict once it is."""
+
+
+class LimitStore(Protocol):
+    def reserve(self, family: str, limit: RateLimit, now: float) -> float:
+        """Book the family's next call slot at or after `now` (epoch seconds)."""
+
+    def acquire_lease(self, family: str, holder: str, max_holders: int, until: float,
+                      now: float) -> bool:
+        """Hold one of `max_holders` places until `until`; True if held (again)."""
+
+    def release_lease(self, family: str, holder: str) -> None: ...
+
+
+class ObjectStore(Protocol):
+    def put(self, bucket: str, key: str, body: bytes, content_type: str) -> None: ...
+
+    def get(self, bucket: str, key: str) -> bytes: ...
+
+    def presigned_get(self, bucket: str, key: str, expires_in: int) -> str: ...
+
+
+class Executions(Protocol):
+    def start(self, name: str, payload: dict[str, Any]) -> bool:
+        """Start the workflow; False when an execution of that name already exists."""
+
+    def stop(self, name: str, cause: str) -> None: ...
+
+
+class Announcer(Protocol):
+    def announce(self, job: Job) -> None:
+        """Tell the world a job reached a final status."""

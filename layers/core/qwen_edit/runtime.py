@@ -1,0 +1,36 @@
+"""The composition root: builds a Context from the Lambda environment, once per container."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+from qwen_edit.adapters.aws import EventBridgeAnnouncer, S3ObjectStore, StepFunctionsExecutions
+from qwen_edit.adapters.dynamodb import DynamoJobStore, DynamoLimitStore
+from qwen_edit.catalog import Provider
+from qwen_edit.config import Settings
+from qwen_edit.context import Context
+from qwen_edit.providers.base import ImageProvider
+from qwen_edit.providers.factory import provider_client
+from qwen_edit.secrets import provider_api_key
+
+
+@cache
+def context() -> Context:
+    settings = Settings.from_env(dict(os.environ))
+
+    @cache
+    def client(kind: Provider, api_key: str) -> ImageProvider:
+        return provider_client(kind, settings, api_key)
+
+    def provider(kind: Provider) -> ImageProvider:
+        # The key is re-read every few minutes (Powertools cache), so a rotation takes effect;
+        # the client, and its connections, are kept per key.
+        return client(kind, provider_api_key(settings.api_key_secret_arn))
+
+    executions = (StepFunctionsExecutions(settings.state_machine_arn)
+                  if settings.state_machine_arn else None)
+    return Context(settings=settings, jobs=DynamoJobStore(settings.jobs_table),
+                   limits=DynamoLimitStore(settings.limits_table), objects=S3ObjectStore(),
+                   announcer=EventBridgeAnnouncer(settings.event_bus_name), provider=provider,
+                   executions=executions)

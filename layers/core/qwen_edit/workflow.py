@@ -1,0 +1,217 @@
+"""The steps of the job workflow (statemachine/job.asl.json), one function per Task state.
+
+State carried between steps stays small (SPEC §4): the job id, the admission slot, and the
+provider's task id or result URLs. Images live in S3, records in DynamoDB.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+from aws_lambda_powertools import Logger
+from pydantic import BaseModel
+
+from qwen_edit import admission
+from qwen_edit.catalog import ModelSpec, Provider, get_model
+from qwen_edit.context import Context
+from qwen_edit.errors import (
+    DeadlineExceeded,
+    JobConflict,
+    JobFailed,
+    NotAdmitted,
+    ProviderRetryable,
+    TaskPending,
+    failure_of,
+)
+from qwen_edit.images import ImageRef, S3Image, png_dimensions
+from qwen_edit.jobs import Job, JobError, JobOutput, JobStatus, ProviderInfo, now_utc
+from qwen_edit.providers.base import ProviderError, ProviderTask, TaskStatus, Usage
+from qwen_edit.requests import direct_url, parse_request
+from qwen_edit.service import write_record
+
+logger = Logger(child=True)
+PRESIGNED_INPUT_SECONDS = 3600  # how long the provider may take to fetch an s3:// input
+
+
+class Admission(BaseModel):
+    at: datetime  # when this job may call the provider (the Wait state's timestamp)
+    attempt: int = 0
+
+
+class Submission(BaseModel):
+    task_id: str | None = None  # set for async tasks until they are final
+    image_urls: list[str] = []
+    usage: Usage | None = None
+
+
+class Failure(BaseModel):
+    Error: str
+    Cause: str | None = None
+
+
+class WorkflowState(BaseModel):
+    job_id: str
+    admission: Admission | None = None
+    submission: Submission | None = None
+    failure: Failure | None = None
+
+
+def _provider_error(error: ProviderError) -> Exception:
+    """The provider's "try later" becomes a retry; anything else fails the job, code kept."""
+    if error.retryable:
+        return ProviderRetryable(error.message, code=error.code)
+    return JobFailed(error.message, code=error.code)
+
+
+def _check_deadline(job: Job, at: float) -> None:
+    if at >= job.deadline_at.timestamp():
+        raise DeadlineExceeded(f"the job did not finish by its deadline "
+                               f"{job.deadline_at.isoformat()}")
+
+
+def admit(ctx: Context, state: WorkflowState) -> Admission:
+    """Book the job's provider call: an async-task place if the model has a cap, then a slot."""
+    job = ctx.jobs.get(state.job_id)
+    spec = get_model(job.model)
+    attempt = state.admission.attempt + 1 if state.admission else 0
+    now = time.time()
+    _check_deadline(job, now)
+    if spec.max_concurrent_tasks is not None and not ctx.limits.acquire_lease(
+            spec.family, job.id, spec.max_concurrent_tasks, job.deadline_at.timestamp(), now):
+        raise NotAdmitted(f"{spec.family} already runs {spec.max_concurrent_tasks} tasks")
+    slot = ctx.limits.reserve(spec.family, spec.rate_limit,
+                              now + admission.backoff_seconds(attempt))
+    _check_deadline(job, slot)
+    return Admission(at=datetime.fromtimestamp(slot, timezone.utc), attempt=attempt)
+
+
+def submit(ctx: Context, state: WorkflowState) -> Submission:
+    """Call the provider: a sync model answers with images, an async one with a task id."""
+    job = ctx.jobs.get(state.job_id)
+    if job.status is JobStatus.QUEUED:
+        job = ctx.jobs.transition(job.id, JobStatus.RUNNING, now_utc())
+    spec = get_model(job.model)
+    valid = parse_request(job.kind.capability, job.request, default_model=job.model)
+    call = valid.to_provider(lambda ref: _readable_url(ctx, ref))
+    try:
+        task = ctx.provider(spec.provider).submit(call, asynchronous=spec.is_async)
+    except ProviderError as error:
+        raise _provider_error(error) from None
+    ctx.jobs.update(job.id, now_utc(), provider=_provider_info(ctx, spec, task))
+    logger.info("submitted", extra={"job_id": job.id, "model": spec.id, "task_id": task.task_id})
+    if task.status.is_final:
+        return _final_result(task)
+    return Submission(task_id=task.task_id)
+
+
+def poll(ctx: Context, state: WorkflowState) -> Submission:
+    """Ask the provider once; TaskPending makes the Poll state's Retry ask again later."""
+    job = ctx.jobs.get(state.job_id)
+    spec = get_model(job.model)
+    task_id = state.submission.task_id
+    _check_deadline(job, time.time())
+    try:
+        task = ctx.provider(spec.provider).fetch(task_id)
+    except ProviderError as error:
+        if error.retryable:  # the next poll is the retry
+            raise TaskPending(f"polling failed for now: {error.code}") from None
+        raise JobFailed(error.message, code=error.code) from None
+    if not task.status.is_final:
+        raise TaskPending(f"task {task_id} is {task.status.value}")
+    _release_lease(ctx, job, spec)
+    return _final_result(task)
+
+
+def store(ctx: Context, state: WorkflowState) -> None:
+    """Copy every result into the output bucket at once, then complete the record."""
+    job = ctx.jobs.get(state.job_id)
+    if job.status.is_final:  # a retried Store after success, or a job canceled meanwhile
+        if job.status is JobStatus.SUCCEEDED:
+            write_record(ctx, job)
+        return
+    result = state.submission
+    bucket = ctx.settings.output_bucket
+    provider = ctx.provider(get_model(job.model).provider)
+    outputs = []
+    for index, url in enumerate(result.image_urls):
+        try:
+            png = provider.download(url)
+        except ProviderError as error:
+            raise _provider_error(error) from None
+        key = job.output.image_key(index, len(result.image_urls))
+        ctx.objects.put(bucket, key, png, "image/png")
+        width, height = png_dimensions(png) or (None, None)
+        outputs.append(JobOutput(s3_uri=f"s3://{bucket}/{key}", width=width, height=height))
+    usage = result.usage or Usage()
+    usage = Usage(image_count=usage.image_count or len(outputs),
+                  width=usage.width or outputs[0].width, height=usage.height or outputs[0].height)
+    done = ctx.jobs.transition(job.id, JobStatus.SUCCEEDED, now_utc(), outputs=outputs,
+                               usage=usage, completed_at=now_utc())
+    write_record(ctx, done)
+
+
+def record_failure(ctx: Context, state: WorkflowState) -> None:
+    """Every caught failure ends here: the job fails with the code and message that caused it."""
+    code, message = failure_of(state.failure.Error, state.failure.Cause)
+    job = ctx.jobs.get(state.job_id)
+    _release_lease(ctx, job, get_model(job.model))
+    try:
+        job = ctx.jobs.transition(job.id, JobStatus.FAILED, now_utc(),
+                                  error=JobError(code=code, message=message),
+                                  completed_at=now_utc())
+    except JobConflict:
+        return  # already final (canceled, or a retried step): its record stands
+    logger.warning("job failed", extra={"job_id": job.id, "code": code})
+    write_record(ctx, job)
+
+
+def notify(ctx: Context, state: WorkflowState) -> None:
+    """The one place final statuses are announced."""
+    job = ctx.jobs.get(state.job_id)
+    if job.status.is_final:
+        ctx.announcer.announce(job)
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+def _readable_url(ctx: Context, ref: ImageRef) -> str:
+    if isinstance(ref, S3Image):
+        return ctx.objects.presigned_get(ref.bucket, ref.key, PRESIGNED_INPUT_SECONDS)
+    return direct_url(ref)
+
+
+def _provider_info(ctx: Context, spec: ModelSpec, task: ProviderTask) -> ProviderInfo:
+    region = ctx.settings.region.value if spec.provider is Provider.DASHSCOPE else None
+    return ProviderInfo(name=spec.provider.value, region=region, request_id=task.request_id,
+                        task_id=task.task_id)
+
+
+def _final_result(task: ProviderTask) -> Submission:
+    if task.status is TaskStatus.SUCCEEDED:
+        if not task.image_urls:
+            raise JobFailed("the provider reported success without images", code="EmptyOutput")
+        return Submission(image_urls=task.image_urls, usage=task.usage)
+    if task.status is TaskStatus.UNKNOWN:
+        raise JobFailed("the provider no longer knows the task (task data lasts 24 h)",
+                        code="TaskUnknown")
+    raise JobFailed(task.error_message or f"the provider task ended {task.status.value}",
+                    code=task.error_code or f"Task{task.status.value.title()}")
+
+
+def _release_lease(ctx: Context, job: Job, spec: ModelSpec) -> None:
+    if spec.max_concurrent_tasks is not None:
+        ctx.limits.release_lease(spec.family, job.id)
+
+
+def reconcile(ctx: Context, job_id: str, execution_status: str, cause: str | None) -> None:
+    """An execution ended without reaching Notify (FAILED, TIMED_OUT, ABORTED): make the job
+    final with the reason, and announce it, so no accepted job is ever left hanging."""
+    job = ctx.jobs.get(job_id)
+    if job.status is JobStatus.CANCELED and execution_status == "ABORTED":
+        return  # a cancel stops the execution and announces itself
+    if not job.status.is_final:
+        error = "Execution" + execution_status.title().replace("_", "")
+        record_failure(ctx, WorkflowState(job_id=job_id, failure=Failure(
+            Error=error, Cause=cause or f"the workflow execution ended {execution_status}")))
+    notify(ctx, WorkflowState(job_id=job_id))
