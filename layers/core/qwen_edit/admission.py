@@ -1,10 +1,14 @@
 """Admission control: keep the whole deployment under the provider's limits (SPEC §2).
 
-Rate limits are per model family and work as *reservations*. Each job books the earliest moment
-at which one more call still leaves at most `requests` calls in any `per_seconds` window. It
-then waits until then (one Wait state) and calls. Waiting jobs never poll for capacity, and a
-burst drains at the provider's pace. Async task concurrency uses leases that expire at the
-job's deadline, so a lost release cannot block a family for ever.
+Rate limits are per model family and are kept in two steps:
+1. Admit *reserves* the earliest moment at which one more call leaves at most `requests` calls
+   in any `per_seconds` window, and the job waits until then (one Wait state). A burst is
+   spread at the provider's pace, and waiting jobs cost nothing.
+2. Submit *claims* the real moment of its call against the log of actual calls, because a
+   Wait state fires with 1-second resolution and a Lambda may start late. A short gap is slept
+   inside the Lambda, which is cheaper than a state transition; a long one goes back to Admit.
+Async task concurrency uses leases that expire at the job's deadline, so a lost release
+cannot block a family for ever.
 Pure functions; the LimitStore adapter keeps the state (DynamoDB, conditional writes).
 """
 
@@ -28,6 +32,15 @@ def reserve(recent: list[float], limit: RateLimit, now: float) -> tuple[float, l
     kept = sorted(recent)[-limit.requests:]
     slot = now if len(kept) < limit.requests else max(now, kept[0] + window)
     return slot, [*kept, slot][-limit.requests:]
+
+
+def claim(calls: list[float], limit: RateLimit, now: float) -> tuple[float, list[float]]:
+    """Seconds to wait before a call may go out (0: it may now, and is recorded), and the log."""
+    window = limit.per_seconds * SAFETY_FACTOR + SAFETY_SECONDS
+    kept = sorted(calls)[-limit.requests:]
+    if len(kept) < limit.requests or now - kept[0] >= window:
+        return 0.0, [*kept, now][-limit.requests:]
+    return kept[0] + window - now, kept
 
 
 def live_leases(holders: dict[str, float], now: float) -> dict[str, float]:

@@ -29,6 +29,9 @@ class LimitStore(Protocol):
     def reserve(self, family: str, limit: RateLimit, now: float) -> float:
         """Book the family's next call slot at or after `now` (epoch seconds)."""
 
+    def claim_call(self, family: str, limit: RateLimit, now: float) -> float:
+        """Record a call at `now` if the limit allows it (0.0), else the seconds to wait."""
+
     def acquire_lease(self, family: str, holder: str, max_holders: int, until: float,
                       now: float) -> bool:
         """Hold one of `max_holders` places until `until`; True if held (again)."""
@@ -45,8 +48,8 @@ class ObjectStore(Protocol):
 
 
 class Executions(Protocol):
-    def start(self, name: str, payload: dict[str, Any]) -> bool:
-        """Start the workflow; False when an execution of that name already exists."""
+    def start(self, name: str, payload: dict[str, Any]) -> None:
+        """Start the workflow; starting a name that already exists starts nothing."""
 
     def stop(self, name: str, cause: str) -> None: ...
 

@@ -32,6 +32,7 @@ from qwen_edit.service import write_record
 
 logger = Logger(child=True)
 PRESIGNED_INPUT_SECONDS = 3600  # how long the provider may take to fetch an s3:// input
+MAX_SLEEP_FOR_SLOT = 3.0  # longer gaps go back to Admit instead of idling in the Lambda
 
 
 class Admission(BaseModel):
@@ -94,8 +95,10 @@ def submit(ctx: Context, state: WorkflowState) -> Submission:
     spec = get_model(job.model)
     valid = parse_request(job.kind.capability, job.request, default_model=job.model)
     call = valid.to_provider(lambda ref: _readable_url(ctx, ref))
+    provider = ctx.provider(spec.provider)  # before the claim: building it may take a while
+    _claim_call(ctx, spec)
     try:
-        task = ctx.provider(spec.provider).submit(call, asynchronous=spec.is_async)
+        task = provider.submit(call, asynchronous=spec.is_async)
     except ProviderError as error:
         raise _provider_error(error) from None
     ctx.jobs.update(job.id, now_utc(), provider=_provider_info(ctx, spec, task))
@@ -197,6 +200,13 @@ def _final_result(task: ProviderTask) -> Submission:
                         code="TaskUnknown")
     raise JobFailed(task.error_message or f"the provider task ended {task.status.value}",
                     code=task.error_code or f"Task{task.status.value.title()}")
+
+
+def _claim_call(ctx: Context, spec: ModelSpec) -> None:
+    while (wait := ctx.limits.claim_call(spec.family, spec.rate_limit, time.time())) > 0:
+        if wait > MAX_SLEEP_FOR_SLOT:
+            raise NotAdmitted(f"{spec.family} has no call slot for {wait:.1f} s")
+        time.sleep(wait)
 
 
 def _release_lease(ctx: Context, job: Job, spec: ModelSpec) -> None:

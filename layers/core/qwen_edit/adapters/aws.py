@@ -37,13 +37,15 @@ class StepFunctionsExecutions:
     def execution_arn(self, name: str) -> str:
         return f"{self.state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
 
-    def start(self, name: str, payload: dict[str, Any]) -> bool:
+    def start(self, name: str, payload: dict[str, Any]) -> None:
+        # Step Functions answers a repeated name with the same input with the running
+        # execution, and a finished or different one with ExecutionAlreadyExists: either way
+        # the job has its one execution.
         try:
             self.client.start_execution(stateMachineArn=self.state_machine_arn, name=name,
                                         input=json.dumps(payload))
         except self.client.exceptions.ExecutionAlreadyExists:
-            return False
-        return True
+            pass
 
     def stop(self, name: str, cause: str) -> None:
         try:

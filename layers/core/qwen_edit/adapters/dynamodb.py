@@ -113,8 +113,8 @@ class DynamoJobStore:
 
 
 class DynamoLimitStore:
-    """One item per family and kind: RATE#<family> {times, version}, LEASES#<family>
-    {holders, version}. Every change is a read-modify-write guarded by `version`."""
+    """One item per family and kind: RATE#<family> (reservations), CALLS#<family> (actual
+    calls), LEASES#<family> (async task places), each with a `version`. Every change is a read-modify-write guarded by `version`."""
 
     ATTEMPTS = 25
 
@@ -127,6 +127,12 @@ class DynamoLimitStore:
             slot, kept = admission.reserve(state.get("times", []), limit, now)
             return {"times": kept}, slot
         return self._change(f"RATE#{family}", change)
+
+    def claim_call(self, family: str, limit: RateLimit, now: float) -> float:
+        def change(state: dict) -> tuple[dict | None, float]:
+            wait, calls = admission.claim(state.get("times", []), limit, now)
+            return ({"times": calls} if wait == 0 else None), wait
+        return self._change(f"CALLS#{family}", change)
 
     def acquire_lease(self, family: str, holder: str, max_holders: int, until: float,
                       now: float) -> bool:

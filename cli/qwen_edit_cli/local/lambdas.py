@@ -1,0 +1,84 @@
+"""Runs the real handlers of functions/<name>/app.py as moto's Lambda functions, in-process.
+
+moto invokes Lambda functions through LambdaFunction._invoke_lambda (normally a Docker
+container). The dispatcher replaces it: the function's name selects the handler, and an
+exception surfaces as a Lambda function error with the Python runtime's payload, so the
+state machine's Retry and Catch rules see the real error names.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import threading
+import traceback
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from moto.awslambda.models import LambdaFunction
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int = 512
+    function_version: str = "$LATEST"
+    log_group_name: str = "/aws/lambda/local"
+    log_stream_name: str = "local"
+
+    def __post_init__(self) -> None:
+        self.aws_request_id = str(uuid.uuid4())
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 300_000
+
+
+def load_handler(code_dir: Path, handler: str) -> Callable[[dict, Any], Any]:
+    module_name, _, attribute = handler.rpartition(".")
+    spec = importlib.util.spec_from_file_location(
+        f"qwen_edit_functions.{code_dir.name}.{module_name}", code_dir / f"{module_name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, attribute)
+
+
+class LambdaDispatcher:
+    def __init__(self) -> None:
+        self.handlers: dict[str, Callable[[dict, Any], Any]] = {}
+        self.invocations: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def register(self, function_name: str, handler: Callable[[dict, Any], Any]) -> None:
+        self.handlers[function_name] = handler
+
+    def invoke(self, function: LambdaFunction, event: Any) -> tuple[str, bool, str]:
+        handler = self.handlers[function.function_name]
+        with self._lock:
+            self.invocations[function.function_name] += 1
+        context = FakeLambdaContext(function.function_name, function.function_arn)
+        try:
+            result = handler(event if isinstance(event, dict) else {}, context)
+        except Exception as error:  # the Lambda runtime's error payload
+            return json.dumps({"errorType": type(error).__name__, "errorMessage": str(error),
+                               "stackTrace": traceback.format_tb(error.__traceback__)}), True, ""
+        return json.dumps(result), False, ""
+
+    @contextmanager
+    def installed(self) -> Iterator[LambdaDispatcher]:
+        dispatcher = self
+
+        def _invoke_lambda(function: LambdaFunction, event: Any = None):
+            if function.function_name not in dispatcher.handlers:
+                raise RuntimeError(f"no local handler for {function.function_name}")
+            return dispatcher.invoke(function, event)
+
+        with mock.patch.object(LambdaFunction, "_invoke_lambda", _invoke_lambda):
+            yield self

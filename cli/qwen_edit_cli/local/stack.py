@@ -1,0 +1,143 @@
+"""The template's resources, created in moto (in-process, or moto's server for `local serve`).
+
+Only the resource types the service runs on are created; IAM policies, alarms, log groups and
+the layer have no behaviour to emulate. EventBridge rules are not created: moto does not
+deliver AWS service events to them (the reconcile handler is exercised directly).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from qwen_edit import runtime
+from qwen_edit_cli.local.lambdas import LambdaDispatcher, load_handler
+from qwen_edit_cli.local.template import ROOT, Resolver, load_template, substitute
+
+ACCOUNT = "123456789012"
+
+
+@dataclass
+class LocalStack:
+    name: str
+    region: str
+    physical: dict[str, str] = field(default_factory=dict)  # logical id → name or URL
+    arns: dict[str, str] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)
+    dispatcher: LambdaDispatcher = field(default_factory=LambdaDispatcher)
+
+    @property
+    def state_machine_arn(self) -> str:
+        return self.arns["JobStateMachine"]
+
+
+def _zip() -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("app.py", "def handler(event, context):\n    return event\n")
+    return out.getvalue()
+
+
+def build_stack(parameters: dict[str, Any], *, name: str = "qwen-edit-local",
+                region: str = "us-east-1", endpoint_url: str | None = None) -> LocalStack:
+    """Create the stack's resources through boto3 (moto must be active or `endpoint_url` set)
+    and point this process's environment at them, as Lambda would for each function."""
+    template = load_template()
+    stack = LocalStack(name=name, region=region)
+    clients: dict[str, Any] = {}
+
+    def client(service: str) -> Any:
+        if service not in clients:
+            clients[service] = boto3.client(service, region_name=region,
+                                            endpoint_url=endpoint_url)
+        return clients[service]
+
+    def ref(logical: str) -> str:
+        return stack.physical[logical]
+
+    def get_att(logical: str, attribute: str) -> str:
+        if attribute == "Arn":
+            return stack.arns[logical]
+        if attribute == "QueueName":
+            return stack.physical[logical].rsplit("/", 1)[-1]
+        raise KeyError(f"{logical}.{attribute}")
+
+    pseudo = {"AWS::StackName": name, "AWS::Region": region, "AWS::AccountId": ACCOUNT}
+    resolve = Resolver(template, {**pseudo, **parameters}, ref, get_att)
+    resources = template["Resources"]
+    role = client("iam").create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument="{}")
+    role_arn = role["Role"]["Arn"]
+
+    for logical, resource in resources.items():
+        props = resource.get("Properties", {})
+        physical = f"{name}-{logical}"
+        if resource["Type"] == "AWS::DynamoDB::Table":
+            spec = resolve.value(props)
+            client("dynamodb").create_table(
+                TableName=physical, KeySchema=spec["KeySchema"],
+                AttributeDefinitions=spec["AttributeDefinitions"],
+                BillingMode=spec.get("BillingMode", "PAY_PER_REQUEST"),
+                **({"GlobalSecondaryIndexes": spec["GlobalSecondaryIndexes"]}
+                   if "GlobalSecondaryIndexes" in spec else {}))
+            if "TimeToLiveSpecification" in spec:
+                client("dynamodb").update_time_to_live(
+                    TableName=physical, TimeToLiveSpecification=spec["TimeToLiveSpecification"])
+            stack.physical[logical] = physical
+            stack.arns[logical] = f"arn:aws:dynamodb:{region}:{ACCOUNT}:table/{physical}"
+        elif resource["Type"] == "AWS::S3::Bucket":
+            bucket = physical.lower()[:63]
+            client("s3").create_bucket(Bucket=bucket)
+            stack.physical[logical], stack.arns[logical] = bucket, f"arn:aws:s3:::{bucket}"
+        elif resource["Type"] == "AWS::SQS::Queue":
+            url = client("sqs").create_queue(QueueName=physical)["QueueUrl"]
+            stack.physical[logical] = url
+            stack.arns[logical] = f"arn:aws:sqs:{region}:{ACCOUNT}:{physical}"
+
+    globals_env = template.get("Globals", {}).get("Function", {}).get("Environment", {})
+    functions = {k: r for k, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
+    deferred = []
+    for logical, resource in functions.items():
+        try:
+            _create_function(stack, client, resolve, logical, resource, globals_env, role_arn)
+        except KeyError:
+            deferred.append(logical)  # its environment names the state machine: after it
+    for logical, resource in resources.items():
+        if resource["Type"] == "AWS::Serverless::StateMachine":
+            props = resource["Properties"]
+            definition = substitute((ROOT / props["DefinitionUri"]).read_text(),
+                                    resolve.value(props.get("DefinitionSubstitutions", {})))
+            answer = client("stepfunctions").create_state_machine(
+                name=f"{name}-{logical}", definition=definition, roleArn=role_arn,
+                type=props.get("Type", "STANDARD"))
+            stack.physical[logical] = stack.arns[logical] = answer["stateMachineArn"]
+    for logical in deferred:
+        _create_function(stack, client, resolve, logical, functions[logical], globals_env,
+                         role_arn)
+
+    # In-process handlers share this process's environment: the union of their variables.
+    os.environ.update(stack.environment)
+    runtime.context.cache_clear()
+    return stack
+
+
+def _create_function(stack: LocalStack, client, resolve: Resolver, logical: str,
+                     resource: dict, globals_env: dict, role_arn: str) -> None:
+    props = resource["Properties"]
+    variables = {**globals_env.get("Variables", {}),
+                 **props.get("Environment", {}).get("Variables", {})}
+    environment = {k: str(v) for k, v in resolve.value(variables).items() if v is not None}
+    function_name = f"{stack.name}-{logical}"[:64]
+    answer = client("lambda").create_function(
+        FunctionName=function_name, Runtime="python3.12", Role=role_arn,
+        Handler=props["Handler"], Code={"ZipFile": _zip()},
+        Environment={"Variables": environment})
+    stack.physical[logical], stack.arns[logical] = function_name, answer["FunctionArn"]
+    stack.environment.update(environment)
+    stack.dispatcher.register(function_name,
+                              load_handler(ROOT / props["CodeUri"], props["Handler"]))
