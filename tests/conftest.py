@@ -60,42 +60,42 @@ def qwen_edit_cmd() -> list[str]:
 
 # ---- the stack under moto: template.yaml's resources, real handlers, the emulator ------------
 
-AWS_TEST_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-
-
 @pytest.fixture
 def stack(emulator):
     """template.yaml under moto with real Step Functions execution, polling every second."""
+    from qwen_edit_cli.local.inprocess import in_process_stack
+
+    with in_process_stack(emulator, poll_interval=1) as local:
+        yield local
+
+
+@pytest.fixture
+def tables():
+    """Only moto's DynamoDB, with the template's tables (no workflow, no provider)."""
     import os
-    from dataclasses import replace
 
     import boto3
-    from aws_lambda_powertools.utilities import parameters
     from moto import mock_aws
 
-    from qwen_edit import runtime
-    from qwen_edit.adapters.aws import StepFunctionsExecutions
-    from qwen_edit_cli.local.stack import build_stack
+    from qwen_edit_cli.local.template import Resolver, load_template
+
+    from qwen_edit_cli.local.inprocess import FAKE_AWS_ENV
 
     saved = dict(os.environ)
-    os.environ.update(AWS_TEST_ENV)
+    os.environ.update(FAKE_AWS_ENV)
     try:
-        with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-            parameters.clear_caches()
-            secret = boto3.client("secretsmanager").create_secret(
-                Name="dashscope", SecretString="sk-test")["ARN"]
-            local = build_stack({"DashScopeApiKeySecretArn": secret,
-                                 "DashScopeBaseUrl": emulator.api_base_url,
-                                 "TaskApiBaseUrl": emulator.task_api_base_url,
-                                 "PollIntervalSeconds": 1})
-            # What the API and trigger functions get through STATE_MACHINE_ARN.
-            local.ctx = replace(runtime.context(),
-                                executions=StepFunctionsExecutions(local.state_machine_arn))
-            local.emulator = emulator
-            with local.dispatcher.installed():
-                yield local
+        with mock_aws():
+            resources = load_template()["Resources"]
+            resolve = Resolver(load_template(), {}, lambda name: name, lambda *a: "")
+            dynamodb = boto3.client("dynamodb")
+            for logical in ("JobsTable", "LimitsTable"):
+                spec = resolve.value(resources[logical]["Properties"])
+                dynamodb.create_table(TableName=logical, KeySchema=spec["KeySchema"],
+                                      AttributeDefinitions=spec["AttributeDefinitions"],
+                                      BillingMode="PAY_PER_REQUEST",
+                                      **({"GlobalSecondaryIndexes": spec["GlobalSecondaryIndexes"]}
+                                         if "GlobalSecondaryIndexes" in spec else {}))
+            yield dynamodb
     finally:
         os.environ.clear()
         os.environ.update(saved)
-        runtime.context.cache_clear()

@@ -31,6 +31,8 @@ class LocalStack:
     arns: dict[str, str] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
     dispatcher: LambdaDispatcher = field(default_factory=LambdaDispatcher)
+    ctx: Any = None  # set by in_process_stack: the context API-side code uses
+    emulator: Any = None
 
     @property
     def state_machine_arn(self) -> str:

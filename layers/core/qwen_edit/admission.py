@@ -38,9 +38,10 @@ def claim(calls: list[float], limit: RateLimit, now: float) -> tuple[float, list
     """Seconds to wait before a call may go out (0: it may now, and is recorded), and the log."""
     window = limit.per_seconds * SAFETY_FACTOR + SAFETY_SECONDS
     kept = sorted(calls)[-limit.requests:]
-    if len(kept) < limit.requests or now - kept[0] >= window:
+    ready_at = kept[0] + window if len(kept) == limit.requests else now
+    if now >= ready_at:
         return 0.0, [*kept, now][-limit.requests:]
-    return kept[0] + window - now, kept
+    return ready_at - now, kept  # > 0 whenever refused, so 0 always means "recorded"
 
 
 def live_leases(holders: dict[str, float], now: float) -> dict[str, float]:
