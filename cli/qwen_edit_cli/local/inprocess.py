@@ -3,6 +3,7 @@ template.yaml's resources, the real handlers as Lambda functions, an emulator as
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,10 @@ from qwen_edit import runtime
 from qwen_edit.adapters.aws import StepFunctionsExecutions
 from qwen_edit_cli.emulator.server import EmulatorServer
 from qwen_edit_cli.local.stack import LocalStack, build_stack
+
+# moto logs every Choice `IsPresent` test of a missing path as an ERROR; it is not one.
+logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setLevel(
+    logging.CRITICAL)
 
 FAKE_AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                 "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
