@@ -85,8 +85,9 @@ def test_every_failure_is_caught_into_record_failure():
     assert states["RecordFailure"]["Next"] == "Notify" and states["Notify"]["End"]
 
 
-@pytest.mark.parametrize("sample", sorted((ROOT / "events").glob("*.json")), ids=lambda p: p.stem)
-def test_sample_events_match_their_handlers(sample):
+@pytest.mark.parametrize("sample", sorted(p for p in (ROOT / "events").glob("*.json")
+                                           if not p.stem.startswith("api-")), ids=lambda p: p.stem)
+def test_workflow_sample_events_match_their_handlers(sample):
     event = json.loads(sample.read_text())
     if sample.stem == "reconcile":
         assert event["detail-type"] == "Step Functions Execution Status Change"

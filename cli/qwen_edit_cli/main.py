@@ -32,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--poll-interval", type=float, default=1.0)
     demo.set_defaults(run=_demo)
 
+    openapi = commands.add_parser("openapi", help="write the REST API's OpenAPI document")
+    openapi.add_argument("--out", type=Path, default=Path("docs/openapi.json"))
+    openapi.set_defaults(run=_openapi)
+
     args = parser.parse_args(argv)
     return args.run(args)
 
@@ -53,6 +57,16 @@ def _fake_dashscope(args: argparse.Namespace) -> int:
         pass
     finally:
         server.stop()
+    return 0
+
+
+def _openapi(args: argparse.Namespace) -> int:
+    from qwen_edit_cli.local.lambdas import load_handler
+    from qwen_edit_cli.local.template import ROOT
+
+    document = load_handler(ROOT / "functions" / "api", "app.openapi_document")()
+    args.out.write_text(json.dumps(json.loads(document), indent=2) + "\n")
+    print(f"wrote {args.out}")
     return 0
 
 

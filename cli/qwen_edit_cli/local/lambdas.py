@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 import threading
 import traceback
 import uuid
@@ -46,21 +47,30 @@ def load_handler(code_dir: Path, handler: str) -> Callable[[dict, Any], Any]:
     spec = importlib.util.spec_from_file_location(
         f"qwen_edit_functions.{code_dir.name}.{module_name}", code_dir / f"{module_name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as an import would: pydantic resolves annotations here
     spec.loader.exec_module(module)
     return getattr(module, attribute)
 
 
 class LambdaDispatcher:
     def __init__(self) -> None:
+        self.sources: dict[str, tuple[Path, str]] = {}
         self.handlers: dict[str, Callable[[dict, Any], Any]] = {}
         self.invocations: Counter[str] = Counter()
         self._lock = threading.Lock()
 
-    def register(self, function_name: str, handler: Callable[[dict, Any], Any]) -> None:
-        self.handlers[function_name] = handler
+    def register(self, function_name: str, code_dir: Path, handler: str) -> None:
+        self.sources[function_name] = (code_dir, handler)
+
+    def handler(self, function_name: str) -> Callable[[dict, Any], Any]:
+        """Loaded on first use, like a Lambda cold start: module code sees the environment."""
+        with self._lock:
+            if function_name not in self.handlers:
+                self.handlers[function_name] = load_handler(*self.sources[function_name])
+            return self.handlers[function_name]
 
     def invoke(self, function: LambdaFunction, event: Any) -> tuple[str, bool, str]:
-        handler = self.handlers[function.function_name]
+        handler = self.handler(function.function_name)
         with self._lock:
             self.invocations[function.function_name] += 1
         context = FakeLambdaContext(function.function_name, function.function_arn)
@@ -76,7 +86,7 @@ class LambdaDispatcher:
         dispatcher = self
 
         def _invoke_lambda(function: LambdaFunction, event: Any = None):
-            if function.function_name not in dispatcher.handlers:
+            if function.function_name not in dispatcher.sources:
                 raise RuntimeError(f"no local handler for {function.function_name}")
             return dispatcher.invoke(function, event)
 

@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 
 from qwen_edit import runtime
-from qwen_edit_cli.local.lambdas import LambdaDispatcher, load_handler
+from qwen_edit_cli.local.lambdas import LambdaDispatcher
 from qwen_edit_cli.local.template import ROOT, Resolver, load_template, substitute
 
 ACCOUNT = "123456789012"
@@ -37,6 +37,10 @@ class LocalStack:
     @property
     def state_machine_arn(self) -> str:
         return self.arns["JobStateMachine"]
+
+    def handler(self, logical_id: str):
+        """The real handler of a function of the template, as Lambda would run it."""
+        return self.dispatcher.handler(self.physical[logical_id])
 
 
 def _zip() -> bytes:
@@ -141,5 +145,4 @@ def _create_function(stack: LocalStack, client, resolve: Resolver, logical: str,
         Environment={"Variables": environment})
     stack.physical[logical], stack.arns[logical] = function_name, answer["FunctionArn"]
     stack.environment.update(environment)
-    stack.dispatcher.register(function_name,
-                              load_handler(ROOT / props["CodeUri"], props["Handler"]))
+    stack.dispatcher.register(function_name, ROOT / props["CodeUri"], props["Handler"])

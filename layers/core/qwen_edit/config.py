@@ -24,6 +24,7 @@ class Settings(BaseModel):
     output_bucket: str | None = Field(None, alias="OUTPUT_BUCKET")
     event_bus_name: str = Field("default", alias="EVENT_BUS_NAME")
     state_machine_arn: str | None = Field(None, alias="STATE_MACHINE_ARN")
+    idempotency_table: str | None = Field(None, alias="IDEMPOTENCY_TABLE")
     job_deadline_seconds: int = Field(3600, alias="JOB_DEADLINE_SECONDS", ge=60)
 
     @classmethod

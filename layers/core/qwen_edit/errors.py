@@ -42,6 +42,12 @@ class InvalidRequest(QwenEditError):
     code, http_status, outcome = "InvalidRequest", 422, Outcome.REJECT
 
 
+class Unauthorized(QwenEditError):
+    """No API key identity on the request (API Gateway normally refuses those first)."""
+
+    code, http_status, outcome = "InvalidApiKey", 401, Outcome.REJECT
+
+
 class JobNotFound(QwenEditError):
     code, http_status, outcome = "JobNotFound", 404, Outcome.REJECT
 

@@ -11,10 +11,18 @@ from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from typing import Annotated
+
+from pydantic import BaseModel, Field, PlainSerializer
 
 from qwen_edit.catalog import Capability
 from qwen_edit.providers.base import Usage
+
+
+# Fixed width, so the stored strings sort in time order (the tenant index sorts on created_at).
+Timestamp = Annotated[datetime, PlainSerializer(
+    lambda value: value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    return_type=str, when_used="json")]
 
 
 class JobStatus(StrEnum):
@@ -104,10 +112,10 @@ class Job(BaseModel):
     status: JobStatus = JobStatus.QUEUED
     model: str
     source: JobSource
-    created_at: datetime
-    updated_at: datetime
-    completed_at: datetime | None = None
-    deadline_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
+    completed_at: Timestamp | None = None
+    deadline_at: Timestamp
     request: dict[str, Any]
     output: OutputTarget
     outputs: list[JobOutput] = Field(default_factory=list)
@@ -119,8 +127,28 @@ class Job(BaseModel):
 
     def public(self) -> dict[str, Any]:
         """The job as clients see it (SPEC §3): no tenant, no internal routing."""
-        return self.model_dump(mode="json", exclude={"tenant", "output", "deadline_at"},
-                               exclude_none=True)
+        return JobView.model_validate(self.model_dump()).model_dump(mode="json",
+                                                                    exclude_none=True)
+
+
+class JobView(BaseModel):
+    """The public shape of a job (API answers, events, webhooks, job.json)."""
+
+    id: str
+    kind: JobKind
+    status: JobStatus
+    model: str
+    source: JobSource
+    created_at: Timestamp
+    updated_at: Timestamp
+    completed_at: Timestamp | None = None
+    request: dict[str, Any]
+    outputs: list[JobOutput] = []
+    usage: Usage | None = None
+    provider: ProviderInfo | None = None
+    error: JobError | None = None
+    metadata: dict[str, str] | None = None
+    webhook_url: str | None = None
 
 
 def now_utc() -> datetime:

@@ -24,6 +24,10 @@ class JobStore(Protocol):
     def update(self, job_id: str, at: datetime, **fields: Any) -> Job:
         """Set fields of a job that is not final; JobConflict once it is."""
 
+    def list_for_tenant(self, tenant: str, limit: int, cursor: str | None,
+                        status: JobStatus | None) -> tuple[list[Job], str | None]:
+        """The tenant's jobs, newest first, a page at a time; InvalidRequest on a bad cursor."""
+
 
 class LimitStore(Protocol):
     def reserve(self, family: str, limit: RateLimit, now: float) -> float:
@@ -45,6 +49,12 @@ class ObjectStore(Protocol):
     def get(self, bucket: str, key: str) -> bytes: ...
 
     def presigned_get(self, bucket: str, key: str, expires_in: int) -> str: ...
+
+    def presigned_put(self, bucket: str, key: str, content_type: str,
+                      content_length: int | None, expires_in: int) -> str: ...
+
+    def peek(self, bucket: str, key: str, length: int) -> tuple[int, bytes] | None:
+        """The object's size and first bytes, or None when there is no such object."""
 
 
 class Executions(Protocol):

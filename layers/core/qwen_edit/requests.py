@@ -102,13 +102,13 @@ def parse_request(capability: Capability, payload: Mapping[str, Any], *, default
     try:
         body = schema.model_validate(payload)
     except ValidationError as error:
-        raise _invalid([_violation_of(e) for e in error.errors()]) from None
+        raise invalid([violation_of(e) for e in error.errors()]) from None
 
     model_id = body.model or default_model
     try:
         spec = get_model(model_id)
     except UnknownModel:
-        raise _invalid([RuleViolation("model", "known-model", f"{model_id!r} is not a model of "
+        raise invalid([RuleViolation("model", "known-model", f"{model_id!r} is not a model of "
                                       "the catalog (GET /v1/models lists them)")]) from None
 
     raw_images = body.images if isinstance(body, EditRequest) else []
@@ -128,7 +128,7 @@ def parse_request(capability: Capability, payload: Mapping[str, Any], *, default
                                             "deployment's buckets; upload it with POST /v1/uploads"))
         images.append(ref)
     if violations:
-        raise _invalid(violations)
+        raise invalid(violations)
     return ValidRequest(capability, body.model_copy(update={"model": spec.id}), spec,
                         tuple(images))
 
@@ -142,9 +142,14 @@ def direct_url(ref: ImageRef) -> str:
     raise ValueError(f"{ref.uri} must be presigned before the provider can read it")
 
 
-def _violation_of(error: Any) -> RuleViolation:
+def violation_of(error: Any) -> RuleViolation:
+    """A pydantic error as a RuleViolation naming the field (without the API's "body." or
+    "query." location prefix)."""
+    loc = error["loc"]
+    if loc[:1] in (("body",), ("query",), ("path",), ("header",)):
+        loc = loc[1:]
     field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}"
-                    for part in error["loc"]).lstrip(".") or "body"
+                    for part in loc).lstrip(".") or "body"
     rule = {"extra_forbidden": "unknown-field", "missing": "required"}.get(error["type"],
                                                                            error["type"])
     message = error["msg"].removeprefix("Value error, ")
@@ -153,7 +158,7 @@ def _violation_of(error: Any) -> RuleViolation:
     return RuleViolation(field, rule, f"{field}: {message}")
 
 
-def _invalid(violations: list[RuleViolation]) -> InvalidRequest:
+def invalid(violations: list[RuleViolation]) -> InvalidRequest:
     summary = "; ".join(v.message for v in violations[:3])
     more = f" (and {len(violations) - 3} more)" if len(violations) > 3 else ""
     return InvalidRequest(f"The request breaks {len(violations)} rule(s): {summary}{more}",

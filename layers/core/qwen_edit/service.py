@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from qwen_edit.catalog import Capability, get_model
+from qwen_edit.catalog import MAX_IMAGE_BYTES, Capability, RuleViolation, get_model
 from qwen_edit.context import Context
-from qwen_edit.errors import JobNotFound
-from qwen_edit.images import EXTENSION_OF_FORMAT, InlineImage, S3Image
+from qwen_edit.errors import InvalidRequest, JobNotFound
+from qwen_edit.images import EXTENSION_OF_FORMAT, MIME_TYPES, InlineImage, S3Image, sniff_format
 from qwen_edit.jobs import Job, JobError, JobSource, JobStatus, OutputTarget, new_job, now_utc
 from qwen_edit.providers.base import ProviderError
 from qwen_edit.requests import ValidRequest, parse_request
 
 logger = Logger(child=True)
+OUTPUT_URL_SECONDS = 3600  # presigned result downloads in job views
+UPLOAD_URL_SECONDS = 900  # presigned input uploads
 
 
 def default_model(ctx: Context, capability: Capability) -> str:
@@ -26,9 +30,29 @@ def default_model(ctx: Context, capability: Capability) -> str:
 
 
 def validate(ctx: Context, capability: Capability, payload: Mapping[str, Any]) -> ValidRequest:
+    """parse_request, then what only storage can tell: every s3:// input exists, is at most
+    10 MB and really is an image. Bad input never reaches the provider."""
     buckets = [b for b in (ctx.settings.input_bucket, ctx.settings.output_bucket) if b]
-    return parse_request(capability, payload, default_model=default_model(ctx, capability),
-                         allowed_buckets=buckets)
+    valid = parse_request(capability, payload, default_model=default_model(ctx, capability),
+                          allowed_buckets=buckets)
+    problems = [RuleViolation(f"images[{index}]", rule, message)
+                for index, ref in enumerate(valid.images) if isinstance(ref, S3Image)
+                for rule, message in [_stored_image_problem(ctx, ref)] if rule]
+    if problems:
+        raise InvalidRequest(problems[0].message, [p.as_detail() for p in problems])
+    return valid
+
+
+def _stored_image_problem(ctx: Context, ref: S3Image) -> tuple[str | None, str]:
+    found = ctx.objects.peek(ref.bucket, ref.key, 16)
+    if found is None:
+        return "exists", f"{ref.uri} does not exist (upload it first)"
+    size, head = found
+    if size > MAX_IMAGE_BYTES:
+        return "max-bytes", f"{ref.uri} is {size:,} bytes; the limit is {MAX_IMAGE_BYTES:,}"
+    if sniff_format(head) is None:
+        return "format", f"{ref.uri} is not a JPG, PNG, BMP, TIFF, WEBP or GIF image"
+    return None, ""
 
 
 def accept(ctx: Context, valid: ValidRequest, *, tenant: str, source: JobSource,
@@ -64,6 +88,33 @@ def _stored(ctx: Context, job_id: str, index: int, ref: Any) -> str:
         ctx.objects.put(ctx.settings.input_bucket, key, ref.data, ref.mime)
         return S3Image(ctx.settings.input_bucket, key).uri
     return ref.uri if isinstance(ref, S3Image) else ref.url
+
+
+def view(ctx: Context, job: Job) -> dict[str, Any]:
+    """The job as the API shows it: outputs carry presigned download URLs."""
+    outputs = [output.model_copy(update={"url": ctx.objects.presigned_get(
+        *output.s3_uri.removeprefix("s3://").split("/", 1), OUTPUT_URL_SECONDS)})
+        for output in job.outputs]
+    return job.model_copy(update={"outputs": outputs}).public()
+
+
+def list_jobs(ctx: Context, tenant: str, *, limit: int, cursor: str | None,
+              status: JobStatus | None) -> tuple[list[Job], str | None]:
+    return ctx.jobs.list_for_tenant(tenant, limit, cursor, status)
+
+
+def new_upload(ctx: Context, content_type: str, content_length: int | None) -> dict[str, Any]:
+    """A presigned PUT for one input image and the s3:// reference to pass in `images`."""
+    extension = EXTENSION_OF_FORMAT[next(fmt for fmt, mimes in MIME_TYPES.items()
+                                         if content_type in mimes)]
+    key = f"uploads/{uuid.uuid4().hex}.{extension}"
+    bucket = ctx.settings.input_bucket
+    url = ctx.objects.presigned_put(bucket, key, content_type, content_length,
+                                    UPLOAD_URL_SECONDS)
+    expires = now_utc() + timedelta(seconds=UPLOAD_URL_SECONDS)
+    return {"upload_url": url, "headers": {"Content-Type": content_type},
+            "image": S3Image(bucket, key).uri,
+            "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
 def get_for_tenant(ctx: Context, job_id: str, tenant: str) -> Job:

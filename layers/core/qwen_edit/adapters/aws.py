@@ -28,6 +28,26 @@ class S3ObjectStore:
         return self.client.generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in)
 
+    def presigned_put(self, bucket: str, key: str, content_type: str,
+                      content_length: int | None, expires_in: int) -> str:
+        params = {"Bucket": bucket, "Key": key, "ContentType": content_type}
+        if content_length is not None:  # signed: S3 refuses a body of any other size
+            params["ContentLength"] = content_length
+        return self.client.generate_presigned_url("put_object", Params=params,
+                                                  ExpiresIn=expires_in)
+
+    def peek(self, bucket: str, key: str, length: int) -> tuple[int, bytes] | None:
+        try:
+            answer = self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{length - 1}")
+        except self.client.exceptions.NoSuchKey:
+            return None
+        except self.client.exceptions.ClientError as error:
+            if error.response["Error"]["Code"] == "InvalidRange":  # an empty object
+                return 0, b""
+            raise
+        size = int(answer.get("ContentRange", "/0").rsplit("/", 1)[-1] or 0)
+        return size or answer["ContentLength"], answer["Body"].read()
+
 
 class StepFunctionsExecutions:
     def __init__(self, state_machine_arn: str, client: Any = None):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import random
 import time
 from collections.abc import Callable
@@ -16,7 +18,7 @@ from pydantic_core import to_jsonable_python
 
 from qwen_edit import admission
 from qwen_edit.catalog import RateLimit
-from qwen_edit.errors import JobConflict, JobNotFound
+from qwen_edit.errors import InvalidRequest, JobConflict, JobNotFound
 from qwen_edit.jobs import ALLOWED_FROM, FINAL_STATUSES, Job, JobStatus
 
 RECORD_RETENTION = timedelta(days=90)  # the table's TTL removes job records after this
@@ -46,6 +48,22 @@ def _from_dynamo(attribute: dict) -> Any:
             return [convert(x) for x in v]
         return v
     return convert(_deserialize(attribute))
+
+
+def _encode_cursor(key: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
+
+
+def _decode_cursor(cursor: str, tenant: str) -> dict:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if key["tenant"] != {"S": tenant} or set(key) != {"id", "tenant", "created_at"}:
+            raise ValueError("not this tenant's cursor")
+    except (ValueError, KeyError, TypeError):
+        raise InvalidRequest("cursor is not one this API gave out", [{
+            "field": "cursor", "rule": "cursor", "message": "pass next_cursor unchanged"}]
+                             ) from None
+    return key
 
 
 def _conditional_failed(error: ClientError) -> bool:
@@ -105,6 +123,22 @@ class DynamoJobStore:
             current = self.get(job_id)  # raises JobNotFound when there is no such job
             raise JobConflict(f"job {job_id} is {current.status.value} and {refusal}") from None
         return self._job(answer["Attributes"])
+
+    def list_for_tenant(self, tenant: str, limit: int, cursor: str | None,
+                        status: JobStatus | None) -> tuple[list[Job], str | None]:
+        query: dict[str, Any] = {
+            "TableName": self.table, "IndexName": "by-tenant", "Limit": limit,
+            "ScanIndexForward": False, "KeyConditionExpression": "tenant = :t",
+            "ExpressionAttributeValues": {":t": {"S": tenant}}}
+        if status is not None:
+            query["FilterExpression"] = "#status = :s"
+            query["ExpressionAttributeNames"] = {"#status": "status"}
+            query["ExpressionAttributeValues"][":s"] = {"S": status.value}
+        if cursor:
+            query["ExclusiveStartKey"] = _decode_cursor(cursor, tenant)
+        page = self.client.query(**query)
+        last = page.get("LastEvaluatedKey")
+        return [self._job(item) for item in page["Items"]], _encode_cursor(last) if last else None
 
     @staticmethod
     def _job(item: dict) -> Job:
