@@ -14,7 +14,7 @@ from qwen_edit.adapters.dynamodb import DynamoLimitStore
 from qwen_edit.catalog import RateLimit
 
 TWO_PER_SECOND = RateLimit(2, 1)
-WINDOW = TWO_PER_SECOND.per_seconds * admission.SAFETY_FACTOR + admission.SAFETY_SECONDS
+WINDOW = admission.spacing(TWO_PER_SECOND)
 
 
 def most_in_any_window(times: list[float], seconds: float) -> int:

@@ -23,6 +23,7 @@ from qwen_edit_cli.local.stack import LocalStack, build_stack
 logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setLevel(
     logging.CRITICAL)
 
+LOCAL_ADMISSION_MARGIN = "0.3"
 FAKE_AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                 "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
@@ -44,10 +45,15 @@ def in_process_stack(emulator: EmulatorServer, *, poll_interval: int = 1,
                                  "DashScopeBaseUrl": emulator.api_base_url,
                                  "TaskApiBaseUrl": emulator.task_api_base_url,
                                  "PollIntervalSeconds": poll_interval, **parameters_})
+            # One process runs moto, every handler and the emulator, so a call reaches the
+            # emulator later after its claim than it would reach DashScope from its own Lambda.
+            os.environ["ADMISSION_MARGIN_SECONDS"] = LOCAL_ADMISSION_MARGIN
+            runtime.context.cache_clear()
             stack.ctx = replace(runtime.context(),
                                 executions=StepFunctionsExecutions(stack.state_machine_arn))
             stack.emulator = emulator
             with stack.dispatcher.installed():
+                stack.pump()  # S3's s3:TestEvent, sent when the notification was configured
                 yield stack
     finally:
         os.environ.clear()

@@ -69,13 +69,17 @@ class LambdaDispatcher:
                 self.handlers[function_name] = load_handler(*self.sources[function_name])
             return self.handlers[function_name]
 
-    def invoke(self, function: LambdaFunction, event: Any) -> tuple[str, bool, str]:
-        handler = self.handler(function.function_name)
+    def call(self, function_name: str, event: dict, context: Any) -> Any:
+        handler = self.handler(function_name)
         with self._lock:
-            self.invocations[function.function_name] += 1
+            self.invocations[function_name] += 1
+        return handler(event, context)
+
+    def invoke(self, function: LambdaFunction, event: Any) -> tuple[str, bool, str]:
         context = FakeLambdaContext(function.function_name, function.function_arn)
         try:
-            result = handler(event if isinstance(event, dict) else {}, context)
+            result = self.call(function.function_name, event if isinstance(event, dict) else {},
+                               context)
         except Exception as error:  # the Lambda runtime's error payload
             return json.dumps({"errorType": type(error).__name__, "errorMessage": str(error),
                                "stackTrace": traceback.format_tb(error.__traceback__)}), True, ""

@@ -18,6 +18,7 @@ import boto3
 
 from qwen_edit import runtime
 from qwen_edit_cli.local.lambdas import LambdaDispatcher
+from qwen_edit_cli.local.sqs import SqsEventSource
 from qwen_edit_cli.local.template import ROOT, Resolver, load_template, substitute
 
 ACCOUNT = "123456789012"
@@ -31,6 +32,7 @@ class LocalStack:
     arns: dict[str, str] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
     dispatcher: LambdaDispatcher = field(default_factory=LambdaDispatcher)
+    event_sources: list[SqsEventSource] = field(default_factory=list)
     ctx: Any = None  # set by in_process_stack: the context API-side code uses
     emulator: Any = None
 
@@ -41,6 +43,13 @@ class LocalStack:
     def handler(self, logical_id: str):
         """The real handler of a function of the template, as Lambda would run it."""
         return self.dispatcher.handler(self.physical[logical_id])
+
+    def pump(self) -> int:
+        """Deliver every queued message to its function (Lambda's SQS poller); how many."""
+        delivered = 0
+        while moved := sum(source.poll_once() for source in self.event_sources):
+            delivered += moved
+        return delivered
 
 
 def _zip() -> bytes:
@@ -105,6 +114,26 @@ def build_stack(parameters: dict[str, Any], *, name: str = "qwen-edit-local",
             stack.physical[logical] = url
             stack.arns[logical] = f"arn:aws:sqs:{region}:{ACCOUNT}:{physical}"
 
+    for logical, resource in resources.items():
+        if resource["Type"] not in ("AWS::SQS::Queue", "AWS::S3::Bucket"):
+            continue
+        props = resolve.value(resource.get("Properties", {}))
+        if resource["Type"] == "AWS::SQS::Queue":
+            attributes = {name: (json.dumps(value) if isinstance(value, dict) else str(value))
+                          for name, value in props.items()
+                          if name in ("VisibilityTimeout", "RedrivePolicy",
+                                      "MessageRetentionPeriod")}
+            if attributes:
+                client("sqs").set_queue_attributes(QueueUrl=stack.physical[logical],
+                                                   Attributes=attributes)
+        elif resource["Type"] == "AWS::S3::Bucket" and "NotificationConfiguration" in props:
+            client("s3").put_bucket_notification_configuration(
+                Bucket=stack.physical[logical], NotificationConfiguration={
+                    "QueueConfigurations": [{
+                        "QueueArn": rule["Queue"], "Events": [rule["Event"]],
+                        "Filter": {"Key": {"FilterRules": rule["Filter"]["S3Key"]["Rules"]}}}
+                        for rule in props["NotificationConfiguration"]["QueueConfigurations"]]})
+
     globals_env = template.get("Globals", {}).get("Function", {}).get("Environment", {})
     functions = {k: r for k, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
     deferred = []
@@ -146,3 +175,10 @@ def _create_function(stack: LocalStack, client, resolve: Resolver, logical: str,
     stack.physical[logical], stack.arns[logical] = function_name, answer["FunctionArn"]
     stack.environment.update(environment)
     stack.dispatcher.register(function_name, ROOT / props["CodeUri"], props["Handler"])
+    for event in props.get("Events", {}).values():
+        if event["Type"] == "SQS":
+            queue_arn = resolve.value(event["Properties"]["Queue"])
+            queue = next(k for k, arn in stack.arns.items() if arn == queue_arn)
+            stack.event_sources.append(SqsEventSource(
+                client("sqs"), stack.physical[queue], queue_arn, function_name,
+                stack.dispatcher, event["Properties"].get("BatchSize", 10), stack.region))

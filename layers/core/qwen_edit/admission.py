@@ -18,25 +18,32 @@ import random
 
 from qwen_edit.catalog import RateLimit
 
-# Calls reach the provider a little after their reserved moment (Lambda start, network), so
-# reservations are spaced slightly wider than the provider's window.
+# Calls reach the provider a little after their claimed moment (network), so calls are spaced
+# slightly wider than the provider's window: 10% plus a margin (ADMISSION_MARGIN_SECONDS).
 SAFETY_FACTOR = 1.1
-SAFETY_SECONDS = 0.1
+DEFAULT_MARGIN_SECONDS = 0.1
 BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_CAP_SECONDS = 60.0
 
 
-def reserve(recent: list[float], limit: RateLimit, now: float) -> tuple[float, list[float]]:
+def spacing(limit: RateLimit, margin: float = DEFAULT_MARGIN_SECONDS) -> float:
+    """The window within which at most `limit.requests` calls are let through."""
+    return limit.per_seconds * SAFETY_FACTOR + margin
+
+
+def reserve(recent: list[float], limit: RateLimit, now: float,
+            margin: float = DEFAULT_MARGIN_SECONDS) -> tuple[float, list[float]]:
     """The earliest slot ≥ now, and the reservations to keep (only the last `requests` matter)."""
-    window = limit.per_seconds * SAFETY_FACTOR + SAFETY_SECONDS
+    window = spacing(limit, margin)
     kept = sorted(recent)[-limit.requests:]
     slot = now if len(kept) < limit.requests else max(now, kept[0] + window)
     return slot, [*kept, slot][-limit.requests:]
 
 
-def claim(calls: list[float], limit: RateLimit, now: float) -> tuple[float, list[float]]:
+def claim(calls: list[float], limit: RateLimit, now: float,
+          margin: float = DEFAULT_MARGIN_SECONDS) -> tuple[float, list[float]]:
     """Seconds to wait before a call may go out (0: it may now, and is recorded), and the log."""
-    window = limit.per_seconds * SAFETY_FACTOR + SAFETY_SECONDS
+    window = spacing(limit, margin)
     kept = sorted(calls)[-limit.requests:]
     ready_at = kept[0] + window if len(kept) == limit.requests else now
     if now >= ready_at:

@@ -26,6 +26,7 @@ class Settings(BaseModel):
     state_machine_arn: str | None = Field(None, alias="STATE_MACHINE_ARN")
     idempotency_table: str | None = Field(None, alias="IDEMPOTENCY_TABLE")
     job_deadline_seconds: int = Field(3600, alias="JOB_DEADLINE_SECONDS", ge=60)
+    admission_margin_seconds: float = Field(0.1, alias="ADMISSION_MARGIN_SECONDS", ge=0)
 
     @classmethod
     def from_env(cls, environ: dict[str, str]) -> Settings:

@@ -46,7 +46,8 @@ class LimitStore(Protocol):
 class ObjectStore(Protocol):
     def put(self, bucket: str, key: str, body: bytes, content_type: str) -> None: ...
 
-    def get(self, bucket: str, key: str) -> bytes: ...
+    def get(self, bucket: str, key: str) -> bytes | None:
+        """The object's bytes, or None when there is no such object."""
 
     def presigned_get(self, bucket: str, key: str, expires_in: int) -> str: ...
 

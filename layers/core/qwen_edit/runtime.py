@@ -31,6 +31,7 @@ def context() -> Context:
     executions = (StepFunctionsExecutions(settings.state_machine_arn)
                   if settings.state_machine_arn else None)
     return Context(settings=settings, jobs=DynamoJobStore(settings.jobs_table),
-                   limits=DynamoLimitStore(settings.limits_table), objects=S3ObjectStore(),
+                   limits=DynamoLimitStore(settings.limits_table,
+                                           margin_seconds=settings.admission_margin_seconds), objects=S3ObjectStore(),
                    announcer=EventBridgeAnnouncer(settings.event_bus_name), provider=provider,
                    executions=executions)

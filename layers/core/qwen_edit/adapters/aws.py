@@ -21,8 +21,11 @@ class S3ObjectStore:
     def put(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
         self.client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
 
-    def get(self, bucket: str, key: str) -> bytes:
-        return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    def get(self, bucket: str, key: str) -> bytes | None:
+        try:
+            return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            return None
 
     def presigned_get(self, bucket: str, key: str, expires_in: int) -> str:
         return self.client.generate_presigned_url(

@@ -152,19 +152,21 @@ class DynamoLimitStore:
 
     ATTEMPTS = 25
 
-    def __init__(self, table_name: str, client: Any = None):
+    def __init__(self, table_name: str, client: Any = None,
+                 margin_seconds: float = admission.DEFAULT_MARGIN_SECONDS):
         self.table = table_name
         self.client = client or boto3.client("dynamodb")
+        self.margin = margin_seconds
 
     def reserve(self, family: str, limit: RateLimit, now: float) -> float:
         def change(state: dict) -> tuple[dict, float]:
-            slot, kept = admission.reserve(state.get("times", []), limit, now)
+            slot, kept = admission.reserve(state.get("times", []), limit, now, self.margin)
             return {"times": kept}, slot
         return self._change(f"RATE#{family}", change)
 
     def claim_call(self, family: str, limit: RateLimit, now: float) -> float:
         def change(state: dict) -> tuple[dict | None, float]:
-            wait, calls = admission.claim(state.get("times", []), limit, now)
+            wait, calls = admission.claim(state.get("times", []), limit, now, self.margin)
             return ({"times": calls} if wait == 0 else None), wait
         return self._change(f"CALLS#{family}", change)
 

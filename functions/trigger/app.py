@@ -1,0 +1,28 @@
+"""Upload trigger: S3 ObjectCreated on inbox/ → SQS → here, in batches. Each record is one S3
+notification; a record that fails (storage or workflow trouble) is retried by SQS alone, and
+ends in the dead-letter queue after 5 tries. Rejected uploads are answered, not retried."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from qwen_edit import runtime, uploads
+from qwen_edit.lambda_handlers import logger
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def record_handler(record: SQSRecord) -> None:
+    for upload in uploads.from_s3_notification(record.json_body):
+        uploads.handle(runtime.context(), upload)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=record_handler,
+                                    processor=processor, context=context)
