@@ -215,7 +215,7 @@ def test_models_lists_the_catalog(stack):
 def test_openapi_is_served_and_committed(stack):
     served = call(stack, "api-openapi").body
     committed = json.loads((ROOT / "docs" / "openapi.json").read_text())
-    assert served == committed, "regenerate: .venv/bin/python -m qwen_edit_cli.main openapi"
+    assert served == committed, "regenerate it: .venv/bin/qwen-edit openapi"
     assert set(served["paths"]) == {"/edits", "/generations", "/jobs/{job_id}", "/jobs",
                                     "/jobs/{job_id}/cancel", "/uploads", "/models",
                                     "/openapi.json"}

@@ -33,9 +33,8 @@ def test_settings_read_the_template_environment():
         set_by_template |= set(resource.get("Properties", {}).get("Environment", {})
                                .get("Variables", {}))
     fields = {field.alias for field in Settings.model_fields.values()}
-    # STATE_MACHINE_ARN goes on the functions that start workflows (the API and upload-trigger
-    # issues add them); none of the workflow's own functions needs it.
-    assert fields - set_by_template <= {"STATE_MACHINE_ARN"}
+    # WEBHOOK_ALLOW_LOOPBACK is the local stack's alone (SPEC §7): a deployment never sets it.
+    assert fields - set_by_template == {"WEBHOOK_ALLOW_LOOPBACK"}
 
 
 def test_provider_client_per_provider():

@@ -133,10 +133,12 @@ def test_unknown_fields_are_refused():
     assert broken(edit, strength=0.5) == {("strength", "unknown-field")}
 
 
-def test_webhook_must_be_https():
+def test_webhook_url_must_be_a_url():
+    # Where it may point (https, public addresses) is webhooks.check_target's: tests/test_webhooks.py
     assert edit(webhook_url="https://hooks.example.com/qwen")
-    assert broken(edit, webhook_url="http://hooks.example.com/qwen") == {
+    assert broken(edit, webhook_url="ftp://hooks.example.com/qwen") == {
         ("webhook_url", "value_error")}
+    assert broken(edit, webhook_url="not a url") == {("webhook_url", "value_error")}
 
 
 def test_metadata_limits():

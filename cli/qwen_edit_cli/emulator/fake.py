@@ -132,6 +132,7 @@ class FakeDashScope:
         self.faults = faults or Faults()
         self.public_url = public_url
         self._lock = threading.Lock()
+        self._arrival = threading.local()
         self.reset()
 
     def reset(self) -> None:
@@ -145,7 +146,10 @@ class FakeDashScope:
 
     # ---- routing ---------------------------------------------------------------------------
 
-    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes,
+               arrived: float | None = None) -> Reply:
+        """`arrived`: when the request began to arrive (monotonic), which rate limits count."""
+        self._arrival.at = arrived if arrived is not None else time.monotonic()
         path = urlsplit(path).path
         headers = {k.lower(): v for k, v in headers.items()}
         if path.startswith("/files/") and method == "GET":
@@ -241,7 +245,7 @@ class FakeDashScope:
                 limit = (RateLimit(override.requests, override.per_seconds) if override
                          else spec.rate_limit)
                 window = self._windows.setdefault((key, spec.family), deque())
-                now = time.monotonic()
+                now = self._arrival.at
                 while window and now - window[0] >= limit.per_seconds:
                     window.popleft()
                 if len(window) >= limit.requests:

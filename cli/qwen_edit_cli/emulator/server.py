@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from qwen_edit_cli.emulator.faults import Faults
@@ -14,9 +15,10 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def _serve(self) -> None:
+        arrived = time.monotonic()
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        reply = self.server.fake.handle(self.command, self.path, dict(self.headers), body)
+        reply = self.server.fake.handle(self.command, self.path, dict(self.headers), body, arrived)
         payload = reply.payload()
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)

@@ -48,6 +48,7 @@ def in_process_stack(emulator: EmulatorServer, *, poll_interval: int = 1,
             # One process runs moto, every handler and the emulator, so a call reaches the
             # emulator later after its claim than it would reach DashScope from its own Lambda.
             os.environ["ADMISSION_MARGIN_SECONDS"] = LOCAL_ADMISSION_MARGIN
+            os.environ["WEBHOOK_ALLOW_LOOPBACK"] = "true"  # receivers on this machine
             runtime.context.cache_clear()
             stack.ctx = replace(runtime.context(),
                                 executions=StepFunctionsExecutions(stack.state_machine_arn))

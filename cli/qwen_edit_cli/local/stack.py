@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import secrets
+import string
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,6 +111,12 @@ def build_stack(parameters: dict[str, Any], *, name: str = "qwen-edit-local",
             bucket = physical.lower()[:63]
             client("s3").create_bucket(Bucket=bucket)
             stack.physical[logical], stack.arns[logical] = bucket, f"arn:aws:s3:::{bucket}"
+        elif resource["Type"] == "AWS::SecretsManager::Secret":
+            length = props.get("GenerateSecretString", {}).get("PasswordLength", 32)
+            value = "".join(secrets.choice(string.ascii_letters + string.digits)
+                            for _ in range(length))
+            arn = client("secretsmanager").create_secret(Name=physical, SecretString=value)["ARN"]
+            stack.physical[logical] = stack.arns[logical] = arn
         elif resource["Type"] == "AWS::SQS::Queue":
             url = client("sqs").create_queue(QueueName=physical)["QueueUrl"]
             stack.physical[logical] = url

@@ -26,6 +26,11 @@ class Settings(BaseModel):
     state_machine_arn: str | None = Field(None, alias="STATE_MACHINE_ARN")
     idempotency_table: str | None = Field(None, alias="IDEMPOTENCY_TABLE")
     job_deadline_seconds: int = Field(3600, alias="JOB_DEADLINE_SECONDS", ge=60)
+    webhook_queue_url: str | None = Field(None, alias="WEBHOOK_QUEUE_URL")
+    webhook_dead_letter_queue_url: str | None = Field(None, alias="WEBHOOK_DEAD_LETTER_QUEUE_URL")
+    webhook_secret_arn: str | None = Field(None, alias="WEBHOOK_SECRET_ARN")
+    # Only the local stack sets this: plain-http receivers on loopback, for laptops.
+    webhook_allow_loopback: bool = Field(False, alias="WEBHOOK_ALLOW_LOOPBACK")
     admission_margin_seconds: float = Field(0.1, alias="ADMISSION_MARGIN_SECONDS", ge=0)
 
     @classmethod

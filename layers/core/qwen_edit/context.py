@@ -7,7 +7,15 @@ from dataclasses import dataclass
 
 from qwen_edit.catalog import Provider
 from qwen_edit.config import Settings
-from qwen_edit.ports import Announcer, Executions, JobStore, LimitStore, ObjectStore
+from qwen_edit.ports import (
+    EventPublisher,
+    Executions,
+    JobStore,
+    LimitStore,
+    ObjectStore,
+    WebhookOutbox,
+    WebhookSender,
+)
 from qwen_edit.providers.base import ImageProvider
 
 
@@ -17,6 +25,9 @@ class Context:
     jobs: JobStore
     limits: LimitStore
     objects: ObjectStore
-    announcer: Announcer
+    events: EventPublisher
+    webhook_outbox: WebhookOutbox
     provider: Callable[[Provider], ImageProvider]
+    webhook_sender: WebhookSender | None = None  # only the webhook function
+    webhook_secret: Callable[[], str] | None = None  # only the webhook function
     executions: Executions | None = None  # only the functions that start or stop workflows

@@ -124,11 +124,34 @@ class Job(BaseModel):
     error: JobError | None = None
     metadata: dict[str, str] | None = None
     webhook_url: str | None = None
+    webhook: WebhookState | None = None
+    webhook: WebhookState | None = None
 
     def public(self) -> dict[str, Any]:
         """The job as clients see it (SPEC §3): no tenant, no internal routing."""
         return JobView.model_validate(self.model_dump()).model_dump(mode="json",
                                                                     exclude_none=True)
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    STOPPED = "stopped"  # the receiver answered 410 Gone
+    FAILED = "failed"  # every attempt failed, or the target is not allowed
+
+
+class WebhookAttempt(BaseModel):
+    at: Timestamp
+    status: int | None = None  # the HTTP status, when there was an answer
+    error: str | None = None
+
+
+class WebhookState(BaseModel):
+    """The job's webhook delivery: one webhook-id for every attempt, each attempt kept."""
+
+    id: str
+    status: DeliveryStatus = DeliveryStatus.PENDING
+    attempts: list[WebhookAttempt] = Field(default_factory=list)
 
 
 class JobView(BaseModel):
@@ -149,6 +172,7 @@ class JobView(BaseModel):
     error: JobError | None = None
     metadata: dict[str, str] | None = None
     webhook_url: str | None = None
+    webhook: WebhookState | None = None
 
 
 def now_utc() -> datetime:
@@ -170,4 +194,5 @@ def new_job(*, tenant: str, capability: Capability, model: str, source: JobSourc
                source=source, created_at=created, updated_at=created,
                deadline_at=created + timedelta(seconds=deadline_seconds), request=request,
                output=output or OutputTarget(prefix=f"results/{job_id}/"), metadata=metadata,
-               webhook_url=webhook_url)
+               webhook_url=webhook_url,
+               webhook=WebhookState(id=f"msg_{job_id}") if webhook_url else None)

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from qwen_edit.catalog import RateLimit
-from qwen_edit.jobs import Job, JobStatus
+from qwen_edit.jobs import DeliveryStatus, Job, JobStatus, WebhookAttempt
 
 
 class JobStore(Protocol):
@@ -23,6 +23,10 @@ class JobStore(Protocol):
 
     def update(self, job_id: str, at: datetime, **fields: Any) -> Job:
         """Set fields of a job that is not final; JobConflict once it is."""
+
+    def record_webhook(self, job_id: str, attempt: WebhookAttempt,
+                       status: DeliveryStatus) -> None:
+        """Append a delivery attempt and set the delivery status (the job's own status stays)."""
 
     def list_for_tenant(self, tenant: str, limit: int, cursor: str | None,
                         status: JobStatus | None) -> tuple[list[Job], str | None]:
@@ -65,6 +69,21 @@ class Executions(Protocol):
     def stop(self, name: str, cause: str) -> None: ...
 
 
-class Announcer(Protocol):
-    def announce(self, job: Job) -> None:
-        """Tell the world a job reached a final status."""
+class EventPublisher(Protocol):
+    def publish(self, job: Job) -> None:
+        """Publish the job's final status as an event (EventBridge)."""
+
+
+class WebhookOutbox(Protocol):
+    def send(self, delivery: Any, delay_seconds: float) -> None:
+        """Queue a delivery's next step, at most 15 minutes ahead (longer waits hop)."""
+
+    def dead_letter(self, delivery: Any) -> None:
+        """Keep a delivery that finally failed where operators look."""
+
+
+class WebhookSender(Protocol):
+    def post(self, url: str, addresses: list[str], headers: dict[str, str],
+             body: str) -> tuple[int | None, str | None]:
+        """POST to one of the checked addresses (never re-resolving the name), no redirects:
+        (HTTP status or None, error text or None)."""

@@ -5,14 +5,20 @@ from __future__ import annotations
 import os
 from functools import cache
 
-from qwen_edit.adapters.aws import EventBridgeAnnouncer, S3ObjectStore, StepFunctionsExecutions
+from qwen_edit.adapters.aws import (
+    EventBridgePublisher,
+    S3ObjectStore,
+    SqsWebhookOutbox,
+    StepFunctionsExecutions,
+)
+from qwen_edit.adapters.webhook_http import HttpWebhookSender
 from qwen_edit.adapters.dynamodb import DynamoJobStore, DynamoLimitStore
 from qwen_edit.catalog import Provider
 from qwen_edit.config import Settings
 from qwen_edit.context import Context
 from qwen_edit.providers.base import ImageProvider
 from qwen_edit.providers.factory import provider_client
-from qwen_edit.secrets import provider_api_key
+from qwen_edit.secrets import provider_api_key, webhook_signing_secret
 
 
 @cache
@@ -33,5 +39,9 @@ def context() -> Context:
     return Context(settings=settings, jobs=DynamoJobStore(settings.jobs_table),
                    limits=DynamoLimitStore(settings.limits_table,
                                            margin_seconds=settings.admission_margin_seconds), objects=S3ObjectStore(),
-                   announcer=EventBridgeAnnouncer(settings.event_bus_name), provider=provider,
-                   executions=executions)
+                   events=EventBridgePublisher(settings.event_bus_name),
+                   webhook_outbox=SqsWebhookOutbox(settings.webhook_queue_url,
+                                                   settings.webhook_dead_letter_queue_url),
+                   webhook_sender=HttpWebhookSender(),
+                   webhook_secret=lambda: webhook_signing_secret(settings.webhook_secret_arn),
+                   provider=provider, executions=executions)

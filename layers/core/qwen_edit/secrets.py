@@ -16,6 +16,12 @@ if _botocore_log.getEffectiveLevel() < logging.INFO:
     _botocore_log.setLevel(logging.INFO)
 
 
+def webhook_signing_secret(secret_arn: str) -> str:
+    """The stack generates 32 base64 characters; Standard Webhooks names them whsec_<…>."""
+    value = parameters.get_secret(secret_arn, max_age=CACHE_SECONDS).strip()
+    return value if value.startswith("whsec_") else f"whsec_{value}"
+
+
 def provider_api_key(secret_arn: str) -> str:
     """The secret is the bare key, or a JSON object with an `api_key` field."""
     value = parameters.get_secret(secret_arn, max_age=CACHE_SECONDS)

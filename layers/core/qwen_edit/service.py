@@ -10,6 +10,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from qwen_edit import webhooks
 from qwen_edit.catalog import MAX_IMAGE_BYTES, Capability, RuleViolation, get_model
 from qwen_edit.context import Context
 from qwen_edit.errors import InvalidRequest, JobNotFound
@@ -30,14 +31,17 @@ def default_model(ctx: Context, capability: Capability) -> str:
 
 
 def validate(ctx: Context, capability: Capability, payload: Mapping[str, Any]) -> ValidRequest:
-    """parse_request, then what only storage can tell: every s3:// input exists, is at most
-    10 MB and really is an image. Bad input never reaches the provider."""
+    """parse_request, then what only storage and DNS can tell: every s3:// input exists, is at
+    most 10 MB and really is an image; a webhook_url reaches public addresses only."""
     buckets = [b for b in (ctx.settings.input_bucket, ctx.settings.output_bucket) if b]
     valid = parse_request(capability, payload, default_model=default_model(ctx, capability),
                           allowed_buckets=buckets)
     problems = [RuleViolation(f"images[{index}]", rule, message)
                 for index, ref in enumerate(valid.images) if isinstance(ref, S3Image)
                 for rule, message in [_stored_image_problem(ctx, ref)] if rule]
+    webhook = webhooks.target_violation(valid.body.webhook_url,
+                                        allow_loopback_http=ctx.settings.webhook_allow_loopback)
+    problems += [webhook] if webhook else []
     if problems:
         raise InvalidRequest(problems[0].message, [p.as_detail() for p in problems])
     return valid
@@ -145,8 +149,15 @@ def cancel(ctx: Context, job_id: str, tenant: str) -> Job:
     if spec.max_concurrent_tasks is not None:
         ctx.limits.release_lease(spec.family, job.id)
     write_record(ctx, job)
-    ctx.announcer.announce(job)
+    announce(ctx, job)
     return job
+
+
+def announce(ctx: Context, job: Job) -> None:
+    """The one place final statuses are announced: an EventBridge event, and the job's webhook."""
+    ctx.events.publish(job)
+    if job.webhook_url:
+        ctx.webhook_outbox.send(webhooks.delivery_for(job, view(ctx, job)), 0)
 
 
 def write_record(ctx: Context, job: Job) -> None:

@@ -28,7 +28,7 @@ from qwen_edit.images import ImageRef, S3Image, png_dimensions
 from qwen_edit.jobs import Job, JobError, JobOutput, JobStatus, ProviderInfo, now_utc
 from qwen_edit.providers.base import ProviderError, ProviderTask, TaskStatus, Usage
 from qwen_edit.requests import direct_url, parse_request
-from qwen_edit.service import write_record
+from qwen_edit.service import announce, write_record
 
 logger = Logger(child=True)
 PRESIGNED_INPUT_SECONDS = 3600  # how long the provider may take to fetch an s3:// input
@@ -173,7 +173,7 @@ def notify(ctx: Context, state: WorkflowState) -> None:
     """The one place final statuses are announced."""
     job = ctx.jobs.get(state.job_id)
     if job.status.is_final:
-        ctx.announcer.announce(job)
+        announce(ctx, job)
 
 
 # ---- helpers ---------------------------------------------------------------------------------

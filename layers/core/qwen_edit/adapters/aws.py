@@ -78,17 +78,33 @@ class StepFunctionsExecutions:
             pass
 
 
-class EventBridgeAnnouncer:
+class EventBridgePublisher:
     """Publishes `Job Succeeded|Failed|Canceled` with the job as detail (SPEC §4)."""
 
     def __init__(self, bus_name: str, client: Any = None):
         self.bus_name = bus_name
         self.client = client or boto3.client("events")
 
-    def announce(self, job: Job) -> None:
+    def publish(self, job: Job) -> None:
         answer = self.client.put_events(Entries=[{
             "Source": EVENT_SOURCE, "DetailType": f"Job {job.status.value.title()}",
             "Detail": json.dumps(job.public()), "EventBusName": self.bus_name,
             "Resources": []}])
         if answer.get("FailedEntryCount"):
             raise RuntimeError(f"EventBridge refused the event: {answer['Entries']}")
+
+
+class SqsWebhookOutbox:
+    MAX_DELAY = 900  # SQS's longest message delay
+
+    def __init__(self, queue_url: str, dead_letter_queue_url: str, client: Any = None):
+        self.queue_url, self.dead_letter_queue_url = queue_url, dead_letter_queue_url
+        self.client = client or boto3.client("sqs")
+
+    def send(self, delivery: Any, delay_seconds: float) -> None:
+        self.client.send_message(QueueUrl=self.queue_url, MessageBody=delivery.model_dump_json(),
+                                 DelaySeconds=int(min(self.MAX_DELAY, max(0, delay_seconds))))
+
+    def dead_letter(self, delivery: Any) -> None:
+        self.client.send_message(QueueUrl=self.dead_letter_queue_url,
+                                 MessageBody=delivery.model_dump_json())

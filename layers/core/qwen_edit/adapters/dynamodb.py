@@ -19,7 +19,14 @@ from pydantic_core import to_jsonable_python
 from qwen_edit import admission
 from qwen_edit.catalog import RateLimit
 from qwen_edit.errors import InvalidRequest, JobConflict, JobNotFound
-from qwen_edit.jobs import ALLOWED_FROM, FINAL_STATUSES, Job, JobStatus
+from qwen_edit.jobs import (
+    ALLOWED_FROM,
+    FINAL_STATUSES,
+    DeliveryStatus,
+    Job,
+    JobStatus,
+    WebhookAttempt,
+)
 
 RECORD_RETENTION = timedelta(days=90)  # the table's TTL removes job records after this
 _serialize = TypeSerializer().serialize
@@ -123,6 +130,18 @@ class DynamoJobStore:
             current = self.get(job_id)  # raises JobNotFound when there is no such job
             raise JobConflict(f"job {job_id} is {current.status.value} and {refusal}") from None
         return self._job(answer["Attributes"])
+
+    def record_webhook(self, job_id: str, attempt: WebhookAttempt,
+                       status: DeliveryStatus) -> None:
+        # No condition on the job's status: deliveries happen after it is final, and only the
+        # webhook field changes. list_append keeps concurrent attempts.
+        self.client.update_item(
+            TableName=self.table, Key={"id": {"S": job_id}},
+            UpdateExpression="SET #w.#a = list_append(#w.#a, :attempt), #w.#s = :status",
+            ConditionExpression="attribute_exists(#w)",
+            ExpressionAttributeNames={"#w": "webhook", "#a": "attempts", "#s": "status"},
+            ExpressionAttributeValues={":attempt": _to_dynamo([attempt]),
+                                       ":status": {"S": status.value}})
 
     def list_for_tenant(self, tenant: str, limit: int, cursor: str | None,
                         status: JobStatus | None) -> tuple[list[Job], str | None]:

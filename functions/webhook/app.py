@@ -1,0 +1,35 @@
+"""Webhook deliveries: one attempt per queued message (qwen_edit.webhooks.deliver), which queues
+the next one itself; a delivery that finally fails is counted (WebhookDeliveriesFailed)."""
+
+from typing import Any
+
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from qwen_edit import runtime, webhooks
+from qwen_edit.jobs import DeliveryStatus
+from qwen_edit.lambda_handlers import logger
+
+processor = BatchProcessor(event_type=EventType.SQS)
+metrics = Metrics(namespace="qwen-edit", service="qwen-edit")
+
+
+def record_handler(record: SQSRecord) -> None:
+    delivery = webhooks.Delivery.model_validate_json(record.body)
+    logger.append_keys(job_id=delivery.job_id, webhook_id=delivery.webhook_id)
+    status = webhooks.deliver(runtime.context(), delivery)
+    if status is DeliveryStatus.FAILED:
+        metrics.add_metric(name="WebhookDeliveriesFailed", unit=MetricUnit.Count, value=1)
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=record_handler,
+                                    processor=processor, context=context)

@@ -1,0 +1,173 @@
+"""Signed webhooks (SPEC §6, Standard Webhooks v1) for jobs that carry a `webhook_url`.
+
+One delivery per job (webhook-id `msg_<job id>`, stable across attempts); its body is fixed
+when the job ends. 2xx is delivered; 410 stops for good; anything else (3xx included: redirects
+are never followed), a timeout or a refused connection is retried on SCHEDULE, with jitter,
+for about 27 hours. Every attempt is recorded on the job; webhook trouble never changes the
+job's status. Targets must be https and resolve only to public addresses, checked when the job
+is accepted and again before every attempt.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import random
+import socket
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel
+from standardwebhooks import Webhook
+
+from qwen_edit.catalog import RuleViolation
+from qwen_edit.context import Context
+from qwen_edit.jobs import DeliveryStatus, Job, Timestamp, WebhookAttempt, now_utc
+
+# Seconds to wait after attempt 1, 2, …; close to the Standard Webhooks schedule.
+SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
+JITTER = 0.2  # each wait is stretched or shrunk by up to 20%
+EVENT_TYPES = {"succeeded": "job.succeeded", "failed": "job.failed", "canceled": "job.canceled"}
+
+Resolve = Callable[[str, int], list[str]]
+
+
+class Delivery(BaseModel):
+    """What the webhook queue carries between attempts."""
+
+    job_id: str
+    webhook_id: str
+    url: str
+    body: str
+    attempt: int = 1  # the number of the next attempt
+    not_before: Timestamp | None = None
+
+
+class Outcome(StrEnum):
+    DELIVERED = "delivered"
+    STOP = "stop"
+    RETRY = "retry"
+
+
+def delivery_for(job: Job, view: dict[str, Any]) -> Delivery:
+    """The job's one delivery: links (presigned outputs, the job's API path), never bytes."""
+    data = {**view, "links": {"job": f"/v1/jobs/{job.id}"}}
+    return Delivery(job_id=job.id, webhook_id=job.webhook.id, url=job.webhook_url,
+                    body=json.dumps({"type": EVENT_TYPES[job.status.value], "data": data},
+                                    separators=(",", ":")))
+
+
+def classify(status: int | None) -> Outcome:
+    if status is not None and 200 <= status < 300:
+        return Outcome.DELIVERED
+    if status == 410:
+        return Outcome.STOP
+    return Outcome.RETRY
+
+
+def next_wait(attempt: int, rng: random.Random | None = None) -> float | None:
+    """Seconds before attempt `attempt + 1`, or None when `attempt` was the last."""
+    if attempt > len(SCHEDULE):
+        return None
+    base = SCHEDULE[attempt - 1]
+    return base * (rng or random).uniform(1 - JITTER, 1 + JITTER)
+
+
+def retry_window(schedule: tuple[int, ...] = SCHEDULE) -> timedelta:
+    """How long a failing delivery keeps being retried (before jitter)."""
+    return timedelta(seconds=sum(schedule))
+
+
+def check_target(url: str, *, allow_loopback_http: bool = False,
+                 resolve: Resolve | None = None) -> list[str]:
+    """The public addresses `url` may be delivered to; ValueError saying why not otherwise."""
+    parts = urlsplit(url)
+    host = parts.hostname
+    if not host:
+        raise ValueError("the webhook URL has no host")
+    addresses = (resolve or _resolve)(host, parts.port or (443 if parts.scheme == "https" else 80))
+    if not addresses:
+        raise ValueError(f"{host} does not resolve")
+    if allow_loopback_http and all(ipaddress.ip_address(a).is_loopback for a in addresses):
+        if parts.scheme in ("http", "https"):
+            return addresses  # the local stack only: receivers on this machine
+    if parts.scheme != "https":
+        raise ValueError("webhook_url must be https")
+    for address in addresses:
+        ip = ipaddress.ip_address(address)
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        if not ip.is_global or ip.is_multicast:
+            raise ValueError(f"{host} resolves to {address}, which is not a public address "
+                             "(loopback, private, link-local, CGNAT and metadata ranges are "
+                             "refused)")
+    return addresses
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return []
+    return sorted({info[4][0] for info in infos})
+
+
+def target_violation(url: str | None, **options: Any) -> RuleViolation | None:
+    if url is None:
+        return None
+    try:
+        check_target(url, **options)
+    except ValueError as error:
+        return RuleViolation("webhook_url", "public-https", str(error))
+    return None
+
+
+def due(delivery: Delivery, now: datetime | None = None) -> float:
+    """Seconds until the delivery's next attempt may run (0 when it may now)."""
+    if delivery.not_before is None:
+        return 0.0
+    return max(0.0, (delivery.not_before - (now or now_utc())).total_seconds())
+
+
+def deliver(ctx: Context, delivery: Delivery) -> DeliveryStatus:
+    """Run the delivery's next attempt (or wait on), record it, and schedule what follows."""
+    wait = due(delivery)
+    if wait > 1:  # a long wait is several queue hops (SQS delays at most 15 minutes)
+        ctx.webhook_outbox.send(delivery, wait)
+        return DeliveryStatus.PENDING
+    started = now_utc()
+    try:
+        addresses = check_target(delivery.url,
+                                 allow_loopback_http=ctx.settings.webhook_allow_loopback)
+    except ValueError as refused:
+        return _finish(ctx, delivery, WebhookAttempt(at=started, error=str(refused)),
+                       DeliveryStatus.FAILED)
+    signature = Webhook(ctx.webhook_secret()).sign(delivery.webhook_id, started, delivery.body)
+    headers = {"webhook-id": delivery.webhook_id,
+               "webhook-timestamp": str(int(started.timestamp())),
+               "webhook-signature": signature, "content-type": "application/json"}
+    status, error = ctx.webhook_sender.post(delivery.url, addresses, headers, delivery.body)
+    attempt = WebhookAttempt(at=started, status=status, error=error)
+    outcome = classify(status)
+    if outcome is Outcome.DELIVERED:
+        return _finish(ctx, delivery, attempt, DeliveryStatus.DELIVERED)
+    if outcome is Outcome.STOP:
+        return _finish(ctx, delivery, attempt, DeliveryStatus.STOPPED)
+    wait = next_wait(delivery.attempt)
+    if wait is None:
+        return _finish(ctx, delivery, attempt, DeliveryStatus.FAILED)
+    ctx.jobs.record_webhook(delivery.job_id, attempt, DeliveryStatus.PENDING)
+    ctx.webhook_outbox.send(delivery.model_copy(update={
+        "attempt": delivery.attempt + 1, "not_before": started + timedelta(seconds=wait)}), wait)
+    return DeliveryStatus.PENDING
+
+
+def _finish(ctx: Context, delivery: Delivery, attempt: WebhookAttempt,
+            status: DeliveryStatus) -> DeliveryStatus:
+    ctx.jobs.record_webhook(delivery.job_id, attempt, status)
+    if status is DeliveryStatus.FAILED:
+        ctx.webhook_outbox.dead_letter(delivery)  # visible: queue, alarm, job field, metric
+    return status
