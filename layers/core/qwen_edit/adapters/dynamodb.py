@@ -18,7 +18,7 @@ from pydantic_core import to_jsonable_python
 
 from qwen_edit import admission
 from qwen_edit.catalog import RateLimit
-from qwen_edit.errors import InvalidRequest, JobConflict, JobNotFound
+from qwen_edit.errors import InvalidRequest, JobConflict, JobNotFound, NotAdmitted
 from qwen_edit.jobs import (
     ALLOWED_FROM,
     FINAL_STATUSES,
@@ -169,7 +169,7 @@ class DynamoLimitStore:
     """One item per family and kind: RATE#<family> (reservations), CALLS#<family> (actual
     calls), LEASES#<family> (async task places), each with a `version`. Every change is a read-modify-write guarded by `version`."""
 
-    ATTEMPTS = 25
+    ATTEMPTS = 40
 
     def __init__(self, table_name: str, client: Any = None,
                  margin_seconds: float = admission.DEFAULT_MARGIN_SECONDS):
@@ -199,15 +199,22 @@ class DynamoLimitStore:
         return self._change(f"LEASES#{family}", change)
 
     def release_lease(self, family: str, holder: str) -> None:
-        def change(state: dict) -> tuple[dict | None, None]:
-            holders = state.get("holders", {})
-            if holder not in holders:
-                return None, None
-            return {"holders": {k: v for k, v in holders.items() if k != holder}}, None
-        self._change(f"LEASES#{family}", change)
+        # One atomic update, never contended: removing a holder needs no read first. The
+        # version still moves, so an acquire that read the old holders cannot write them back.
+        try:
+            self.client.update_item(
+                TableName=self.table, Key={"pk": {"S": f"LEASES#{family}"}},
+                UpdateExpression="REMOVE holders.#h SET version = version + :one",
+                ConditionExpression="attribute_exists(holders.#h)",
+                ExpressionAttributeNames={"#h": holder},
+                ExpressionAttributeValues={":one": {"N": "1"}})
+        except ClientError as error:
+            if not _conditional_failed(error):
+                raise
+            # Not held (released before, or expired and taken over): nothing to do.
 
     def _change(self, key: str, change: Callable[[dict], tuple[dict | None, Any]]) -> Any:
-        for _ in range(self.ATTEMPTS):
+        for attempt in range(self.ATTEMPTS):
             item = self.client.get_item(TableName=self.table, Key={"pk": {"S": key}},
                                         ConsistentRead=True).get("Item", {})
             state = {k: _from_dynamo(v) for k, v in item.items()}
@@ -226,5 +233,7 @@ class DynamoLimitStore:
             except ClientError as error:
                 if not _conditional_failed(error):
                     raise
-                time.sleep(random.uniform(0, 0.05))  # another execution won; read again
-        raise RuntimeError(f"admission state {key} stayed contended for {self.ATTEMPTS} tries")
+                # Another execution won: back off (exponential, full jitter) and read again.
+                time.sleep(random.uniform(0, min(1.0, 0.01 * 2 ** attempt)))
+        # Still contended: the workflow asks again later (Admit's Retry, or Submit → Admit).
+        raise NotAdmitted(f"admission state {key} stayed contended for {self.ATTEMPTS} tries")
