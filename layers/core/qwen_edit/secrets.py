@@ -10,9 +10,10 @@ from aws_lambda_powertools.utilities import parameters
 CACHE_SECONDS = 300
 
 # botocore's DEBUG log prints whole responses, GetSecretValue's secret included: whatever the
-# function's log level, botocore logs from INFO up.
+# function's log level, now or set later, botocore logs from INFO up. Its own level is set (not
+# left to inherit), so raising the root logger's level cannot lower it.
 _botocore_log = logging.getLogger("botocore")
-if _botocore_log.getEffectiveLevel() < logging.INFO:
+if _botocore_log.level < logging.INFO:
     _botocore_log.setLevel(logging.INFO)
 
 
