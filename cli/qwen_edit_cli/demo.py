@@ -1,82 +1,113 @@
-"""`qwen-edit local demo`: the provider path end to end, offline, against the emulator.
-
-Today it runs one sync edit and one async text-to-image task through the real DashScope client
-and request validation, and saves the PNGs; it grows into the full local stack demo (SPEC §7).
-"""
+"""`qwen-edit local demo` (what `make demo` runs): the local stack, offline, and three kinds of
+job through it: an upload-triggered recipe edit (S3), an API edit with two input images, and an
+async text-to-image job. Outputs land in demo-output/; a summary says how each went."""
 
 from __future__ import annotations
 
 import io
+import json
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import boto3
 from PIL import Image, ImageDraw
 
-from qwen_edit.catalog import Capability
-from qwen_edit.images import InlineImage
-from qwen_edit.providers.base import ImageProvider, ProviderError, ProviderTask
-from qwen_edit.providers.dashscope import DashScopeClient
-from qwen_edit.requests import ValidRequest, direct_url, parse_request
-from qwen_edit_cli.emulator.server import EmulatorServer
+from qwen_edit_cli.client import ApiError, QwenEditClient
+from qwen_edit_cli.local.serve import Ready, local_service
+
+RECIPE = {"model": "qwen-image-edit-plus", "prompt": "Turn the photo into a watercolor painting",
+          "seed": 7}
 
 
-def sample_photo() -> bytes:
-    """A small stand-in photo so the demo needs no files and no network."""
-    image = Image.new("RGB", (960, 640), (135, 190, 235))
+def sample_photo(sky: tuple[int, int, int] = (135, 190, 235),
+                 thing: tuple[int, int, int] = (200, 80, 60)) -> bytes:
+    """A small stand-in photo, so the demo needs no files and no network."""
+    image = Image.new("RGB", (960, 640), sky)
     draw = ImageDraw.Draw(image)
     draw.rectangle([0, 460, 960, 640], fill=(90, 160, 80))
     draw.ellipse([700, 60, 840, 200], fill=(250, 220, 90))
-    draw.rectangle([260, 300, 520, 470], fill=(200, 80, 60))
+    draw.rectangle([260, 300, 520, 470], fill=thing)
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=90)
     return out.getvalue()
 
 
-def run_job(client: ImageProvider, job: ValidRequest, poll_interval: float) -> ProviderTask:
-    task = client.submit(job.to_provider(direct_url), asynchronous=job.spec.is_async)
-    while not task.status.is_final:
-        time.sleep(poll_interval)
-        task = client.fetch(task.task_id)
-    return task
-
-
-def run_demo(out_dir: Path, *, poll_interval: float = 1.0) -> int:
-    photo = InlineImage("image/jpeg", sample_photo(), "jpeg").as_data_url()
-    jobs = {
-        "edit": parse_request(Capability.EDIT, {
-            "model": "qwen-image-edit-plus", "images": [photo], "n": 2, "seed": 7,
-            "prompt": "Turn the red box into a wooden cabin and make it dusk"},
-            default_model="qwen-image-edit-plus"),
-        "generation": parse_request(Capability.TEXT_TO_IMAGE, {
-            "model": "qwen-image-plus", "size": "1328*1328", "seed": 42,
-            "prompt": "A hand-drawn poster of three puppies playing ball on green grass"},
-            default_model="qwen-image-plus"),
-    }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    print(f"qwen-edit demo: DashScope emulator on loopback, outputs in {out_dir}/\n")
-    print(f"{'job':<11} {'model':<22} {'mode':<6} {'status':<10} {'seconds':>7}  outputs")
-    failures = 0
-    with EmulatorServer() as emulator:
-        client = DashScopeClient("sk-demo", base_url=emulator.api_base_url)
-        for name, job in jobs.items():
-            started = time.monotonic()
+def upload_triggered(ready: Ready, out_dir: Path) -> tuple[str, str, list[Path]]:
+    s3 = boto3.client("s3", endpoint_url=ready.s3_endpoint_url, region_name=ready.region)
+    s3.put_object(Bucket=ready.input_bucket, Key="recipes/watercolor.json",
+                  Body=json.dumps(RECIPE).encode())
+    s3.put_object(Bucket=ready.input_bucket, Key="inbox/watercolor/demo/harbor.jpg",
+                  Body=sample_photo())
+    prefix = "outbox/watercolor/demo/harbor"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        for suffix in (".json", ".error.json"):
             try:
-                task = run_job(client, job, poll_interval)
-                if task.status.value != "SUCCEEDED":
-                    raise ProviderError(task.error_code or task.status.value,
-                                        task.error_message or "the task did not succeed")
-                paths = []
-                for index, url in enumerate(task.image_urls, start=1):
-                    path = out_dir / f"{name}-{index}.png"
-                    path.write_bytes(client.download(url))
-                    paths.append(str(path))
-                status, detail = "succeeded", ", ".join(paths)
-            except ProviderError as error:
-                failures += 1
-                status, detail = "failed", f"{error.code}: {error.message}"
-            mode = "async" if job.spec.is_async else "sync"
-            print(f"{name:<11} {job.spec.id:<22} {mode:<6} {status:<10} "
-                  f"{time.monotonic() - started:>7.2f}  {detail}")
-        client.close()
-    print("\nall jobs succeeded" if not failures else f"\n{failures} job(s) failed")
+                record = json.loads(s3.get_object(Bucket=ready.output_bucket,
+                                                  Key=prefix + suffix)["Body"].read())
+            except s3.exceptions.NoSuchKey:
+                continue
+            if suffix == ".error.json":
+                return "rejected", record["error"]["message"], []
+            path = out_dir / "upload-harbor.png"
+            path.write_bytes(s3.get_object(Bucket=ready.output_bucket,
+                                           Key=f"{prefix}.png")["Body"].read())
+            return record["status"], record["model"], [path]
+        time.sleep(0.5)
+    return "timed out", RECIPE["model"], []
+
+
+def api_job(client: QwenEditClient, out_dir: Path, kind: str, body: dict,
+            name: str) -> tuple[str, str, list[Path]]:
+    job = client.create(kind, body)
+    job = client.wait(job["id"], interval=0.5, timeout=120)
+    saved = client.download(job, out_dir, name) if job["status"] == "succeeded" else []
+    return job["status"], job["model"], saved
+
+
+def run_demo(out_dir: Path) -> int:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print("qwen-edit demo: starting the local stack (emulated AWS, the DashScope emulator, "
+          "the REST API)…", flush=True)
+    started = time.monotonic()
+    # The handlers' own logs stay quiet (LogLevel, as in a deployment): the summary says it all.
+    with local_service(port=0, poll_interval=1, log_level="WARNING") as ready, \
+            tempfile.TemporaryDirectory() as scratch:
+        print(f"ready in {time.monotonic() - started:.1f} s: {ready.api_url}\n", flush=True)
+        client = QwenEditClient(ready.api_url, ready.api_key)
+        photos = []
+        for name, thing in (("subject.jpg", (200, 80, 60)), ("style.jpg", (60, 80, 200))):
+            path = Path(scratch) / name
+            path.write_bytes(sample_photo(thing=thing))
+            photos.append(path)
+        runs: list[tuple[str, Callable[[], tuple[str, str, list[Path]]]]] = [
+            ("upload-triggered recipe edit",
+             lambda: upload_triggered(ready, out_dir)),
+            ("API edit, two input images",
+             lambda: api_job(client, out_dir, "edits", {
+                 "model": "qwen-image-edit-plus", "seed": 42,
+                 "prompt": "Paint the house from Image 1 in the colors of Image 2",
+                 "images": [client.upload(p) for p in photos]}, "api-edit")),
+            ("async text-to-image",
+             lambda: api_job(client, out_dir, "generations", {
+                 "model": "qwen-image-plus", "seed": 42, "size": "1328*1328",
+                 "prompt": "A hand-drawn poster of three puppies playing ball on green grass"},
+                 "generation")),
+        ]
+        print(f"{'job':<30} {'model':<22} {'status':<10} {'seconds':>7}  outputs")
+        failures = 0
+        for label, run in runs:
+            began = time.monotonic()
+            try:
+                status, model, saved = run()
+            except ApiError as error:
+                status, model, saved = "error", error.code, []
+                print(f"  {label}: {error.message}")
+            failures += status != "succeeded"
+            print(f"{label:<30} {model:<22} {status:<10} {time.monotonic() - began:>7.1f}  "
+                  f"{', '.join(str(p) for p in saved) or '-'}", flush=True)
+    print(f"\n{'all three jobs succeeded' if not failures else f'{failures} job(s) did not succeed'}"
+          f" in {time.monotonic() - started:.1f} s; outputs in {out_dir}/")
     return 1 if failures else 0

@@ -1,19 +1,85 @@
-"""The `qwen-edit` command."""
+"""The `qwen-edit` command: client commands against any deployment, and the local side
+(the DashScope emulator, the offline local stack and its demo)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
+from qwen_edit_cli.client import ApiError, QwenEditClient
 from qwen_edit_cli.emulator.faults import Faults
+
+EXIT_CODES = {401: 3, 403: 3, 404: 4, 409: 5, 413: 6, 422: 6, 429: 7}
+EXIT_JOB_DID_NOT_SUCCEED, EXIT_SERVICE = 1, 8
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except ApiError as error:
+        _say_error(error, getattr(args, "json", False))
+        return EXIT_CODES.get(error.status, EXIT_SERVICE)
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qwen-edit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+
+    def client_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--api-url", default=os.environ.get("QWEN_EDIT_API_URL"),
+                             help="the deployment's API URL, ending in /v1 (QWEN_EDIT_API_URL)")
+        command.add_argument("--api-key", default=os.environ.get("QWEN_EDIT_API_KEY"),
+                             help="your API key (QWEN_EDIT_API_KEY)")
+        command.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    def job_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument("-p", "--prompt", required=True)
+        command.add_argument("--model")
+        command.add_argument("-n", type=int)
+        command.add_argument("--size", help="width*height, e.g. 1024*1536")
+        command.add_argument("--seed", type=int)
+        command.add_argument("--negative-prompt")
+        command.add_argument("--no-prompt-extend", action="store_true")
+        command.add_argument("--watermark", action="store_true")
+        command.add_argument("--webhook-url")
+        command.add_argument("--idempotency-key")
+        command.add_argument("--out", type=Path, default=Path("."), help="where to save outputs")
+        command.add_argument("--no-wait", action="store_true", help="submit and return")
+        client_options(command)
+
+    edit = commands.add_parser("edit", help="edit images (local files are uploaded first)")
+    edit.add_argument("images", nargs="+", help="local files, http(s) URLs or s3:// references")
+    job_options(edit)
+    edit.set_defaults(run=_submit, kind="edits")
+    generate = commands.add_parser("generate", help="generate images from text")
+    job_options(generate)
+    generate.set_defaults(run=_submit, kind="generations", images=[])
+
+    jobs = commands.add_parser("jobs", help="your jobs")
+    jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True)
+    get = jobs_commands.add_parser("get", help="one job")
+    get.add_argument("job_id")
+    client_options(get)
+    get.set_defaults(run=lambda a: _show(_client(a).get(a.job_id), a.json))
+    listing = jobs_commands.add_parser("list", help="your jobs, newest first")
+    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--cursor")
+    listing.add_argument("--status", choices=["queued", "running", "succeeded", "failed",
+                                              "canceled"])
+    client_options(listing)
+    listing.set_defaults(run=_list)
+    cancel = jobs_commands.add_parser("cancel", help="cancel a job that has not finished")
+    cancel.add_argument("job_id")
+    client_options(cancel)
+    cancel.set_defaults(run=lambda a: _show(_client(a).cancel(a.job_id), a.json))
 
     fake = commands.add_parser("fake-dashscope", help="run the DashScope emulator on loopback")
     fake.add_argument("--host", default="127.0.0.1")
@@ -25,39 +91,143 @@ def main(argv: list[str] | None = None) -> int:
     fake.add_argument("--verbose", action="store_true", help="log every request")
     fake.set_defaults(run=_fake_dashscope)
 
-    local = commands.add_parser("local", help="run the service locally, offline")
+    local = commands.add_parser("local", help="the service on this machine, offline")
     local_commands = local.add_subparsers(dest="local_command", required=True)
+    serve = local_commands.add_parser("serve", help="emulated AWS, the emulator, the REST API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=3000, help="the REST API's port (0: any)")
+    serve.add_argument("--poll-interval", type=int, default=2, help="seconds between polls")
+    serve.add_argument("--api-key", action="append", dest="api_keys",
+                       help="a tenant's key (repeat for more; default: one generated)")
+    serve.add_argument("--ready-file", type=Path)
+    serve.add_argument("--provider", choices=["emulator", "dashscope"], default="emulator",
+                       help="dashscope: the real provider, with DASHSCOPE_API_KEY")
+    serve.add_argument("--region", choices=["singapore", "beijing"], default="singapore")
+    serve.set_defaults(run=_serve)
     demo = local_commands.add_parser("demo", help="the offline demo (what `make demo` runs)")
     demo.add_argument("--out", type=Path, default=Path("demo-output"))
-    demo.add_argument("--poll-interval", type=float, default=1.0)
     demo.set_defaults(run=_demo)
 
     openapi = commands.add_parser("openapi", help="write the REST API's OpenAPI document")
     openapi.add_argument("--out", type=Path, default=Path("docs/openapi.json"))
     openapi.set_defaults(run=_openapi)
+    return parser
 
-    args = parser.parse_args(argv)
-    return args.run(args)
+
+# ---- client commands ---------------------------------------------------------------------------
+
+def _client(args: argparse.Namespace) -> QwenEditClient:
+    if not args.api_url or not args.api_key:
+        raise SystemExit("qwen-edit: give --api-url and --api-key (or QWEN_EDIT_API_URL and "
+                         "QWEN_EDIT_API_KEY)")
+    return QwenEditClient(args.api_url, args.api_key)
+
+
+def _submit(args: argparse.Namespace) -> int:
+    client = _client(args)
+    images = [client.upload(Path(i)) if Path(i).is_file() else i for i in args.images]
+    body: dict[str, Any] = {"prompt": args.prompt, "model": args.model, "n": args.n,
+                            "size": args.size, "seed": args.seed,
+                            "negative_prompt": args.negative_prompt,
+                            "prompt_extend": False if args.no_prompt_extend else None,
+                            "watermark": True if args.watermark else None,
+                            "webhook_url": args.webhook_url}
+    body = {k: v for k, v in body.items() if v is not None}
+    if images:
+        body["images"] = images
+    job = client.create(args.kind, body, args.idempotency_key)
+    if args.no_wait:
+        return _show(job, args.json)
+    job = client.wait(job["id"], on_progress=None if args.json else _progress)
+    if not args.json:
+        print(file=sys.stderr)
+    if job["status"] == "succeeded":
+        job["saved"] = [str(p) for p in client.download(job, args.out)]
+    _show(job, args.json)
+    return 0 if job["status"] == "succeeded" else EXIT_JOB_DID_NOT_SUCCEED
+
+
+def _progress(job: dict[str, Any], elapsed: float) -> None:
+    line = f"{job['id']}  {job['model']}  {job['status']:<9}  {elapsed:6.1f} s"
+    if sys.stderr.isatty():
+        print(f"\r{line}", end="", file=sys.stderr, flush=True)
+    elif job["status"] != getattr(_progress, "last", None):
+        print(line, file=sys.stderr, flush=True)
+    _progress.last = job["status"]
+
+
+def _show(job: dict[str, Any], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(job, indent=2))
+        return 0
+    print(f"job      {job['id']}\nstatus   {job['status']}\nmodel    {job['model']}")
+    if job.get("error"):
+        print(f"error    {job['error']['code']}: {job['error']['message']}")
+    for path in job.get("saved", []):
+        print(f"saved    {path}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    page = _client(args).list(args.limit, args.cursor, args.status)
+    if args.json:
+        print(json.dumps(page, indent=2))
+        return 0
+    for job in page["jobs"]:
+        print(f"{job['id']}  {job['status']:<9}  {job['model']:<24}  {job['created_at']}")
+    if page["next_cursor"]:
+        print(f"more: --cursor {page['next_cursor']}")
+    return 0
+
+
+def _say_error(error: ApiError, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"error": {"status": error.status, "code": error.code,
+                                    "message": error.message, "details": error.details}}))
+        return
+    print(f"qwen-edit: {error.code}: {error.message}", file=sys.stderr)
+    for detail in error.details:
+        print(f"  {detail.get('field', '')}: {detail.get('message', '')}", file=sys.stderr)
+
+
+# ---- the local side ----------------------------------------------------------------------------
+
+def _until_signalled() -> None:
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
 
 
 def _fake_dashscope(args: argparse.Namespace) -> int:
     from qwen_edit_cli.emulator.server import EmulatorServer
 
-    server = EmulatorServer(args.host, args.port, api_key=args.api_key,
-                            faults=Faults.model_validate(args.faults), verbose=args.verbose)
-    ready = {"url": server.url, "api_base_url": server.api_base_url,
-             "task_api_base_url": server.task_api_base_url}
-    print(json.dumps(ready), flush=True)
-    if args.ready_file:
-        args.ready_file.write_text(json.dumps(ready))
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        server.serve_forever()
-    except (KeyboardInterrupt, SystemExit):
-        pass
-    finally:
-        server.stop()
+    with EmulatorServer(args.host, args.port, api_key=args.api_key,
+                        faults=Faults.model_validate(args.faults), verbose=args.verbose) as server:
+        ready = {"url": server.url, "api_base_url": server.api_base_url,
+                 "task_api_base_url": server.task_api_base_url}
+        print(json.dumps(ready), flush=True)
+        if args.ready_file:
+            args.ready_file.write_text(json.dumps(ready))
+        _until_signalled()
     return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from qwen_edit_cli.local.serve import announce_ready, local_service
+
+    with local_service(host=args.host, port=args.port, poll_interval=args.poll_interval,
+                       api_keys=args.api_keys, provider=args.provider,
+                       region=args.region) as ready:
+        announce_ready(ready, args.ready_file)
+        _until_signalled()
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from qwen_edit_cli.demo import run_demo
+
+    return run_demo(args.out)
 
 
 def _openapi(args: argparse.Namespace) -> int:
@@ -68,12 +238,6 @@ def _openapi(args: argparse.Namespace) -> int:
     args.out.write_text(json.dumps(json.loads(document), indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from qwen_edit_cli.demo import run_demo
-
-    return run_demo(args.out, poll_interval=args.poll_interval)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,19 @@
-"""The whole service in this process: moto (with Step Functions executing the real definition),
-template.yaml's resources, the real handlers as Lambda functions, an emulator as the provider."""
+"""The whole service in this process: AWS emulated by moto (in-process for tests, or moto's server
+on loopback for `local serve`), template.yaml's resources, the real handlers as the Lambda
+functions, and a provider (the emulator, or DashScope itself)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from typing import Any
 
 import boto3
+import httpx
 from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
@@ -23,41 +26,75 @@ from qwen_edit_cli.local.stack import LocalStack, build_stack
 logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setLevel(
     logging.CRITICAL)
 
+# One process runs moto, every handler and the emulator, so a call reaches the provider later
+# after its admission claim than it would from its own Lambda: calls are spaced a little wider.
 LOCAL_ADMISSION_MARGIN = "0.3"
+REGION = "us-east-1"
 FAKE_AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+                "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION}
 
 
 @contextmanager
-def in_process_stack(emulator: EmulatorServer, *, poll_interval: int = 1,
+def in_process_stack(emulator: EmulatorServer | None, *, poll_interval: int = 1,
+                     aws_endpoint: str | None = None, dashscope_key: str = "sk-local",
                      **parameters_: Any) -> Iterator[LocalStack]:
-    """Yields the stack with `.ctx`: the context the API and trigger functions get (the same
-    as the workflow's, plus STATE_MACHINE_ARN), and `.emulator`. The process environment is
-    restored afterwards."""
+    """Yields the stack with `.ctx` (what the API and trigger functions get) and `.emulator`.
+
+    `aws_endpoint`: a moto server to use (else moto runs in-process). Without an emulator the
+    parameters must name the real provider (DashScopeRegion). The environment is restored after.
+    """
     saved = dict(os.environ)
     os.environ.update(FAKE_AWS_ENV)
     try:
-        with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        with ExitStack() as scope:
+            if aws_endpoint is None:
+                scope.enter_context(mock_aws(config={"stepfunctions": {
+                    "execute_state_machine": True}}))
+            else:
+                os.environ["AWS_ENDPOINT_URL"] = aws_endpoint  # every boto3 client, handlers too
+                os.environ["MOTO_PORT"] = aws_endpoint.rsplit(":", 1)[-1]  # its interpreter's calls
+                httpx.post(f"{aws_endpoint}/moto-api/config",
+                           json={"stepfunctions": {"execute_state_machine": True}}).raise_for_status()
             parameters.clear_caches()
             secret = boto3.client("secretsmanager").create_secret(
-                Name="dashscope", SecretString="sk-local")["ARN"]
+                Name="dashscope", SecretString=dashscope_key)["ARN"]
+            provider = ({"DashScopeBaseUrl": emulator.api_base_url,
+                         "TaskApiBaseUrl": emulator.task_api_base_url} if emulator else {})
             stack = build_stack({"DashScopeApiKeySecretArn": secret,
-                                 "DashScopeBaseUrl": emulator.api_base_url,
-                                 "TaskApiBaseUrl": emulator.task_api_base_url,
-                                 "PollIntervalSeconds": poll_interval, **parameters_})
-            # One process runs moto, every handler and the emulator, so a call reaches the
-            # emulator later after its claim than it would reach DashScope from its own Lambda.
+                                 "PollIntervalSeconds": poll_interval, **provider, **parameters_},
+                                endpoint_url=aws_endpoint)
             os.environ["ADMISSION_MARGIN_SECONDS"] = LOCAL_ADMISSION_MARGIN
-            os.environ["WEBHOOK_ALLOW_LOOPBACK"] = "true"  # receivers on this machine
+            os.environ["WEBHOOK_ALLOW_LOOPBACK"] = "true"  # receivers on this machine (SPEC §7)
             runtime.context.cache_clear()
             stack.ctx = replace(runtime.context(),
                                 executions=StepFunctionsExecutions(stack.state_machine_arn))
             stack.emulator = emulator
-            with stack.dispatcher.installed():
-                stack.pump()  # S3's s3:TestEvent, sent when the notification was configured
-                yield stack
+            scope.enter_context(stack.dispatcher.installed())
+            stack.pump()  # S3's s3:TestEvent, sent when the notification was configured
+            yield stack
     finally:
         os.environ.clear()
         os.environ.update(saved)
         runtime.context.cache_clear()
         parameters.clear_caches()
+
+
+class Pump(threading.Thread):
+    """Lambda's SQS pollers, running until stopped (uploads and webhook deliveries)."""
+
+    def __init__(self, stack: LocalStack):
+        super().__init__(name="sqs-pollers", daemon=True)
+        self.stack, self.stopping = stack, threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                if not any(source.poll_once(wait_seconds=1) for source in self.stack.event_sources):
+                    self.stopping.wait(0.2)
+            except Exception:  # noqa: BLE001 - keep polling, as Lambda's pollers do
+                logging.getLogger(__name__).exception("SQS poller")
+                self.stopping.wait(1)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=5)

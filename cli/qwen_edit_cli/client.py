@@ -1,0 +1,101 @@
+"""A client of the qwen-edit REST API (any deployment): what the CLI and the demo use."""
+
+from __future__ import annotations
+
+import mimetypes
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from qwen_edit.images import FORMAT_OF_EXTENSION, MIME_TYPES
+
+FINAL = {"succeeded", "failed", "canceled"}
+CONTENT_TYPES = {f".{ext}": MIME_TYPES[fmt][0] for ext, fmt in FORMAT_OF_EXTENSION.items()}
+
+
+class ApiError(Exception):
+    """An answer of the API's error envelope, or no answer at all (status None)."""
+
+    def __init__(self, status: int | None, code: str, message: str, details: list | None = None):
+        super().__init__(f"{code}: {message}")
+        self.status, self.code, self.message, self.details = status, code, message, details or []
+
+
+class QwenEditClient:
+    def __init__(self, api_url: str, api_key: str, timeout: float = 60.0):
+        self.http = httpx.Client(base_url=api_url.rstrip("/"), timeout=timeout,
+                                 headers={"x-api-key": api_key})
+        self.files = httpx.Client(timeout=timeout)  # presigned URLs: no API key
+
+    def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            answer = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as error:
+            raise ApiError(None, "Unreachable", f"{self.http.base_url}: {error}") from None
+        body = answer.json() if answer.content else {}
+        if answer.status_code >= 400:
+            error = body.get("error", {}) if isinstance(body, dict) else {}
+            raise ApiError(answer.status_code, error.get("code", f"HTTP{answer.status_code}"),
+                           error.get("message", answer.text[:200]), error.get("details"))
+        return body
+
+    def upload(self, path: Path) -> str:
+        """Upload one local image through POST /uploads; its s3:// reference."""
+        content_type = CONTENT_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path)[0]
+        if content_type is None:
+            raise ApiError(None, "NotAnImage", f"{path} is not a JPG, PNG, BMP, TIFF, WEBP or GIF")
+        data = path.read_bytes()
+        ticket = self.request("POST", "/uploads", json={"content_type": content_type,
+                                                        "content_length": len(data)})
+        put = self.files.put(ticket["upload_url"], content=data, headers=ticket["headers"])
+        if put.status_code >= 300:
+            raise ApiError(put.status_code, "UploadFailed", f"storing {path} failed: {put.text[:200]}")
+        return ticket["image"]
+
+    def create(self, kind: str, body: dict[str, Any],
+               idempotency_key: str | None = None) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self.request("POST", f"/{kind}", json=body, headers=headers)
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/jobs/{job_id}")
+
+    def list(self, limit: int = 20, cursor: str | None = None,
+             status: str | None = None) -> dict[str, Any]:
+        params = {k: v for k, v in {"limit": limit, "cursor": cursor, "status": status}.items()
+                  if v is not None}
+        return self.request("GET", "/jobs", params=params)
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self.request("POST", f"/jobs/{job_id}/cancel")
+
+    def wait(self, job_id: str, on_progress: Callable[[dict[str, Any], float], None] | None = None,
+             interval: float = 1.0, timeout: float = 3600) -> dict[str, Any]:
+        started = time.monotonic()
+        while True:
+            job = self.get(job_id)
+            elapsed = time.monotonic() - started
+            if on_progress:
+                on_progress(job, elapsed)
+            if job["status"] in FINAL:
+                return job
+            if elapsed > timeout:
+                raise ApiError(None, "Timeout", f"job {job_id} is still {job['status']}")
+            time.sleep(interval)
+
+    def download(self, job: dict[str, Any], out_dir: Path, name: str | None = None) -> list[Path]:
+        """Save a job's outputs as <name or job id>[-i].png in out_dir."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        outputs = job.get("outputs", [])
+        paths = []
+        for index, output in enumerate(outputs, start=1):
+            stem = name or job["id"]
+            path = out_dir / (f"{stem}.png" if len(outputs) == 1 else f"{stem}-{index}.png")
+            answer = self.files.get(output["url"])
+            answer.raise_for_status()
+            path.write_bytes(answer.content)
+            paths.append(path)
+        return paths

@@ -1,0 +1,86 @@
+"""`qwen-edit local serve`: the whole service on this machine, offline (SPEC §7)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+from qwen_edit.catalog import Provider
+from qwen_edit_cli.emulator.server import EmulatorServer
+from qwen_edit_cli.local.apigateway import LocalApiGateway
+from qwen_edit_cli.local.inprocess import REGION, Pump, in_process_stack
+
+
+logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
+
+
+@dataclass
+class Ready:
+    api_url: str
+    api_key: str
+    s3_endpoint_url: str
+    region: str
+    input_bucket: str
+    output_bucket: str
+    dashscope_url: str
+    webhook_secret: str
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def local_service(*, host: str = "127.0.0.1", port: int = 3000, poll_interval: int = 2,
+                  api_keys: list[str] | None = None, provider: str = "emulator",
+                  region: str = "singapore", log_level: str = "INFO") -> Iterator[Ready]:
+    api_keys = api_keys or [f"qe-local-{secrets.token_hex(12)}"]
+    with ExitStack() as scope:
+        aws_port = _free_port(host)
+        moto = ThreadedMotoServer(ip_address=host, port=aws_port, verbose=False)
+        moto.start()
+        scope.callback(moto.stop)
+        aws_url = f"http://{host}:{aws_port}"
+        if provider == "emulator":
+            emulator = scope.enter_context(EmulatorServer(host))
+            stack = scope.enter_context(in_process_stack(
+                emulator, poll_interval=poll_interval, aws_endpoint=aws_url, LogLevel=log_level))
+            dashscope_url = emulator.api_base_url
+        else:
+            key = os.environ.get("DASHSCOPE_API_KEY")
+            if not key:
+                raise SystemExit("--provider dashscope needs DASHSCOPE_API_KEY")
+            stack = scope.enter_context(in_process_stack(
+                None, poll_interval=poll_interval, aws_endpoint=aws_url, dashscope_key=key,
+                DashScopeRegion=region, LogLevel=log_level))
+            dashscope_url = stack.ctx.provider(Provider.DASHSCOPE).base_url
+        pump = Pump(stack)
+        pump.start()
+        scope.callback(pump.stop)
+        gateway = LocalApiGateway(stack, api_keys, host, port).start()
+        scope.callback(gateway.stop)
+        secret = boto3.client("secretsmanager").get_secret_value(
+            SecretId=stack.physical["WebhookSecret"])["SecretString"]
+        yield Ready(api_url=gateway.url, api_key=api_keys[0], s3_endpoint_url=aws_url,
+                    region=REGION, input_bucket=stack.physical["InputBucket"],
+                    output_bucket=stack.physical["OutputBucket"], dashscope_url=dashscope_url,
+                    webhook_secret=f"whsec_{secret}")
+
+
+def announce_ready(ready: Ready, ready_file: Path | None) -> None:
+    text = json.dumps(asdict(ready))
+    print(text, flush=True)
+    if ready_file is not None:
+        ready_file.write_text(text)
