@@ -73,3 +73,16 @@ def test_readme_model_table_matches_the_catalog():
         row = (f"| `{model.id}` | {' + '.join(view['capabilities'])} | {view['endpoint']} | "
                f"{n} | {model.size_rule.value} | {limit} |")
         assert row in readme, row
+
+
+def test_readme_documents_every_template_parameter():
+    readme = (ROOT / "README.md").read_text()
+    for name in template()["Parameters"]:
+        assert f"| `{name}` |" in readme, name
+
+
+def test_every_function_has_a_sample_event():
+    functions = sorted(p.parent.name for p in (ROOT / "functions").glob("*/app.py"))
+    events = {p.stem for p in (ROOT / "events").glob("*.json")}
+    for name in functions:
+        assert name in events or any(e.startswith(f"{name}-") for e in events), name

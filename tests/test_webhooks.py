@@ -249,3 +249,10 @@ def test_the_signing_secret_never_reaches_the_logs(stack, caplog):
     assert caplog.text and raw not in caplog.text
     assert raw not in json.dumps(job_of(stack, job.id).public())
     receiver.stop()
+
+
+def test_the_sample_delivery_event_is_a_delivery():
+    from conftest import ROOT
+    event = json.loads((ROOT / "events" / "webhook-sqs.json").read_text())
+    delivery = webhooks.Delivery.model_validate_json(event["Records"][0]["body"])
+    assert delivery.webhook_id == f"msg_{delivery.job_id}" and delivery.attempt == 1
