@@ -189,3 +189,15 @@ def test_async_concurrency_is_capped_at_two_tasks(stack):
         assert wait_execution(stack, job.id, timeout=120)["status"] == "SUCCEEDED"
     assert fake.counters["concurrency_limited"] == 0 and fake.counters["rate_limited"] == 0
     assert all(job_of(stack, j.id).status is JobStatus.SUCCEEDED for j in jobs)
+
+
+def test_submit_never_calls_the_provider_for_a_finished_job(stack):
+    from qwen_edit import workflow
+    from qwen_edit.jobs import now_utc
+    job = start(stack, edit(n=1))
+    wait_execution(stack, job.id)
+    calls = stack.emulator.fake.counters["calls.multimodal-generation"]
+    with pytest.raises(JobConflict, match="already succeeded"):
+        workflow.submit(stack.ctx, workflow.WorkflowState(job_id=job.id))
+    assert stack.emulator.fake.counters["calls.multimodal-generation"] == calls
+    assert job_of(stack, job.id).completed_at <= now_utc()

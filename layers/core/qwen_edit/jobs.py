@@ -7,7 +7,7 @@ moves backwards and never completes twice; the store enforces this with conditio
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, UTC
 from enum import StrEnum
 from typing import Any
 
@@ -21,7 +21,7 @@ from qwen_edit.providers.base import Usage
 
 # Fixed width, so the stored strings sort in time order (the tenant index sorts on created_at).
 Timestamp = Annotated[datetime, PlainSerializer(
-    lambda value: value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    lambda value: value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
     return_type=str, when_used="json")]
 
 
@@ -105,34 +105,6 @@ class ProviderInfo(BaseModel):
     task_id: str | None = None
 
 
-class Job(BaseModel):
-    id: str
-    tenant: str
-    kind: JobKind
-    status: JobStatus = JobStatus.QUEUED
-    model: str
-    source: JobSource
-    created_at: Timestamp
-    updated_at: Timestamp
-    completed_at: Timestamp | None = None
-    deadline_at: Timestamp
-    request: dict[str, Any]
-    output: OutputTarget
-    outputs: list[JobOutput] = Field(default_factory=list)
-    usage: Usage | None = None
-    provider: ProviderInfo | None = None
-    error: JobError | None = None
-    metadata: dict[str, str] | None = None
-    webhook_url: str | None = None
-    webhook: WebhookState | None = None
-    webhook: WebhookState | None = None
-
-    def public(self) -> dict[str, Any]:
-        """The job as clients see it (SPEC §3): no tenant, no internal routing."""
-        return JobView.model_validate(self.model_dump()).model_dump(mode="json",
-                                                                    exclude_none=True)
-
-
 class DeliveryStatus(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
@@ -159,14 +131,14 @@ class JobView(BaseModel):
 
     id: str
     kind: JobKind
-    status: JobStatus
+    status: JobStatus = JobStatus.QUEUED
     model: str
     source: JobSource
     created_at: Timestamp
     updated_at: Timestamp
     completed_at: Timestamp | None = None
     request: dict[str, Any]
-    outputs: list[JobOutput] = []
+    outputs: list[JobOutput] = Field(default_factory=list)
     usage: Usage | None = None
     provider: ProviderInfo | None = None
     error: JobError | None = None
@@ -175,8 +147,21 @@ class JobView(BaseModel):
     webhook: WebhookState | None = None
 
 
+class Job(JobView):
+    """The record: the public view, plus whose it is, when it must end, where results go."""
+
+    tenant: str
+    deadline_at: Timestamp
+    output: OutputTarget
+
+    def public(self) -> dict[str, Any]:
+        """The job as clients see it (SPEC §3): no tenant, no internal routing."""
+        return JobView.model_validate(self.model_dump()).model_dump(mode="json",
+                                                                    exclude_none=True)
+
+
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_job_id() -> str:

@@ -113,8 +113,8 @@ def _plan(ctx: Context, upload: Upload) -> Plan:
     extension = PurePosixPath(relative).suffix.lower().lstrip(".")
     if "/" not in relative:
         if extension != "json":
-            raise Rejected("NotInARecipe", f"put images under inbox/<recipe>/ (a recipe is "
-                                           f"recipes/<recipe>.json), or a manifest at inbox/<name>.json")
+            raise Rejected("NotInARecipe", "put images under inbox/<recipe>/ (a recipe is "
+                                           "recipes/<recipe>.json), or a manifest at inbox/<name>.json")
         return Plan(_manifest(ctx, upload), output)
     if extension not in FORMAT_OF_EXTENSION:
         raise Rejected("NotAnImage", f"{upload.key} does not end in an image extension "

@@ -91,9 +91,9 @@ def check_target(url: str, *, allow_loopback_http: bool = False,
     addresses = (resolve or _resolve)(host, parts.port or (443 if parts.scheme == "https" else 80))
     if not addresses:
         raise ValueError(f"{host} does not resolve")
-    if allow_loopback_http and all(ipaddress.ip_address(a).is_loopback for a in addresses):
-        if parts.scheme in ("http", "https"):
-            return addresses  # the local stack only: receivers on this machine
+    if allow_loopback_http and parts.scheme in ("http", "https") and all(
+            ipaddress.ip_address(a).is_loopback for a in addresses):
+        return addresses  # the local stack only: receivers on this machine
     if parts.scheme != "https":
         raise ValueError("webhook_url must be https")
     for address in addresses:

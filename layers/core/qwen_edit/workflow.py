@@ -7,7 +7,7 @@ provider's task id or result URLs. Images live in S3, records in DynamoDB.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timezone, UTC
 
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel
@@ -84,12 +84,14 @@ def admit(ctx: Context, state: WorkflowState) -> Admission:
     slot = ctx.limits.reserve(spec.family, spec.rate_limit,
                               now + admission.backoff_seconds(attempt))
     _check_deadline(job, slot)
-    return Admission(at=datetime.fromtimestamp(slot, timezone.utc), attempt=attempt)
+    return Admission(at=datetime.fromtimestamp(slot, UTC), attempt=attempt)
 
 
 def submit(ctx: Context, state: WorkflowState) -> Submission:
     """Call the provider: a sync model answers with images, an async one with a task id."""
     job = ctx.jobs.get(state.job_id)
+    if job.status.is_final:  # ended elsewhere (canceled, reconciled): never call the provider
+        raise JobConflict(f"job {job.id} is already {job.status.value}")
     if job.status is JobStatus.QUEUED:
         job = ctx.jobs.transition(job.id, JobStatus.RUNNING, now_utc())
     spec = get_model(job.model)
