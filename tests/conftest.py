@@ -79,12 +79,13 @@ def tables():
 
     from qwen_edit_cli.local.template import Resolver, load_template
 
+    from qwen_edit_cli.local.fidelity import atomic_dynamodb
     from qwen_edit_cli.local.inprocess import FAKE_AWS_ENV
 
     saved = dict(os.environ)
     os.environ.update(FAKE_AWS_ENV)
     try:
-        with mock_aws():
+        with mock_aws(), atomic_dynamodb():
             resources = load_template()["Resources"]
             resolve = Resolver(load_template(), {}, lambda name: name, lambda *a: "")
             dynamodb = boto3.client("dynamodb")

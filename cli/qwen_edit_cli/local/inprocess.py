@@ -20,6 +20,7 @@ from moto import mock_aws
 from qwen_edit import runtime
 from qwen_edit.adapters.aws import StepFunctionsExecutions
 from qwen_edit_cli.emulator.server import EmulatorServer
+from qwen_edit_cli.local.fidelity import atomic_dynamodb
 from qwen_edit_cli.local.stack import LocalStack, build_stack
 
 # moto logs every Choice `IsPresent` test of a missing path as an ERROR; it is not one.
@@ -47,6 +48,7 @@ def in_process_stack(emulator: EmulatorServer | None, *, poll_interval: int = 1,
     os.environ.update(FAKE_AWS_ENV)
     try:
         with ExitStack() as scope:
+            scope.enter_context(atomic_dynamodb())
             if aws_endpoint is None:
                 scope.enter_context(mock_aws(config={"stepfunctions": {
                     "execute_state_machine": True}}))
