@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,13 @@ demo: $(BIN)/.installed
 
 test: $(BIN)/.installed lint
 	$(BIN)/python -m pytest
+
+# Writes docs/benchmarks.md and docs/burst.png (about 10 minutes on 2 cores).
+bench: $(BIN)/.installed
+	$(BIN)/python benchmarks/cold_start.py
+	$(BIN)/python benchmarks/cost_per_job.py
+	$(BIN)/python benchmarks/latency.py
+	$(BIN)/python benchmarks/burst.py
 
 lint: $(BIN)/.installed
 	$(BIN)/cfn-lint template.yaml

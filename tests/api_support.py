@@ -35,5 +35,5 @@ def call(stack, sample: str, *, body: Any = _MISSING, path: str | None = None,
     event["queryStringParameters"] = query
     event["multiValueQueryStringParameters"] = {k: [v] for k, v in (query or {}).items()} or None
     event["requestContext"]["identity"]["apiKeyId"] = tenant
-    handler = stack.handler("ApiFunction")
-    return ApiAnswer(handler(event, FakeLambdaContext("api", "arn:aws:lambda:::function:api")))
+    function = stack.physical["ApiFunction"]  # through the dispatcher: counted like any call
+    return ApiAnswer(stack.dispatcher.call(function, event, FakeLambdaContext(function, function)))

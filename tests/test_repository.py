@@ -86,3 +86,10 @@ def test_every_function_has_a_sample_event():
     events = {p.stem for p in (ROOT / "events").glob("*.json")}
     for name in functions:
         assert name in events or any(e.startswith(f"{name}-") for e in events), name
+
+
+def test_the_benchmark_report_has_every_section_and_its_chart():
+    report = (ROOT / "docs" / "benchmarks.md").read_text()
+    for section in ("cold-start", "cost", "latency", "burst"):
+        assert f"<!-- {section}:begin -->" in report, section
+    assert (ROOT / "docs" / "burst.png").read_bytes().startswith(b"\x89PNG")

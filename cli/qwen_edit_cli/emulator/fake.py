@@ -193,11 +193,11 @@ class FakeDashScope:
                 time.sleep(self.faults.latency_s)
             reply = handler(key, payload, headers, request_id)
         except ProviderFault as fault:
-            self._record(name, model, fault.status, fault.code)
+            self._record(name, model, fault.status, fault.code, request_id)
             error = ({"error": {"code": fault.status, "error_message": fault.message}}
                      if task_api else {"code": fault.code, "message": fault.message})
             return Reply(fault.status, {**error, "request_id": request_id})
-        self._record(name, model, 200, None)
+        self._record(name, model, 200, None, request_id)
         return Reply(200, {**reply, "request_id": request_id})
 
     # ---- common checks ---------------------------------------------------------------------
@@ -503,11 +503,18 @@ class FakeDashScope:
 
     # ---- control and statistics ------------------------------------------------------------
 
-    def _record(self, route: str, model: str | None, status: int, code: str | None) -> None:
+    def _record(self, route: str, model: str | None, status: int, code: str | None,
+                request_id: str) -> None:
         with self._lock:
             self.counters[f"calls.{route}"] += 1
             self.calls.append({"at": time.time(), "route": route, "model": model,
-                               "status": status, "code": code})
+                               "status": status, "code": code, "request_id": request_id})
+
+    def task_end(self, task_id: str) -> float | None:
+        """When a task finished (or will), epoch seconds; None for an unknown task."""
+        with self._lock:
+            task = self._tasks.get(task_id)
+        return task.ends if task else None
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
