@@ -15,7 +15,7 @@ from qwen_edit.config import Settings
 from qwen_edit.providers.dashscope import DashScopeClient
 from qwen_edit.providers.factory import provider_client
 from qwen_edit.providers.task_api import TaskApiClient
-from qwen_edit.secrets import provider_api_key
+from qwen_edit.adapters.secrets import provider_api_key
 from yaml_loader import template
 
 ENV = {"DASHSCOPE_REGION": "beijing", "DASHSCOPE_BASE_URL": "",
@@ -63,10 +63,10 @@ def test_api_key_from_secrets_manager(secrets, stored, caplog):
     logging.getLogger("botocore").setLevel(logging.DEBUG)  # as a DEBUG-level runtime would
     import importlib
 
-    import qwen_edit.secrets
-    importlib.reload(qwen_edit.secrets)  # the guard runs when the module loads
+    import qwen_edit.adapters.secrets
+    importlib.reload(qwen_edit.adapters.secrets)  # the guard runs when the module loads
     with caplog.at_level(logging.DEBUG):
-        assert qwen_edit.secrets.provider_api_key(arn) == "sk-plain-key"
+        assert qwen_edit.adapters.secrets.provider_api_key(arn) == "sk-plain-key"
     assert "sk-plain-key" not in caplog.text
 
 

@@ -64,6 +64,13 @@ def test_plain_http_with_and_without_a_key(served):
     assert httpx.get(f"{api}/nothing", headers={"x-api-key": KEY_A}).status_code == 404
 
 
+def test_bodies_over_the_lambda_limit_are_413(served):
+    too_big = httpx.post(f"{served['api_url']}/edits", content=b"x" * (6 * 1024 * 1024 + 1),
+                         headers={"x-api-key": KEY_A, "content-type": "application/json"})
+    assert too_big.status_code == 413
+    assert too_big.json()["error"]["code"] == "RequestTooLarge"
+
+
 def test_cli_edit_uploads_waits_and_downloads(served, tmp_path):
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(image_bytes("jpeg", (800, 600)))

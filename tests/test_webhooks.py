@@ -17,7 +17,7 @@ from standardwebhooks import Webhook
 
 from conftest import data_url
 from jobs_support import job_of, start, wait_execution, wait_until
-from qwen_edit import webhooks
+from qwen_edit import runtime, webhooks
 from qwen_edit.errors import InvalidRequest
 from qwen_edit.jobs import DeliveryStatus, JobStatus
 
@@ -33,35 +33,35 @@ def resolver(*addresses):
     "0.0.0.0", "224.0.0.1", "::1", "fc00::1", "fe80::1", "::ffff:10.0.0.1", "fd00:ec2::254"])
 def test_non_public_addresses_are_refused(address):
     with pytest.raises(ValueError, match="not a public address"):
-        webhooks.check_target("https://hooks.example.com/x", resolve=resolver(address))
+        webhooks.check_target("https://hooks.example.com/x", resolver(address))
 
 
 def test_public_https_targets_pass_and_http_does_not():
-    assert webhooks.check_target("https://hooks.example.com/x",
-                                 resolve=resolver("93.184.216.34")) == ["93.184.216.34"]
+    public = resolver("93.184.216.34")
+    assert webhooks.check_target("https://hooks.example.com/x", public) == ["93.184.216.34"]
     with pytest.raises(ValueError, match="https"):
-        webhooks.check_target("http://hooks.example.com/x", resolve=resolver("93.184.216.34"))
+        webhooks.check_target("http://hooks.example.com/x", public)
 
 
 def test_one_private_answer_among_public_ones_is_refused():
     with pytest.raises(ValueError, match="10.0.0.7"):
-        webhooks.check_target("https://h.example.com", resolve=resolver("93.184.216.34",
+        webhooks.check_target("https://h.example.com", resolver("93.184.216.34",
                                                                          "10.0.0.7"))
 
 
 def test_loopback_http_only_where_allowed():
     url = "http://127.0.0.1:8080/hook"
-    assert webhooks.check_target(url, allow_loopback_http=True, resolve=resolver("127.0.0.1"))
+    assert webhooks.check_target(url, resolver("127.0.0.1"), allow_loopback_http=True)
     with pytest.raises(ValueError):
-        webhooks.check_target(url, resolve=resolver("127.0.0.1"))
+        webhooks.check_target(url, resolver("127.0.0.1"))
     with pytest.raises(ValueError):  # the local allowance covers loopback, nothing else
-        webhooks.check_target("http://10.0.0.2/hook", allow_loopback_http=True,
-                              resolve=resolver("10.0.0.2"))
+        webhooks.check_target("http://10.0.0.2/hook", resolver("10.0.0.2"),
+                              allow_loopback_http=True)
 
 
 def test_names_that_do_not_resolve_are_refused():
     with pytest.raises(ValueError, match="does not resolve"):
-        webhooks.check_target("https://nowhere.invalid/x", resolve=resolver())
+        webhooks.check_target("https://nowhere.invalid/x", resolver())
 
 
 def test_the_schedule_retries_for_at_least_24_hours():
@@ -221,15 +221,21 @@ def test_forbidden_targets_are_refused_at_submit(stack, url):
     assert stack.emulator.fake.counters.total() == 0
 
 
+def resolving(monkeypatch, stack, answer):
+    """Swap the DNS port of the API-side context and of the handlers' context."""
+    for ctx in (stack.ctx, runtime.context()):
+        monkeypatch.setattr(ctx, "resolve", answer)
+
+
 def test_a_name_that_resolves_to_a_private_address_is_refused_at_submit(stack, monkeypatch):
-    monkeypatch.setattr(webhooks, "_resolve", lambda host, port: ["192.168.0.10"])
+    resolving(monkeypatch, stack, lambda host, port: ["192.168.0.10"])
     with pytest.raises(InvalidRequest, match="192.168.0.10"):
         edit_with_hook(stack, "https://innocent.example.com/hook")
 
 
 def test_dns_that_turns_private_by_delivery_time_is_refused_then(stack, monkeypatch):
     answers = {"now": ["93.184.216.34"]}
-    monkeypatch.setattr(webhooks, "_resolve", lambda host, port: answers["now"])
+    resolving(monkeypatch, stack, lambda host, port: answers["now"])
     job = edit_with_hook(stack, "https://rebind.example.com/hook")
     answers["now"] = ["169.254.169.254"]
     wait_execution(stack, job.id)
@@ -241,7 +247,7 @@ def test_dns_that_turns_private_by_delivery_time_is_refused_then(stack, monkeypa
 def test_the_signing_secret_never_reaches_the_logs(stack, caplog):
     secret = signing_secret(stack)
     receiver = Receiver(secret, [200])
-    with caplog.at_level(logging.DEBUG):  # botocore stays at INFO: qwen_edit.secrets sees to it
+    with caplog.at_level(logging.DEBUG):  # botocore stays at INFO: adapters.secrets sees to it
         job = edit_with_hook(stack, receiver.url)
         wait_execution(stack, job.id)
         deliver_until(stack, lambda: receiver.seen)

@@ -193,11 +193,19 @@ def test_async_concurrency_is_capped_at_two_tasks(stack):
 
 def test_submit_never_calls_the_provider_for_a_finished_job(stack):
     from qwen_edit import workflow
-    from qwen_edit.jobs import now_utc
     job = start(stack, edit(n=1))
     wait_execution(stack, job.id)
     calls = stack.emulator.fake.counters["calls.multimodal-generation"]
     with pytest.raises(JobConflict, match="already succeeded"):
         workflow.submit(stack.ctx, workflow.WorkflowState(job_id=job.id))
     assert stack.emulator.fake.counters["calls.multimodal-generation"] == calls
-    assert job_of(stack, job.id).completed_at <= now_utc()
+
+
+def test_the_task_api_provider_runs_through_the_workflow(stack):
+    job = start(stack, edit(model="qwen_image_edit_plus", n=2))
+    assert wait_execution(stack, job.id)["status"] == "SUCCEEDED"
+    done = job_of(stack, job.id)
+    assert done.status is JobStatus.SUCCEEDED and done.provider.name == "task-api"
+    assert done.provider.task_id and len(done.outputs) == 2
+    assert stack.emulator.fake.counters["calls.task-api-create"] == 1
+    assert stack.emulator.fake.counters["calls.task-api-fetch"] >= 1

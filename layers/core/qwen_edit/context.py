@@ -28,6 +28,7 @@ class Context:
     events: EventPublisher
     webhook_outbox: WebhookOutbox
     provider: Callable[[Provider], ImageProvider]
+    resolve: Callable[[str, int], list[str]]  # DNS, for webhook targets
     webhook_sender: WebhookSender | None = None  # only the webhook function
     webhook_secret: Callable[[], str] | None = None  # only the webhook function
     executions: Executions | None = None  # only the functions that start or stop workflows

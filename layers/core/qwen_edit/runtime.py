@@ -11,14 +11,14 @@ from qwen_edit.adapters.aws import (
     SqsWebhookOutbox,
     StepFunctionsExecutions,
 )
-from qwen_edit.adapters.webhook_http import HttpWebhookSender
+from qwen_edit.adapters.webhook_http import HttpWebhookSender, resolve_host
 from qwen_edit.adapters.dynamodb import DynamoJobStore, DynamoLimitStore
 from qwen_edit.catalog import Provider
 from qwen_edit.config import Settings
 from qwen_edit.context import Context
 from qwen_edit.providers.base import ImageProvider
 from qwen_edit.providers.factory import provider_client
-from qwen_edit.secrets import provider_api_key, webhook_signing_secret
+from qwen_edit.adapters.secrets import provider_api_key, webhook_signing_secret
 
 
 @cache
@@ -44,4 +44,4 @@ def context() -> Context:
                                                    settings.webhook_dead_letter_queue_url),
                    webhook_sender=HttpWebhookSender(),
                    webhook_secret=lambda: webhook_signing_secret(settings.webhook_secret_arn),
-                   provider=provider, executions=executions)
+                   provider=provider, resolve=resolve_host, executions=executions)

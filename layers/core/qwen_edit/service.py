@@ -39,7 +39,7 @@ def validate(ctx: Context, capability: Capability, payload: Mapping[str, Any]) -
     problems = [RuleViolation(f"images[{index}]", rule, message)
                 for index, ref in enumerate(valid.images) if isinstance(ref, S3Image)
                 for rule, message in [_stored_image_problem(ctx, ref)] if rule]
-    webhook = webhooks.target_violation(valid.body.webhook_url,
+    webhook = webhooks.target_violation(valid.body.webhook_url, ctx.resolve,
                                         allow_loopback_http=ctx.settings.webhook_allow_loopback)
     problems += [webhook] if webhook else []
     if problems:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import random
-import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -81,14 +80,13 @@ def retry_window(schedule: tuple[int, ...] = SCHEDULE) -> timedelta:
     return timedelta(seconds=sum(schedule))
 
 
-def check_target(url: str, *, allow_loopback_http: bool = False,
-                 resolve: Resolve | None = None) -> list[str]:
+def check_target(url: str, resolve: Resolve, *, allow_loopback_http: bool = False) -> list[str]:
     """The public addresses `url` may be delivered to; ValueError saying why not otherwise."""
     parts = urlsplit(url)
     host = parts.hostname
     if not host:
         raise ValueError("the webhook URL has no host")
-    addresses = (resolve or _resolve)(host, parts.port or (443 if parts.scheme == "https" else 80))
+    addresses = resolve(host, parts.port or (443 if parts.scheme == "https" else 80))
     if not addresses:
         raise ValueError(f"{host} does not resolve")
     if allow_loopback_http and parts.scheme in ("http", "https") and all(
@@ -107,19 +105,11 @@ def check_target(url: str, *, allow_loopback_http: bool = False,
     return addresses
 
 
-def _resolve(host: str, port: int) -> list[str]:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror:
-        return []
-    return sorted({info[4][0] for info in infos})
-
-
-def target_violation(url: str | None, **options: Any) -> RuleViolation | None:
+def target_violation(url: str | None, resolve: Resolve, **options: Any) -> RuleViolation | None:
     if url is None:
         return None
     try:
-        check_target(url, **options)
+        check_target(url, resolve, **options)
     except ValueError as error:
         return RuleViolation("webhook_url", "public-https", str(error))
     return None
@@ -140,7 +130,7 @@ def deliver(ctx: Context, delivery: Delivery) -> DeliveryStatus:
         return DeliveryStatus.PENDING
     started = now_utc()
     try:
-        addresses = check_target(delivery.url,
+        addresses = check_target(delivery.url, ctx.resolve,
                                  allow_loopback_http=ctx.settings.webhook_allow_loopback)
     except ValueError as refused:
         return _finish(ctx, delivery, WebhookAttempt(at=started, error=str(refused)),
