@@ -196,7 +196,7 @@ def test_410_stops_for_good(stack, fast_retries):
     receiver.stop()
 
 
-def test_redirects_are_failures_not_followed_and_the_end_is_visible(stack, fast_retries):
+def test_redirects_are_failures_not_followed_and_the_end_is_visible(stack, fast_retries, capsys):
     receiver = Receiver(signing_secret(stack), [302, 302, 302, 302])
     job = edit_with_hook(stack, receiver.url)
     wait_execution(stack, job.id)
@@ -209,6 +209,9 @@ def test_redirects_are_failures_not_followed_and_the_end_is_visible(stack, fast_
     dead = boto3.client("sqs").receive_message(
         QueueUrl=stack.physical["WebhookDeadLetterQueue"])["Messages"]
     assert json.loads(dead[0]["Body"])["webhook_id"] == f"msg_{job.id}"
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+               if "WebhookDeliveriesFailed" in line]
+    assert [m["WebhookDeliveriesFailed"] for m in emitted] == [[1.0]]  # one EMF record, value 1
     receiver.stop()
 
 
