@@ -156,6 +156,15 @@ def test_list_is_newest_first_paginated_and_filtered(stack):
     assert call(stack, "api-list-jobs", query={"status": "queued"}).body["jobs"] == []
 
 
+def test_a_cursor_works_only_for_the_tenant_it_was_given_to(stack):
+    for i in range(2):
+        call(stack, "api-create-generation", body={"model": "qwen-image-plus", "prompt": f"p{i}"})
+    cursor = call(stack, "api-list-jobs", query={"limit": "1"}).body["next_cursor"]
+    assert cursor
+    assert_error(call(stack, "api-list-jobs", query={"cursor": cursor}, tenant="tenant-b"),
+                 422, "InvalidRequest", "cursor")
+
+
 @pytest.mark.parametrize("query, field", [({"limit": "0"}, "limit"), ({"limit": "101"}, "limit"),
                                           ({"status": "done"}, "status"),
                                           ({"cursor": "bm9wZQ"}, "cursor")])

@@ -80,6 +80,10 @@ ERRORS = {status: {"description": description,
                                       (429, "throttled by the usage plan")]}
 
 
+ACCEPTED = {202: {"description": "accepted; Location names the job",
+                  "content": {"application/json": {"model": JobView}}}, **ERRORS}
+
+
 def _answer(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON,
                     body=json.dumps(body), headers=headers)
@@ -162,17 +166,13 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_lengt
                                               description="same key and body: the same job")]
 
 
-@app.post("/edits", summary="Create an edit job", responses={
-    202: {"description": "accepted; Location names the job",
-          "content": {"application/json": {"model": JobView}}}, **ERRORS})
+@app.post("/edits", summary="Create an edit job", responses=ACCEPTED)
 def create_edit(request: Annotated[EditRequest, Body()],
                 idempotency_key: IdempotencyKey = None):
     return _submit(Capability.EDIT, idempotency_key)
 
 
-@app.post("/generations", summary="Create a text-to-image job", responses={
-    202: {"description": "accepted; Location names the job",
-          "content": {"application/json": {"model": JobView}}}, **ERRORS})
+@app.post("/generations", summary="Create a text-to-image job", responses=ACCEPTED)
 def create_generation(request: Annotated[GenerationRequest, Body()],
                       idempotency_key: IdempotencyKey = None):
     return _submit(Capability.TEXT_TO_IMAGE, idempotency_key)

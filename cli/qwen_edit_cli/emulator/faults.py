@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from qwen_edit.catalog import RESULT_URL_TTL_SECONDS
+
 
 class LimitOverride(BaseModel):
     requests: int = Field(ge=1)
@@ -24,7 +26,7 @@ class Faults(BaseModel):
     final_error_rate: float = Field(0.0, ge=0, le=1,
                                     description="share refused as DataInspectionFailed (400)")
     task_failure_rate: float = Field(0.0, ge=0, le=1, description="share of tasks that FAIL")
-    result_ttl_s: float = Field(24 * 3600, ge=0, description="lifetime of result URLs")
+    result_ttl_s: float = Field(RESULT_URL_TTL_SECONDS, ge=0, description="lifetime of result URLs")
     enforce_rate_limits: bool = True
     rate_limits: dict[str, LimitOverride] = Field(
         default_factory=dict, description="per model family, replacing the catalog's limit")

@@ -7,7 +7,7 @@ moves backwards and never completes twice; the store enforces this with conditio
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone, UTC
+from datetime import datetime, timedelta, UTC
 from enum import StrEnum
 from typing import Any
 

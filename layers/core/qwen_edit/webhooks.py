@@ -75,9 +75,9 @@ def next_wait(attempt: int, rng: random.Random | None = None) -> float | None:
     return base * (rng or random).uniform(1 - JITTER, 1 + JITTER)
 
 
-def retry_window(schedule: tuple[int, ...] = SCHEDULE) -> timedelta:
+def retry_window() -> timedelta:
     """How long a failing delivery keeps being retried (before jitter)."""
-    return timedelta(seconds=sum(schedule))
+    return timedelta(seconds=sum(SCHEDULE))
 
 
 def check_target(url: str, resolve: Resolve, *, allow_loopback_http: bool = False) -> list[str]:

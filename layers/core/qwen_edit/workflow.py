@@ -7,7 +7,7 @@ provider's task id or result URLs. Images live in S3, records in DynamoDB.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone, UTC
+from datetime import datetime, UTC
 
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel

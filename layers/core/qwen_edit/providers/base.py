@@ -48,10 +48,6 @@ class ProviderError(Exception):
         return cls(code or f"HTTP{status}", message or "no message", http_status=status,
                    request_id=request_id, retryable=status == 429 or status >= 500)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "http_status": self.http_status,
-                "request_id": self.request_id, "retryable": self.retryable}
-
 
 class Usage(BaseModel):
     image_count: int = 0
