@@ -3,31 +3,23 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
-import time
 
 import httpx
 
 from conftest import png_size
+from processes import ServedProcess
 from qwen_edit.catalog import Capability
 from qwen_edit.providers.base import ProviderRequest
 from qwen_edit.providers.dashscope import DashScopeClient
 
 
 def test_fake_dashscope_serves_until_sigterm(tmp_path, qwen_edit_cmd):
-    ready = tmp_path / "ready.json"
-    process = subprocess.Popen([*qwen_edit_cmd, "fake-dashscope", "--port", "0",
-                                "--api-key", "sk-cli", "--ready-file", str(ready),
-                                "--faults", '{"sync_latency_s": 0}'],
-                               stdout=subprocess.PIPE, text=True)
+    server = ServedProcess([*qwen_edit_cmd, "fake-dashscope", "--port", "0",
+                            "--api-key", "sk-cli", "--faults", '{"sync_latency_s": 0}'], tmp_path)
+    urls = server.start()
     try:
-        for _ in range(100):
-            if ready.exists() and ready.read_text():
-                break
-            time.sleep(0.1)
-        urls = json.loads(ready.read_text())
-        assert json.loads(process.stdout.readline()) == urls
+        assert json.loads(server.log_file.read_text().splitlines()[0]) == urls
         client = DashScopeClient("sk-cli", base_url=urls["api_base_url"])
         result = client.submit(ProviderRequest(model="qwen-image-2.0",
                                                capability=Capability.TEXT_TO_IMAGE,
@@ -37,8 +29,7 @@ def test_fake_dashscope_serves_until_sigterm(tmp_path, qwen_edit_cmd):
         faults = httpx.get(urls["url"] + "/_emulator/faults").json()
         assert faults["sync_latency_s"] == 0
     finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
+        server.stop(timeout=10)
 
 
 def test_local_demo_writes_pngs_and_exits_zero(tmp_path, qwen_edit_cmd):

@@ -4,43 +4,36 @@ and boto3 against its S3 endpoint."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import httpx
 import pytest
 
-from conftest import image_bytes, png_size
+from conftest import data_url, image_bytes, png_size
+from processes import ServedProcess
 
 KEY_A, KEY_B = "qe-test-tenant-a", "qe-test-tenant-b"
 
 
+SERVE = [sys.executable, "-m", "qwen_edit_cli.main", "local", "serve", "--port", "0",
+         "--poll-interval", "1", "--api-key", KEY_A, "--api-key", KEY_B]
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    import sys
-    ready_file = tmp_path_factory.mktemp("serve") / "ready.json"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "qwen_edit_cli.main", "local", "serve", "--port", "0",
-         "--poll-interval", "1", "--api-key", KEY_A, "--api-key", KEY_B,
-         "--ready-file", str(ready_file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+    server = ServedProcess(SERVE, tmp_path_factory.mktemp("serve"))
+    ready = server.start()
     try:
-        for _ in range(300):
-            if ready_file.exists() and ready_file.read_text():
-                break
-            assert process.poll() is None, process.stderr.read()
-            time.sleep(0.1)
-        ready = json.loads(ready_file.read_text())
         yield ready
     finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
+        server.stop()
 
 
 def cli(served, *args, key=KEY_A):
-    import sys
     return subprocess.run([sys.executable, "-m", "qwen_edit_cli.main", *args,
                            "--api-url", served["api_url"], "--api-key", key],
                           capture_output=True, text=True, timeout=120)
@@ -116,3 +109,19 @@ def test_uploads_to_the_inbox_over_s3(served):
     else:
         pytest.fail("no output for the upload")
     assert png_size(png)
+
+
+def test_stops_within_seconds_in_the_middle_of_a_burst(tmp_path):
+    """SIGTERM while dozens of jobs wait for provider slots: it exits 0 at once (an exit that
+    took longer than 10 s fails; the watchdog in `local serve` forces one after 10 s)."""
+    server = ServedProcess(SERVE, tmp_path)
+    ready = server.start()
+    image = data_url()
+    with httpx.Client(base_url=ready["api_url"], headers={"x-api-key": KEY_A},
+                      timeout=60) as api, ThreadPoolExecutor(max_workers=8) as pool:
+        created = list(pool.map(lambda i: api.post("/edits", json={
+            "prompt": f"burst {i}", "images": [image]}).status_code, range(40)))
+        assert created == [202] * 40
+        waiting = api.get("/jobs", params={"status": "queued"}).json()["jobs"]
+    assert waiting, "the burst should still be queued when the server is stopped"
+    server.stop(timeout=10)

@@ -17,6 +17,8 @@ from qwen_edit_cli.emulator.faults import Faults
 
 EXIT_CODES = {401: 3, 403: 3, 404: 4, 409: 5, 413: 6, 422: 6, 429: 7}
 EXIT_JOB_DID_NOT_SUCCEED, EXIT_SERVICE = 1, 8
+EXIT_FORCED_STOP = 9  # `local serve` or `fake-dashscope` did not stop in time
+SHUTDOWN_GRACE_SECONDS = 10
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,10 +195,27 @@ def _say_error(error: ApiError, as_json: bool) -> None:
 # ---- the local side ----------------------------------------------------------------------------
 
 def _until_signalled() -> None:
+    """Block until SIGINT or SIGTERM. Stopping never hangs: a second signal, or a shutdown still
+    unfinished SHUTDOWN_GRACE_SECONDS later (a handler stuck mid-job), exits at once."""
     stop = threading.Event()
+
+    def on_signal(*_: Any) -> None:
+        if stop.is_set():
+            _exit_now("second signal")
+        stop.set()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, on_signal)
     stop.wait()
+    watchdog = threading.Timer(SHUTDOWN_GRACE_SECONDS, _exit_now,
+                               args=(f"shutdown took over {SHUTDOWN_GRACE_SECONDS} s",))
+    watchdog.daemon = True
+    watchdog.start()
+
+
+def _exit_now(why: str) -> None:
+    print(f"qwen-edit: {why}; exiting now", file=sys.stderr, flush=True)
+    os._exit(EXIT_FORCED_STOP)
 
 
 def _fake_dashscope(args: argparse.Namespace) -> int:
