@@ -60,7 +60,7 @@ def main() -> None:
                                                   Body=photo), range(args.uploads)))
             pro = list(pool.map(lambda i: service.accept(stack.ctx, service.validate(
                 stack.ctx, Capability.TEXT_TO_IMAGE,
-                {"model": "qwen-image-2.0-pro", "prompt": f"poster {i}"}),
+                {"model": "qwen-image-2.0-pro", "prompt": f"poster {i}"}, tenant="bench"),
                 tenant="bench", source=JobSource.API), range(args.pro_jobs)))
         print(f"submitted {args.uploads} uploads and {args.pro_jobs} API jobs in "
               f"{time.time() - started:.1f} s; draining…", flush=True)

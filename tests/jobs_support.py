@@ -17,7 +17,7 @@ def start(stack, payload: dict[str, Any], capability: Capability = Capability.ED
     ctx = stack.ctx
     if settings:
         ctx.settings = ctx.settings.model_copy(update=settings)
-    return service.accept(ctx, service.validate(ctx, capability, payload), tenant=tenant,
+    return service.accept(ctx, service.validate(ctx, capability, payload, tenant=tenant), tenant=tenant,
                           source=JobSource.API)
 
 

@@ -12,6 +12,7 @@ import requests
 from api_support import call
 from conftest import ROOT, data_url, image_bytes, png_size
 from jobs_support import wait_execution, wait_until
+from qwen_edit import keys
 from qwen_edit.catalog import MODELS
 from yaml_loader import template
 
@@ -75,20 +76,22 @@ def test_post_edit_refuses_bad_input_naming_the_field(stack, body, field):
     assert stack.emulator.fake.counters.total() == 0  # no provider call
 
 
-def test_stored_inputs_must_exist_and_be_images(stack):
+def test_stored_inputs_must_be_the_tenants_own_images(stack):
     bucket = stack.physical["InputBucket"]
     s3 = boto3.client("s3")
-    s3.put_object(Bucket=bucket, Key="assets/notes.png", Body=b"plain text, not a picture")
-    missing = call(stack, "api-create-edit", body={**EDIT, "images": [f"s3://{bucket}/nope.png"]})
-    assert_error(missing, 422, "InvalidRequest", "images[0]")
-    assert missing.body["error"]["details"][0]["rule"] == "exists"
-    fake = call(stack, "api-create-edit",
-                body={**EDIT, "images": [f"s3://{bucket}/assets/notes.png"]})
+    own = f"uploads/{keys.tenant_folder('tenant-a')}"
+    s3.put_object(Bucket=bucket, Key=f"{own}/notes.png", Body=b"plain text, not a picture")
+    for image in (f"s3://{bucket}/{own}/nope.png", f"s3://{bucket}/assets/a.png",
+                  "s3://not-ours/a.png"):
+        refused = call(stack, "api-create-edit", body={**EDIT, "images": [image]})
+        assert_error(refused, 422, "InvalidRequest", "images[0]")
+        assert refused.body["error"]["details"][0]["rule"] == "not-available"
+    fake = call(stack, "api-create-edit", body={**EDIT, "images": [f"s3://{bucket}/{own}/notes.png"]})
     assert fake.body["error"]["details"][0]["rule"] == "format"
 
 
 def test_body_that_is_not_json(stack):
-    assert_error(call(stack, "api-create-edit", body="{not json"), 422, "InvalidRequest")
+    assert_error(call(stack, "api-create-edit", body="{not json"), 400, "BadRequest", "body")
 
 
 # ---- auth and tenants ------------------------------------------------------------------------

@@ -33,8 +33,8 @@ def test_settings_read_the_template_environment():
         set_by_template |= set(resource.get("Properties", {}).get("Environment", {})
                                .get("Variables", {}))
     fields = {field.alias for field in Settings.model_fields.values()}
-    # WEBHOOK_ALLOW_LOOPBACK is the local stack's alone (SPEC §7): a deployment never sets it.
-    assert fields - set_by_template == {"WEBHOOK_ALLOW_LOOPBACK"}
+    # ALLOW_LOOPBACK_URLS is the local stack's alone (SPEC §7): a deployment never sets it.
+    assert fields - set_by_template == {"ALLOW_LOOPBACK_URLS"}
 
 
 def test_provider_client_per_provider():

@@ -104,13 +104,13 @@ def test_manifest_with_three_images(stack, s3):
 
 
 @pytest.mark.parametrize("key, body, code, words", [
-    ("inbox/watercolor/notes.png", b"not an image at all", "InvalidRequest", "not a JPG"),
+    ("inbox/watercolor/notes.png", b"not an image at all", "InvalidRequest", "not a PNG, JPEG"),
     ("inbox/watercolor/huge.png", b"\x89PNG\r\n\x1a\n" + b"\0" * (10 * 1024 * 1024),
      "InvalidRequest", "the limit is"),
     ("inbox/nosuchrecipe/a.jpg", None, "NotFound", "unknown recipe 'nosuchrecipe'"),
     ("inbox/broken.json", b"{\"prompt\": ", "MalformedJson", "not valid JSON"),
     ("inbox/missing.json", json.dumps({"prompt": "x", "images": ["assets/nope.png"]}).encode(),
-     "InvalidRequest", "does not exist"),
+     "InvalidRequest", "does not exist or is not yours"),
     ("inbox/rule.json", json.dumps({"model": "qwen-image-edit", "n": 3, "prompt": "x",
                                     "images": ["https://example.com/a.png"]}).encode(),
      "InvalidRequest", "exactly 1"),

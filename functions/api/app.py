@@ -26,9 +26,9 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from pydantic import BaseModel, Field
 
-from qwen_edit import runtime, service
+from qwen_edit import request_body, runtime, service
 from qwen_edit.catalog import MAX_IMAGE_BYTES, MODELS, Capability
-from qwen_edit.errors import QwenEditError, Unauthorized
+from qwen_edit.errors import BadRequest, QwenEditError, Unauthorized
 from qwen_edit.images import MIME_TYPES
 from qwen_edit.jobs import JobSource, JobStatus, JobView
 from qwen_edit.lambda_handlers import logger
@@ -72,7 +72,8 @@ class ErrorEnvelope(BaseModel):
 
 ERRORS = {status: {"description": description,
                    "content": {"application/json": {"model": ErrorEnvelope}}}
-          for status, description in [(401, "missing or unknown API key"),
+          for status, description in [(400, "the body is not JSON this API can read"),
+                                      (401, "missing or unknown API key"),
                                       (404, "no such job for this API key"),
                                       (409, "conflict: finished job, or Idempotency-Key reuse"),
                                       (413, "body over the size limit"),
@@ -113,6 +114,13 @@ def _idempotency_conflict(error: Exception) -> Response:
     return _error(409, "IdempotencyConflict", message)
 
 
+@app.exception_handler(Exception)
+def _unexpected(error: Exception) -> Response:
+    # A last resort: every answer keeps the envelope, and the cause goes to the log only.
+    logger.exception("unexpected error")
+    return _error(500, "InternalError", "the service failed; retry later")
+
+
 @app.not_found
 def _no_route(_exception: Exception) -> Response:
     return _error(404, "NotFound", f"no route {app.current_event.http_method} "
@@ -120,9 +128,12 @@ def _no_route(_exception: Exception) -> Response:
 
 
 def _tenant() -> str:
+    """The caller's API key id; an operator key acts for the upload-triggered jobs."""
     tenant = app.current_event.request_context.identity.api_key_id
     if not tenant:
         raise Unauthorized("send your API key in the x-api-key header")
+    if tenant in runtime.context().settings.operator_api_key_ids:
+        return service.UPLOAD_TENANT
     return tenant
 
 
@@ -147,7 +158,7 @@ def _idempotent_create():
 def _create(submission: dict[str, Any]):
     ctx = runtime.context()
     capability = Capability(submission["kind"])
-    valid = service.validate(ctx, capability, submission["body"])
+    valid = service.validate(ctx, capability, submission["body"], tenant=submission["tenant"])
     return service.accept(ctx, valid, tenant=submission["tenant"], source=JobSource.API)
 
 
@@ -211,8 +222,8 @@ def cancel_job(job_id: str):
     201: {"description": "PUT the bytes to upload_url with these headers, then pass image",
           "content": {"application/json": {"model": Upload}}}, **ERRORS})
 def create_upload(request: Annotated[UploadRequest, Body()]):
-    _tenant()
-    upload = service.new_upload(runtime.context(), request.content_type, request.content_length)
+    upload = service.new_upload(runtime.context(), _tenant(), request.content_type,
+                                request.content_length)
     return _answer(201, upload)
 
 
@@ -237,4 +248,11 @@ def openapi_document() -> str:
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     IDEMPOTENCY.register_lambda_context(context)  # in-progress records expire with the call
+    try:
+        event = request_body.normalized_event(event)
+    except BadRequest as error:
+        return {"statusCode": error.http_status, "headers": {"Content-Type": "application/json"},
+                "isBase64Encoded": False, "body": json.dumps({"error": {
+                    "code": error.code, "message": error.message, "details": [
+                        {"field": "body", "rule": "json", "message": error.message}]}})}
     return app.resolve(event, context)

@@ -66,7 +66,7 @@ def in_process_stack(emulator: EmulatorServer | None, *, poll_interval: int = 1,
                                  "PollIntervalSeconds": poll_interval, **provider, **parameters_},
                                 endpoint_url=aws_endpoint)
             os.environ["ADMISSION_MARGIN_SECONDS"] = LOCAL_ADMISSION_MARGIN
-            os.environ["WEBHOOK_ALLOW_LOOPBACK"] = "true"  # receivers on this machine (SPEC §7)
+            os.environ["ALLOW_LOOPBACK_URLS"] = "true"  # receivers and images on this machine (SPEC §7)
             runtime.context.cache_clear()
             stack.ctx = replace(runtime.context(),
                                 executions=StepFunctionsExecutions(stack.state_machine_arn))

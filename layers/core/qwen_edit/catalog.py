@@ -7,6 +7,7 @@ emulator, admission control, GET /v1/models) asks this module instead of restati
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -199,11 +200,13 @@ class RuleViolation:
         return {"field": self.field, "rule": self.rule, "message": self.message}
 
 
+_SIZE = re.compile(r"([0-9]{1,5})\*([0-9]{1,5})")  # ASCII digits: str.isdigit() takes "²" and "١"
+
+
 def parse_size(size: str) -> tuple[int, int] | None:
-    width, sep, height = size.partition("*")
-    if not sep or not width.isdigit() or not height.isdigit():
-        return None
-    return int(width), int(height)
+    """(width, height) of a `W*H` size of at most five ASCII digits a side, else None."""
+    match = _SIZE.fullmatch(size)
+    return (int(match[1]), int(match[2])) if match else None
 
 
 def check_request(spec: ModelSpec, *, capability: Capability, image_count: int, n: int | None,

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from qwen_edit.providers.dashscope import Region
+
+
+def _comma_list(value: object) -> object:
+    """Template parameters carry lists as comma-separated strings."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+CommaList = Annotated[tuple[str, ...], BeforeValidator(_comma_list)]
 
 
 class Settings(BaseModel):
@@ -29,8 +41,15 @@ class Settings(BaseModel):
     webhook_queue_url: str | None = Field(None, alias="WEBHOOK_QUEUE_URL")
     webhook_dead_letter_queue_url: str | None = Field(None, alias="WEBHOOK_DEAD_LETTER_QUEUE_URL")
     webhook_secret_arn: str | None = Field(None, alias="WEBHOOK_SECRET_ARN")
-    # Only the local stack sets this: plain-http receivers on loopback, for laptops.
-    webhook_allow_loopback: bool = Field(False, alias="WEBHOOK_ALLOW_LOOPBACK")
+    # Only the local stack sets this: webhook receivers and image URLs on loopback, for laptops.
+    allow_loopback_urls: bool = Field(False, alias="ALLOW_LOOPBACK_URLS")
+    # A job gives up after this many provider calls that failed with "try later" (429, 5xx,
+    # timeouts, dropped connections), failing with the last error.
+    max_provider_attempts: int = Field(10, alias="MAX_PROVIDER_ATTEMPTS", ge=1, le=100)
+    # Input-bucket prefixes every tenant may name in `images` besides its own uploads.
+    shared_input_prefixes: CommaList = Field((), alias="SHARED_INPUT_PREFIXES")
+    # API key ids that act for the operator: they own (list, read, cancel) upload-triggered jobs.
+    operator_api_key_ids: CommaList = Field((), alias="OPERATOR_API_KEY_IDS")
     admission_margin_seconds: float = Field(0.1, alias="ADMISSION_MARGIN_SECONDS", ge=0)
 
     @classmethod

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 
+from qwen_edit.redaction import redact
+
 
 class Outcome(StrEnum):
     REJECT = "reject"  # refused before a job exists
@@ -26,6 +28,7 @@ class QwenEditError(Exception):
 
     def __init__(self, message: str, details: list[dict] | None = None, *,
                  code: str | None = None):
+        message = redact(message)  # it lands in execution histories and job records
         super().__init__(message)
         self.message = message
         self.details = details or []
@@ -40,6 +43,12 @@ class InvalidRequest(QwenEditError):
     """The request breaks a rule; nothing was sent to the provider."""
 
     code, http_status, outcome = "InvalidRequest", 422, Outcome.REJECT
+
+
+class BadRequest(QwenEditError):
+    """The body is not JSON this API can read (malformed, nested too deep, not UTF-8)."""
+
+    code, http_status, outcome = "BadRequest", 400, Outcome.REJECT
 
 
 class Unauthorized(QwenEditError):
@@ -101,4 +110,4 @@ def failure_of(error_name: str, cause: str | None) -> tuple[str, str]:
             return str(inner["code"]), str(inner.get("message", ""))
     except (TypeError, ValueError):
         pass
-    return error_name, str(message)[:1000]
+    return error_name, redact(str(message))[:1000]

@@ -1,8 +1,9 @@
 """Input image references and the formats the provider accepts (seeds 002, 003).
 
 A reference is one of: an http(s) URL, a `data:<mime>;base64,<data>` URL, or `s3://bucket/key`.
-Inline data is checked here, before anything reaches the provider: real bytes of an accepted
-format, agreeing with the declared MIME type, at most 10 MB decoded.
+Inline data is checked here, before anything reaches the provider: at most 10 MB decoded, an
+accepted format whose whole structure is intact (image_headers), a pixel count under the
+decompression-bomb cap, and agreeing with the declared MIME type.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from qwen_edit.catalog import INPUT_FORMATS, MAX_IMAGE_BYTES
+from qwen_edit.image_headers import ImageHeader, ImageRejected, inspect_image
 
 # Canonical format name → MIME types a data URL may declare for it.
 MIME_TYPES: dict[str, tuple[str, ...]] = {
@@ -28,55 +30,30 @@ FORMAT_OF_EXTENSION = {ext: ("jpeg" if ext == "jpg" else "tiff" if ext == "tif" 
 _MAX_BASE64_CHARS = 4 * ((MAX_IMAGE_BYTES + 2) // 3)
 
 
-class ImageRejected(ValueError):
-    """An input image that breaks a rule; `rule` names which one."""
-
-    def __init__(self, rule: str, message: str):
-        super().__init__(message)
-        self.rule = rule
-
-
-def sniff_format(data: bytes) -> str | None:
-    """The image format the bytes really are, by their signature, or None."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if data.startswith(b"BM"):
-        return "bmp"
-    if data[:4] in (b"II*\x00", b"MM\x00*"):
-        return "tiff"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return None
-
-
 def png_dimensions(data: bytes) -> tuple[int, int] | None:
-    """Width and height from a PNG's IHDR chunk, or None for anything else."""
-    if sniff_format(data) != "png" or len(data) < 24 or data[12:16] != b"IHDR":
+    """Width and height of a well-formed PNG, or None for anything else."""
+    try:
+        header = inspect_image(data)
+    except ImageRejected:
         return None
-    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    return (header.width, header.height) if header.format == "png" else None
 
 
 EXTENSION_OF_FORMAT = {"jpeg": "jpg", "png": "png", "bmp": "bmp", "tiff": "tiff",
                        "webp": "webp", "gif": "gif"}
 
 
-def check_image_bytes(data: bytes, declared_mime: str | None = None) -> str:
-    """Return the format of `data`, or raise ImageRejected naming the rule it breaks."""
+def check_image_bytes(data: bytes, declared_mime: str | None = None) -> ImageHeader:
+    """The image's real format and size, or ImageRejected naming the rule it breaks."""
     if len(data) > MAX_IMAGE_BYTES:
         raise ImageRejected("max-bytes", f"the image is {len(data):,} bytes; the limit is "
                                          f"{MAX_IMAGE_BYTES:,} (10 MB)")
-    found = sniff_format(data)
-    if found is None:
-        raise ImageRejected("format", "the data is not an image in a supported format "
-                                      "(JPG, JPEG, PNG, BMP, TIFF, WEBP, GIF)")
-    if declared_mime is not None and declared_mime.lower() not in MIME_TYPES[found]:
+    header = inspect_image(data)
+    if declared_mime is not None and declared_mime.lower() not in MIME_TYPES[header.format]:
         raise ImageRejected("mime-mismatch", f"declared as {declared_mime} but the bytes are "
-                                             f"{found.upper()} ({MIME_TYPES[found][0]})")
-    return found
+                                             f"{header.format.upper()} "
+                                             f"({MIME_TYPES[header.format][0]})")
+    return header
 
 
 @dataclass(frozen=True)
@@ -111,15 +88,19 @@ def parse_image_ref(value: str) -> ImageRef:
     """Parse one entry of `images`; raise ImageRejected with the rule it breaks."""
     if value.startswith("data:"):
         return _parse_data_url(value)
-    parts = urlsplit(value)
-    if parts.scheme == "s3":
-        key = parts.path.lstrip("/")
-        if not parts.netloc or not key:
+    if value.startswith("s3://"):
+        bucket, _, key = value.removeprefix("s3://").partition("/")
+        if not bucket or not key:
             raise ImageRejected("s3-reference", "an s3 reference must be s3://<bucket>/<key>")
-        return S3Image(parts.netloc, key)
+        return S3Image(bucket, key)
+    try:
+        parts = urlsplit(value)
+        host, _port = parts.hostname, parts.port  # both raise ValueError when malformed
+    except ValueError:
+        raise ImageRejected("url", f"{value[:100]!r} is not a valid URL") from None
     if parts.scheme in ("http", "https"):
-        if not parts.hostname:
-            raise ImageRejected("url", f"{value!r} has no host")
+        if not host:
+            raise ImageRejected("url", f"{value[:100]!r} has no host")
         return UrlImage(value)
     raise ImageRejected("scheme", "an image must be an http(s) URL, a data:<mime>;base64,… URL "
                                   "or an s3://bucket/key reference")
@@ -140,4 +121,4 @@ def _parse_data_url(value: str) -> InlineImage:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise ImageRejected("data-url", "the inline image is not valid base64") from None
-    return InlineImage(mime=mime.lower(), data=data, format=check_image_bytes(data, mime))
+    return InlineImage(mime=mime.lower(), data=data, format=check_image_bytes(data, mime).format)

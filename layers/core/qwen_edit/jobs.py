@@ -9,15 +9,18 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta, UTC
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from typing import Annotated
+from pydantic import AfterValidator, BaseModel, Field, PlainSerializer
 
-from pydantic import BaseModel, Field, PlainSerializer
-
+from qwen_edit import keys
 from qwen_edit.catalog import Capability
 from qwen_edit.providers.base import Usage
+from qwen_edit.redaction import redact
 
+
+# Error text as stored and shown: never a presigned URL's credentials (see redaction.py).
+SafeText = Annotated[str, AfterValidator(redact)]
 
 # Fixed width, so the stored strings sort in time order (the tenant index sorts on created_at).
 Timestamp = Annotated[datetime, PlainSerializer(
@@ -95,7 +98,7 @@ class JobOutput(BaseModel):
 
 class JobError(BaseModel):
     code: str
-    message: str
+    message: SafeText
 
 
 class ProviderInfo(BaseModel):
@@ -115,7 +118,7 @@ class DeliveryStatus(StrEnum):
 class WebhookAttempt(BaseModel):
     at: Timestamp
     status: int | None = None  # the HTTP status, when there was an answer
-    error: str | None = None
+    error: SafeText | None = None
 
 
 class WebhookState(BaseModel):
@@ -178,6 +181,6 @@ def new_job(*, tenant: str, capability: Capability, model: str, source: JobSourc
     return Job(id=job_id, tenant=tenant, kind=JobKind.of(capability), model=model,
                source=source, created_at=created, updated_at=created,
                deadline_at=created + timedelta(seconds=deadline_seconds), request=request,
-               output=output or OutputTarget(prefix=f"results/{job_id}/"), metadata=metadata,
+               output=output or OutputTarget(prefix=keys.results_prefix(job_id)), metadata=metadata,
                webhook_url=webhook_url,
                webhook=WebhookState(id=f"msg_{job_id}") if webhook_url else None)

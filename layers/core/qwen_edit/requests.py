@@ -6,14 +6,17 @@ and raises one InvalidRequest, so bad input is refused before it can cost a prov
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import unicodedata
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from qwen_edit.catalog import (
+    MAX_INPUT_IMAGES,
     MAX_NEGATIVE_PROMPT_CHARS,
     MAX_PROMPT_CHARS,
     SEED_MAX,
@@ -24,25 +27,37 @@ from qwen_edit.catalog import (
     UnknownModel,
     check_request,
     get_model,
+    parse_size,
 )
 from qwen_edit.errors import InvalidRequest
-from qwen_edit.images import ImageRef, ImageRejected, InlineImage, S3Image, UrlImage, parse_image_ref
+from qwen_edit.images import ImageRef, ImageRejected, InlineImage, UrlImage, parse_image_ref
 from qwen_edit.providers.base import ProviderRequest
 
 MetadataKey = Annotated[str, Field(min_length=1, max_length=64)]
 MetadataValue = Annotated[str, Field(max_length=512)]
+SIZE_PATTERN = r"^[0-9]{1,5}\*[0-9]{1,5}$"  # ASCII digits only; the catalog checks the bounds
+# Characters that show nothing: a prompt of only these is blank (besides Unicode's format,
+# control and separator categories, these letters and symbols render as empty space).
+_BLANK_LOOKING = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def is_blank(text: str) -> bool:
+    """True when nothing in `text` would show: spaces, zero-width characters, joiners, BOMs."""
+    return all(char in _BLANK_LOOKING or unicodedata.category(char)[0] in "CZ"
+               for char in text)
 
 
 class GenerationRequest(BaseModel):
     """A text-to-image request, as a client sends it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: JSON types as they are (`true` is not 1, "5" is not 5).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    model: str | None = None
+    model: str | None = Field(None, min_length=1, max_length=64)
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
     negative_prompt: str | None = Field(None, max_length=MAX_NEGATIVE_PROMPT_CHARS)
     n: int | None = Field(None, ge=1)
-    size: str | None = None
+    size: str | None = Field(None, max_length=11, json_schema_extra={"pattern": SIZE_PATTERN})
     seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX)
     prompt_extend: bool | None = None
     watermark: bool | None = None
@@ -52,9 +67,17 @@ class GenerationRequest(BaseModel):
     @field_validator("prompt")
     @classmethod
     def _not_blank(cls, prompt: str) -> str:
-        if not prompt.strip():
-            raise ValueError("prompt must not be blank")
+        if is_blank(prompt):
+            raise ValueError("prompt must not be blank (it has no visible character)")
         return prompt
+
+    @field_validator("size")
+    @classmethod
+    def _width_by_height(cls, size: str | None) -> str | None:
+        if size is not None and parse_size(size) is None:
+            raise PydanticCustomError("format", "size must be 'width*height' in ASCII digits, "
+                                      "such as '1024*1536', got {got}", {"got": repr(size[:20])})
+        return size
 
     @field_validator("webhook_url")
     @classmethod
@@ -62,8 +85,12 @@ class GenerationRequest(BaseModel):
         # Its shape only: where it may point (https, public addresses) needs DNS, and is
         # webhooks.check_target's, at acceptance and again before every delivery.
         if url is not None:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
+            try:
+                parts = urlsplit(url)
+                has_host = bool(parts.hostname) and (parts.port is None or parts.port > 0)
+            except ValueError:  # an unbalanced [IPv6] host, a port out of range
+                has_host = False
+            if parts.scheme not in ("http", "https") or not has_host:
                 raise ValueError("webhook_url must be an https:// URL with a host")
         return url
 
@@ -76,7 +103,7 @@ class GenerationRequest(BaseModel):
 class EditRequest(GenerationRequest):
     """An edit request: a generation request plus 1–3 input images."""
 
-    images: list[str] = Field(min_length=1)
+    images: list[str] = Field(min_length=1, max_length=MAX_INPUT_IMAGES)
 
 
 @dataclass(frozen=True)
@@ -97,8 +124,8 @@ class ValidRequest:
                                parameters=self.body.provider_parameters())
 
 
-def parse_request(capability: Capability, payload: Mapping[str, Any], *, default_model: str,
-                  allowed_buckets: Iterable[str] | None = None) -> ValidRequest:
+def parse_request(capability: Capability, payload: Mapping[str, Any], *,
+                  default_model: str) -> ValidRequest:
     """Validate a client's request; raise InvalidRequest listing every broken rule."""
     schema = EditRequest if capability is Capability.EDIT else GenerationRequest
     try:
@@ -106,7 +133,7 @@ def parse_request(capability: Capability, payload: Mapping[str, Any], *, default
     except ValidationError as error:
         raise invalid([violation_of(e) for e in error.errors()]) from None
 
-    model_id = body.model or default_model
+    model_id = body.model if body.model is not None else default_model
     try:
         spec = get_model(model_id)
     except UnknownModel:
@@ -117,7 +144,6 @@ def parse_request(capability: Capability, payload: Mapping[str, Any], *, default
     violations = check_request(spec, capability=capability, image_count=len(raw_images),
                                n=body.n, size=body.size)
     images: list[ImageRef] = []
-    buckets = set(allowed_buckets) if allowed_buckets is not None else None
     for index, raw in enumerate(raw_images):
         field = f"images[{index}]"
         try:
@@ -125,9 +151,6 @@ def parse_request(capability: Capability, payload: Mapping[str, Any], *, default
         except ImageRejected as rejected:
             violations.append(RuleViolation(field, rejected.rule, str(rejected)))
             continue
-        if isinstance(ref, S3Image) and buckets is not None and ref.bucket not in buckets:
-            violations.append(RuleViolation(field, "s3-bucket", f"{ref.uri} is outside this "
-                                            "deployment's buckets; upload it with POST /v1/uploads"))
         images.append(ref)
     if violations:
         raise invalid(violations)

@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
-import uuid
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from aws_lambda_powertools import Logger
 
-from qwen_edit import webhooks
+from qwen_edit import keys, webhooks
+from qwen_edit.addresses import is_public
 from qwen_edit.catalog import MAX_IMAGE_BYTES, Capability, RuleViolation, get_model
 from qwen_edit.context import Context
-from qwen_edit.errors import InvalidRequest, JobNotFound
-from qwen_edit.images import EXTENSION_OF_FORMAT, MIME_TYPES, InlineImage, S3Image, sniff_format
+from qwen_edit.errors import JobNotFound
+from qwen_edit.images import (
+    EXTENSION_OF_FORMAT,
+    MIME_TYPES,
+    ImageRejected,
+    InlineImage,
+    S3Image,
+    UrlImage,
+    check_image_bytes,
+)
 from qwen_edit.jobs import Job, JobError, JobSource, JobStatus, OutputTarget, new_job, now_utc
 from qwen_edit.providers.base import ProviderError
-from qwen_edit.requests import ValidRequest, parse_request
+from qwen_edit.requests import ValidRequest, invalid, parse_request
 
 logger = Logger(child=True)
+UPLOAD_TENANT = "s3-uploads"  # upload-triggered jobs belong to no API key (the operator's)
 OUTPUT_URL_SECONDS = 3600  # presigned result downloads in job views
 UPLOAD_URL_SECONDS = 900  # presigned input uploads
 
@@ -30,32 +41,89 @@ def default_model(ctx: Context, capability: Capability) -> str:
         else settings.default_generation_model
 
 
-def validate(ctx: Context, capability: Capability, payload: Mapping[str, Any]) -> ValidRequest:
-    """parse_request, then what only storage and DNS can tell: every s3:// input exists, is at
-    most 10 MB and really is an image; a webhook_url reaches public addresses only."""
-    buckets = [b for b in (ctx.settings.input_bucket, ctx.settings.output_bucket) if b]
-    valid = parse_request(capability, payload, default_model=default_model(ctx, capability),
-                          allowed_buckets=buckets)
-    problems = [RuleViolation(f"images[{index}]", rule, message)
-                for index, ref in enumerate(valid.images) if isinstance(ref, S3Image)
-                for rule, message in [_stored_image_problem(ctx, ref)] if rule]
+def validate(ctx: Context, capability: Capability, payload: Mapping[str, Any], *,
+             tenant: str) -> ValidRequest:
+    """parse_request, then what only storage and DNS can tell: every s3:// input is one this
+    tenant may use, exists, and is a well-formed image of at most 10 MB; image URLs and the
+    webhook_url do not point at private, loopback or metadata addresses."""
+    valid = parse_request(capability, payload, default_model=default_model(ctx, capability))
+    problems: list[RuleViolation] = []
+    for index, ref in enumerate(valid.images):
+        field = f"images[{index}]"
+        if isinstance(ref, S3Image):
+            problems += [RuleViolation(field, rule, f"{field}: {message}")
+                         for rule, message in [_stored_image_problem(ctx, tenant, ref)] if rule]
+        elif isinstance(ref, UrlImage) and (problem := _url_problem(ctx, ref.url)):
+            problems.append(RuleViolation(field, "public-url", f"{field}: {problem}"))
     webhook = webhooks.target_violation(valid.body.webhook_url, ctx.resolve,
-                                        allow_loopback_http=ctx.settings.webhook_allow_loopback)
+                                        allow_loopback_http=ctx.settings.allow_loopback_urls)
     problems += [webhook] if webhook else []
     if problems:
-        raise InvalidRequest(problems[0].message, [p.as_detail() for p in problems])
+        raise invalid(problems)
     return valid
 
 
-def _stored_image_problem(ctx: Context, ref: S3Image) -> tuple[str | None, str]:
-    found = ctx.objects.peek(ref.bucket, ref.key, 16)
+def _url_problem(ctx: Context, url: str) -> str | None:
+    """Why the provider must not be sent to fetch `url`: a host that resolves to a private,
+    loopback or metadata address (a paid call that can only fail, and an SSRF probe). A name
+    that does not resolve here is left to the provider, which answers InvalidURL."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    found = ctx.resolve(host, parts.port or (443 if parts.scheme == "https" else 80))
+    if ctx.settings.allow_loopback_urls and found and all(
+            ipaddress.ip_address(a).is_loopback for a in found):
+        return None  # the local stack only: images served on this machine
+    hidden = [address for address in found if not is_public(address)]
+    if hidden:
+        return (f"{host} resolves to {hidden[0]}, which is not a public address; the provider "
+                "can only fetch public URLs")
+    return None
+
+
+def may_read(ctx: Context, tenant: str, ref: S3Image) -> bool:
+    """Whether `tenant` may name this object as an input (job ids are not secrets, so owning the
+    key, not knowing it, is what counts). API tenants: their own POST /v1/uploads objects,
+    their own jobs' results, and the input prefixes the operator shares. Upload-triggered jobs
+    (the operator's bucket): the input bucket except what belongs to API tenants, and their own
+    outbox/."""
+    settings = ctx.settings
+    try:
+        keys.segments(ref.key)
+    except keys.UnsafeKey:
+        return False
+    if ref.bucket == settings.input_bucket:
+        if tenant == UPLOAD_TENANT:
+            return not ref.key.startswith((keys.UPLOADS, keys.INPUTS))
+        return keys.is_tenant_upload(ref.key, tenant) or any(
+            ref.key.startswith(prefix) for prefix in settings.shared_input_prefixes)
+    if ref.bucket == settings.output_bucket:
+        if tenant == UPLOAD_TENANT:
+            return ref.key.startswith(keys.OUTBOX)
+        job_id = keys.results_job_id(ref.key)
+        try:
+            return job_id is not None and ctx.jobs.get(job_id).tenant == tenant
+        except JobNotFound:
+            return False
+    return False
+
+
+def _stored_image_problem(ctx: Context, tenant: str, ref: S3Image) -> tuple[str | None, str]:
+    # One answer for "not yours" and "no such object", so nobody can probe which keys exist.
+    hint = ("upload it to the input bucket first" if tenant == UPLOAD_TENANT
+            else "upload it with POST /v1/uploads and pass the `image` it returns")
+    unavailable = ("not-available", f"{ref.uri} does not exist or is not yours to use: {hint}")
+    if not may_read(ctx, tenant, ref):
+        return unavailable
+    found = ctx.objects.peek(ref.bucket, ref.key, MAX_IMAGE_BYTES + 1)
     if found is None:
-        return "exists", f"{ref.uri} does not exist (upload it first)"
-    size, head = found
+        return unavailable
+    size, data = found
     if size > MAX_IMAGE_BYTES:
         return "max-bytes", f"{ref.uri} is {size:,} bytes; the limit is {MAX_IMAGE_BYTES:,}"
-    if sniff_format(head) is None:
-        return "format", f"{ref.uri} is not a JPG, PNG, BMP, TIFF, WEBP or GIF image"
+    try:
+        check_image_bytes(data)
+    except ImageRejected as rejected:
+        return rejected.rule, f"{ref.uri}: {rejected}"
     return None, ""
 
 
@@ -88,7 +156,7 @@ def accept(ctx: Context, valid: ValidRequest, *, tenant: str, source: JobSource,
 
 def _stored(ctx: Context, job_id: str, index: int, ref: Any) -> str:
     if isinstance(ref, InlineImage):
-        key = f"inputs/{job_id}/{index}.{EXTENSION_OF_FORMAT[ref.format]}"
+        key = keys.input_key(job_id, index, EXTENSION_OF_FORMAT[ref.format])
         ctx.objects.put(ctx.settings.input_bucket, key, ref.data, ref.mime)
         return S3Image(ctx.settings.input_bucket, key).uri
     return ref.uri if isinstance(ref, S3Image) else ref.url
@@ -107,11 +175,13 @@ def list_jobs(ctx: Context, tenant: str, *, limit: int, cursor: str | None,
     return ctx.jobs.list_for_tenant(tenant, limit, cursor, status)
 
 
-def new_upload(ctx: Context, content_type: str, content_length: int | None) -> dict[str, Any]:
-    """A presigned PUT for one input image and the s3:// reference to pass in `images`."""
+def new_upload(ctx: Context, tenant: str, content_type: str,
+               content_length: int | None) -> dict[str, Any]:
+    """A presigned PUT for one input image, in the tenant's own folder, and the s3:// reference
+    to pass in `images` (only this tenant may use it)."""
     extension = EXTENSION_OF_FORMAT[next(fmt for fmt, mimes in MIME_TYPES.items()
                                          if content_type in mimes)]
-    key = f"uploads/{uuid.uuid4().hex}.{extension}"
+    key = keys.upload_key(tenant, extension)
     bucket = ctx.settings.input_bucket
     url = ctx.objects.presigned_put(bucket, key, content_type, content_length,
                                     UPLOAD_URL_SECONDS)

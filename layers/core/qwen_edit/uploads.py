@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -21,7 +20,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import S3Event
 from pydantic import BaseModel
 
-from qwen_edit import service
+from qwen_edit import keys, service
 from qwen_edit.catalog import Capability
 from qwen_edit.context import Context
 from qwen_edit.errors import InvalidRequest, JobConflict
@@ -29,8 +28,7 @@ from qwen_edit.images import FORMAT_OF_EXTENSION
 from qwen_edit.jobs import Job, JobSource, JobStatus, OutputTarget
 
 logger = Logger(child=True)
-INBOX, OUTBOX, RECIPES = "inbox/", "outbox/", "recipes/"
-UPLOAD_TENANT = "s3-uploads"  # upload jobs belong to no API key
+UPLOAD_TENANT = service.UPLOAD_TENANT
 
 
 class Upload(BaseModel):
@@ -43,7 +41,7 @@ class Upload(BaseModel):
 
 
 class Rejected(Exception):
-    def __init__(self, code: str, message: str, details: list[dict] | None = None):
+    def __init__(self, code: str, message: str, details: list[dict[str, Any]] | None = None):
         super().__init__(message)
         self.code, self.message, self.details = code, message, details or []
 
@@ -78,10 +76,13 @@ def upload_job_id(upload: Upload) -> str:
 
 def handle(ctx: Context, upload: Upload) -> Job | None:
     """Start the upload's job, or record why it was refused. Redeliveries change nothing."""
+    if keys.is_folder_marker(upload.key):
+        return None  # a console's "create folder": nothing to edit, nothing to answer
     job_id = upload_job_id(upload)
     try:
-        plan = _plan(ctx, upload)
-        valid = service.validate(ctx, Capability.EDIT, plan.payload)
+        inbox = _inbox_key(upload)
+        plan = _plan(ctx, upload, inbox)
+        valid = service.validate(ctx, Capability.EDIT, plan.payload, tenant=UPLOAD_TENANT)
     except Rejected as rejected:
         _write_rejection(ctx, upload, rejected)
         return None
@@ -99,52 +100,72 @@ def handle(ctx: Context, upload: Upload) -> Job | None:
         return None
 
 
-def _mirror(key: str) -> tuple[str, str]:
-    """(outbox prefix, file stem) mirroring an inbox key."""
-    path = PurePosixPath(key.removeprefix(INBOX))
-    parent = "" if str(path.parent) == "." else f"{path.parent}/"
-    return f"{OUTBOX}{parent}", path.stem
+def _inbox_key(upload: Upload) -> keys.InboxKey:
+    try:
+        return keys.parse_inbox_key(upload.key)
+    except keys.UnsafeKey as unsafe:
+        raise Rejected("UnsafeKey", f"{unsafe}: rename the file; nothing was read or "
+                                    "written for it") from None
 
 
-def _plan(ctx: Context, upload: Upload) -> Plan:
-    prefix, stem = _mirror(upload.key)
-    output = OutputTarget(prefix=prefix, stem=stem)
-    relative = upload.key.removeprefix(INBOX)
-    extension = PurePosixPath(relative).suffix.lower().lstrip(".")
-    if "/" not in relative:
-        if extension != "json":
+def _plan(ctx: Context, upload: Upload, inbox: keys.InboxKey) -> Plan:
+    """Read the recipe or manifest (storage trouble propagates, and SQS retries), then turn it
+    into a request. A document that cannot be turned into one is the uploader's mistake: it
+    is answered with an .error.json, never retried."""
+    output = OutputTarget(prefix=inbox.outbox_prefix, stem=inbox.stem)
+    if inbox.recipe is None:
+        if inbox.extension != "json":
             raise Rejected("NotInARecipe", "put images under inbox/<recipe>/ (a recipe is "
                                            "recipes/<recipe>.json), or a manifest at inbox/<name>.json")
-        return Plan(_manifest(ctx, upload), output)
-    if extension not in FORMAT_OF_EXTENSION:
-        raise Rejected("NotAnImage", f"{upload.key} does not end in an image extension "
-                                     "(jpg, jpeg, png, bmp, tif, tiff, webp, gif)")
-    recipe_name = relative.split("/", 1)[0]
-    recipe = _read_json(ctx, f"{RECIPES}{recipe_name}.json", what=f"recipe {recipe_name!r}",
-                        missing=f"unknown recipe {recipe_name!r}: upload "
-                                f"recipes/{recipe_name}.json to the input bucket first")
-    references = [_as_reference(ctx, ref) for ref in recipe.pop("images", None) or []]
-    return Plan({**recipe, "images": [f"s3://{upload.bucket}/{upload.key}", *references]},
-                output)
+        what, document = "the manifest", _read_json(ctx, upload.key, what="the manifest",
+                                                    missing="the manifest is gone")
+    else:
+        if inbox.extension not in FORMAT_OF_EXTENSION:
+            raise Rejected("NotAnImage", f"{upload.key} does not end in an image extension "
+                                         "(jpg, jpeg, png, bmp, tif, tiff, webp, gif)")
+        what = f"recipe {inbox.recipe!r}"
+        document = _read_json(ctx, keys.recipe_key(inbox.recipe), what=what,
+                              missing=f"unknown recipe {inbox.recipe!r}: upload "
+                                      f"{keys.recipe_key(inbox.recipe)} to the input bucket first")
+    try:
+        images = _references(ctx, what, document.pop("images", None))
+    except Rejected:
+        raise
+    except Exception as error:  # noqa: BLE001 - any malformed document is the uploader's error
+        logger.exception("upload not planned", extra={"key": upload.key})
+        raise Rejected("InvalidDocument", f"{what} could not be read as an edit request "
+                                          f"({type(error).__name__}: {error})") from None
+    if inbox.recipe is not None:
+        images = [keys.s3_uri(upload.bucket, upload.key), *images]
+    return Plan({**document, "images": images}, output)
 
 
-def _manifest(ctx: Context, upload: Upload) -> dict[str, Any]:
-    manifest = _read_json(ctx, upload.key, what="the manifest", missing="the manifest is gone")
-    images = manifest.get("images")
-    if isinstance(images, list):
-        for index, ref in enumerate(images):
-            if isinstance(ref, str) and ref.startswith(INBOX):
-                raise Rejected("InvalidRequest", f"images[{index}]: {ref} is in inbox/, which "
-                                                 "triggers jobs; upload it under assets/ instead")
-        manifest["images"] = [_as_reference(ctx, ref) for ref in images]
-    return manifest
+def _references(ctx: Context, what: str, images: Any) -> list[str]:
+    """A recipe's extra images, or a manifest's images, as s3:// references or URLs."""
+    if images is None:
+        return []
+    if not isinstance(images, list) or not all(isinstance(ref, str) for ref in images):
+        raise Rejected("InvalidRequest", f"{what}: images must be a list of strings (keys of the "
+                                         "input bucket, s3:// references or URLs)")
+    references = [_as_reference(ctx, ref) for ref in images]
+    for index, ref in enumerate(references):
+        if _triggers_jobs(ctx, ref):
+            raise Rejected("InvalidRequest", f"images[{index}]: {images[index]} is in "
+                                             f"{keys.INBOX}, which triggers jobs; upload it "
+                                             "under assets/ instead")
+    return references
 
 
-def _as_reference(ctx: Context, ref: Any) -> Any:
+def _as_reference(ctx: Context, ref: str) -> str:
     """A bare key names an object of the input bucket; URLs and s3:// pass as they are."""
-    if isinstance(ref, str) and "://" not in ref and not ref.startswith("data:"):
-        return f"s3://{ctx.settings.input_bucket}/{ref.lstrip('/')}"
+    if "://" not in ref and not ref.startswith("data:"):
+        return keys.s3_uri(ctx.settings.input_bucket, ref.lstrip("/"))
     return ref
+
+
+def _triggers_jobs(ctx: Context, ref: str) -> bool:
+    prefix = keys.s3_uri(ctx.settings.input_bucket, keys.INBOX)
+    return ref.startswith(prefix)
 
 
 def _read_json(ctx: Context, key: str, *, what: str, missing: str) -> dict[str, Any]:
@@ -153,18 +174,18 @@ def _read_json(ctx: Context, key: str, *, what: str, missing: str) -> dict[str, 
         raise Rejected("NotFound", missing)
     try:
         document = json.loads(raw)
-    except ValueError as error:
-        raise Rejected("MalformedJson", f"{what} is not valid JSON: {error}") from None
+    except (ValueError, RecursionError) as error:
+        raise Rejected("MalformedJson", f"{what} is not valid JSON: {str(error)[:200]}") from None
     if not isinstance(document, dict):
         raise Rejected("MalformedJson", f"{what} must be a JSON object (an edit request)")
     return document
 
 
 def _write_rejection(ctx: Context, upload: Upload, rejected: Rejected) -> None:
-    prefix, stem = _mirror(upload.key)
-    record = {"input": f"s3://{upload.bucket}/{upload.key}",
+    record = {"input": keys.s3_uri(upload.bucket, upload.key),
               "error": {"code": rejected.code, "message": rejected.message,
                         "details": rejected.details}}
-    ctx.objects.put(ctx.settings.output_bucket, f"{prefix}{stem}.error.json",
+    ctx.objects.put(ctx.settings.output_bucket, keys.rejection_key(upload.key),
                     json.dumps(record, indent=2).encode(), "application/json")
-    logger.info("upload rejected", extra={"key": upload.key, "code": rejected.code})
+    logger.info("upload rejected", extra={"key": upload.key, "code": rejected.code,
+                                          "reason": rejected.message})

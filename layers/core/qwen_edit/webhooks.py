@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel
 from standardwebhooks import Webhook
 
+from qwen_edit.addresses import is_public
 from qwen_edit.catalog import RuleViolation
 from qwen_edit.context import Context
 from qwen_edit.jobs import DeliveryStatus, Job, Timestamp, WebhookAttempt, now_utc
@@ -95,10 +96,7 @@ def check_target(url: str, resolve: Resolve, *, allow_loopback_http: bool = Fals
     if parts.scheme != "https":
         raise ValueError("webhook_url must be https")
     for address in addresses:
-        ip = ipaddress.ip_address(address)
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
-        if not ip.is_global or ip.is_multicast:
+        if not is_public(address):
             raise ValueError(f"{host} resolves to {address}, which is not a public address "
                              "(loopback, private, link-local, CGNAT and metadata ranges are "
                              "refused)")
@@ -131,7 +129,7 @@ def deliver(ctx: Context, delivery: Delivery) -> DeliveryStatus:
     started = now_utc()
     try:
         addresses = check_target(delivery.url, ctx.resolve,
-                                 allow_loopback_http=ctx.settings.webhook_allow_loopback)
+                                 allow_loopback_http=ctx.settings.allow_loopback_urls)
     except ValueError as refused:
         return _finish(ctx, delivery, WebhookAttempt(at=started, error=str(refused)),
                        DeliveryStatus.FAILED)

@@ -38,6 +38,7 @@ MAX_SLEEP_FOR_SLOT = 3.0  # longer gaps go back to Admit instead of idling in th
 class Admission(BaseModel):
     at: datetime  # when this job may call the provider (the Wait state's timestamp)
     attempt: int = 0
+    provider_attempts: int = 0  # provider calls that failed with "try later" so far
 
 
 class Submission(BaseModel):
@@ -72,10 +73,21 @@ def _check_deadline(job: Job, at: float) -> None:
 
 
 def admit(ctx: Context, state: WorkflowState) -> Admission:
-    """Book the job's provider call: an async-task place if the model has a cap, then a slot."""
+    """Book the job's provider call: an async-task place if the model has a cap, then a slot.
+
+    Entered again after a provider call failed with "try later" (Submit's Catch): each such
+    call counts against MAX_PROVIDER_ATTEMPTS, and the job fails with the last error once the
+    budget is spent. The count is derived from the input state alone, so Admit's own Retry
+    (which repeats the same input) never counts a failure twice.
+    """
     job = ctx.jobs.get(state.job_id)
     spec = get_model(job.model)
     attempt = state.admission.attempt + 1 if state.admission else 0
+    provider_attempts = _provider_attempts(state)
+    if provider_attempts >= ctx.settings.max_provider_attempts:
+        code, message = failure_of(state.failure.Error, state.failure.Cause)
+        raise JobFailed(f"gave up after {provider_attempts} provider attempts; the last one: "
+                        f"{message}", code=code)
     now = time.time()
     _check_deadline(job, now)
     if spec.max_concurrent_tasks is not None and not ctx.limits.acquire_lease(
@@ -84,7 +96,14 @@ def admit(ctx: Context, state: WorkflowState) -> Admission:
     slot = ctx.limits.reserve(spec.family, spec.rate_limit,
                               now + admission.backoff_seconds(attempt))
     _check_deadline(job, slot)
-    return Admission(at=datetime.fromtimestamp(slot, UTC), attempt=attempt)
+    return Admission(at=datetime.fromtimestamp(slot, UTC), attempt=attempt,
+                     provider_attempts=provider_attempts)
+
+
+def _provider_attempts(state: WorkflowState) -> int:
+    earlier = state.admission.provider_attempts if state.admission else 0
+    failed_call = state.failure is not None and state.failure.Error == ProviderRetryable.__name__
+    return earlier + failed_call
 
 
 def submit(ctx: Context, state: WorkflowState) -> Submission:

@@ -61,16 +61,31 @@ def _encode_cursor(key: dict) -> str:
     return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
 
 
-def _decode_cursor(cursor: str, tenant: str) -> dict:
+_CURSOR_FIELDS = {"id": 200, "tenant": 200, "created_at": 40}  # attribute → longest value
+
+
+def _decode_cursor(cursor: str, tenant: str) -> dict[str, Any]:
+    """The LastEvaluatedKey a cursor carries, checked to the letter: a cursor edited by hand
+    (other names, types or tenant) is a 422, never a DynamoDB error."""
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        if key["tenant"] != {"S": tenant} or set(key) != {"id", "tenant", "created_at"}:
+        if not isinstance(key, dict) or set(key) != set(_CURSOR_FIELDS):
+            raise ValueError("not a cursor")
+        for name, longest in _CURSOR_FIELDS.items():
+            value = key[name]
+            if (not isinstance(value, dict) or set(value) != {"S"} or not isinstance(value["S"], str)
+                    or not 0 < len(value["S"]) <= longest):
+                raise ValueError(f"bad {name}")
+        if key["tenant"]["S"] != tenant:
             raise ValueError("not this tenant's cursor")
-    except (ValueError, KeyError, TypeError):
-        raise InvalidRequest("cursor is not one this API gave out", [{
-            "field": "cursor", "rule": "cursor", "message": "pass next_cursor unchanged"}]
-                             ) from None
+    except (ValueError, TypeError, RecursionError, UnicodeError):
+        raise _bad_cursor() from None
     return key
+
+
+def _bad_cursor() -> InvalidRequest:
+    return InvalidRequest("cursor is not one this API gave out", [{
+        "field": "cursor", "rule": "cursor", "message": "pass next_cursor unchanged"}])
 
 
 def _conditional_failed(error: ClientError) -> bool:
@@ -155,7 +170,12 @@ class DynamoJobStore:
             query["ExpressionAttributeValues"][":s"] = {"S": status.value}
         if cursor:
             query["ExclusiveStartKey"] = _decode_cursor(cursor, tenant)
-        page = self.client.query(**query)
+        try:
+            page = self.client.query(**query)
+        except ClientError as error:
+            if cursor and error.response["Error"]["Code"] == "ValidationException":
+                raise _bad_cursor() from None  # a well-formed cursor DynamoDB still refuses
+            raise
         last = page.get("LastEvaluatedKey")
         return [self._job(item) for item in page["Items"]], _encode_cursor(last) if last else None
 

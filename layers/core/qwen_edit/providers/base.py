@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from qwen_edit.catalog import Capability
+from qwen_edit.redaction import redact
 
 
 class TaskStatus(StrEnum):
@@ -34,6 +35,7 @@ class ProviderError(Exception):
 
     def __init__(self, code: str, message: str, *, http_status: int | None = None,
                  request_id: str | None = None, retryable: bool = False):
+        message = redact(message)  # providers echo the presigned URLs they were given
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
