@@ -63,9 +63,9 @@ def qwen_edit_cmd() -> list[str]:
 @pytest.fixture
 def stack(emulator):
     """template.yaml under moto with real Step Functions execution, polling every second."""
-    from qwen_edit_cli.local.inprocess import in_process_stack
+    from qwen_edit_cli.local.inprocess import in_process_stack, offline_resolve
 
-    with in_process_stack(emulator, poll_interval=1) as local:
+    with in_process_stack(emulator, poll_interval=1, resolve=offline_resolve) as local:
         yield local
 
 

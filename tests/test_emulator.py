@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 import base64
+import json
+import re
+import socket
+import struct
+import threading
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -176,17 +186,17 @@ def test_result_urls_expire_with_the_ttl(api, emulator):
 
 
 def test_control_endpoints(emulator):
-    control = httpx.Client(base_url=emulator.url + "/_emulator")
-    assert control.put("/faults", json={"throttle_rate": 0.5}).json()["throttle_rate"] == 0.5
-    assert control.get("/faults").json()["throttle_rate"] == 0.5
-    assert control.put("/faults", json={"throttle_rate": 2}).status_code == 400
-    assert control.put("/faults", json={"bogus": 1}).status_code == 400
-    httpx.post(emulator.api_base_url + SYNC, json=edit_body())
-    stats = control.get("/stats").json()
-    assert stats["calls"][0]["route"] == "multimodal-generation"
-    assert stats["calls"][0]["status"] == 401
-    assert control.post("/reset").json() == {"reset": True}
-    assert control.get("/stats").json()["calls"] == []
+    with httpx.Client(base_url=emulator.url + "/_emulator") as control:
+        assert control.put("/faults", json={"throttle_rate": 0.5}).json()["throttle_rate"] == 0.5
+        assert control.get("/faults").json()["throttle_rate"] == 0.5
+        assert control.put("/faults", json={"throttle_rate": 2}).status_code == 400
+        assert control.put("/faults", json={"bogus": 1}).status_code == 400
+        httpx.post(emulator.api_base_url + SYNC, json=edit_body())
+        stats = control.get("/stats").json()
+        assert stats["calls"][0]["route"] == "multimodal-generation"
+        assert stats["calls"][0]["status"] == 401
+        assert control.post("/reset").json() == {"reset": True}
+        assert control.get("/stats").json()["calls"] == []
 
 
 def test_fault_settings_are_per_instance():
@@ -200,3 +210,105 @@ def test_fault_settings_are_per_instance():
 
 def test_unknown_paths_are_404(api):
     assert api.get("/services/nothing").status_code == 404
+
+
+# ---- undecodable images, emulator bugs and malformed requests still get an answer -------------
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_declaring(width: int, height: int, pixels: bytes = zlib.compress(b"\0" * 16)) -> bytes:
+    """A PNG with well-formed chunks whose header declares width×height, and the IDAT given."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header)
+            + png_chunk(b"IDAT", pixels) + png_chunk(b"IEND", b""))
+
+
+@contextmanager
+def loopback_file(data: bytes) -> Iterator[str]:
+    """`data` at a loopback URL of its own, as an image host the emulator downloads from."""
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with HTTPServer(("127.0.0.1", 0), Handler) as server:
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}/image"
+        finally:
+            server.shutdown()
+
+
+# The reason after the colon depends on which check refuses the image first: the structural
+# one of qwen_edit.images (when present) or the emulator's Pillow decode. A PNG whose IDAT is not
+# zlib data passes the structure check and only the decode refuses it.
+@pytest.mark.parametrize("mime, data", [
+    ("image/gif", b"GIF89a<script>alert(1)</script>"),
+    ("image/png", image_bytes("png")[:60]),
+    ("image/png", png_declaring(30000, 30000)),
+    ("image/png", png_declaring(16, 16, pixels=b"not zlib data")),
+], ids=["gif-script", "truncated-png", "png-bomb", "png-broken-pixels"])
+@pytest.mark.parametrize("source", ["data-url", "loopback-url"])
+def test_undecodable_images_are_invalid_parameter(api, mime, data, source):
+    with loopback_file(data) as url:
+        ref = url if source == "loopback-url" else \
+            f"data:{mime};base64,{base64.b64encode(data).decode()}"
+        response = api.post(SYNC, json=edit_body([{"image": data_url()}, {"image": ref},
+                                                  {"text": "a"}]))
+    refused(response, 400, "InvalidParameter")
+    assert re.fullmatch(r"The image at images\[1\] cannot be decoded: [^\n]{3,200}[^.]\.",
+                        response.json()["message"]), response.json()["message"]
+
+
+def broken(*args: object, **kwargs: object) -> None:
+    raise RuntimeError("injected")
+
+
+@pytest.mark.parametrize("method", ["_render", "handle"])  # inside a route; the whole dispatch
+def test_an_emulator_bug_is_a_500_answer_and_serving_goes_on(api, emulator, monkeypatch, method):
+    monkeypatch.setattr(emulator.fake, method, broken)
+    refused(api.post(SYNC, json=edit_body()), 500, "InternalError",
+            "emulator error: RuntimeError")
+    monkeypatch.undo()
+    assert api.post(SYNC, json=edit_body()).status_code == 200
+
+
+def test_an_emulator_bug_on_the_task_api_has_its_error_shape(emulator, monkeypatch):
+    monkeypatch.setattr(emulator.fake, "_render", broken)
+    response = httpx.post(emulator.task_api_base_url + "/tasks",
+                          json=edit_body(model="qwen_image_edit_plus"),
+                          headers={"Authorization": "Bearer sk-test"})
+    assert response.status_code == 500 and response.json()["error"] == {
+        "code": 500, "error_message": "emulator error: RuntimeError"}
+
+
+def test_emulator_bugs_log_a_traceback_only_when_verbose(monkeypatch, capsys, caplog):
+    for verbose in (False, True):
+        with EmulatorServer(verbose=verbose) as server:
+            monkeypatch.setattr(server.fake, "_render", broken)
+            assert httpx.post(server.api_base_url + SYNC, json=edit_body(),
+                              headers={"Authorization": "Bearer k"}).status_code == 500
+    logged = [r.getMessage() for r in caplog.records if "emulator error" in r.getMessage()]
+    assert len(logged) == 1 and "RuntimeError 'injected'" in logged[0]
+    assert capsys.readouterr().err.count("Traceback") == 1
+
+
+@pytest.mark.parametrize("declared", ["abc", "-1"])
+def test_malformed_content_length_is_400(emulator, declared):
+    address = urlsplit(emulator.url)
+    with socket.create_connection((address.hostname, address.port), timeout=5) as sock:
+        sock.sendall(f"POST /api/v1{SYNC} HTTP/1.1\r\nHost: {address.netloc}\r\n"
+                     f"Authorization: Bearer k\r\nContent-Length: {declared}\r\n\r\n{{}}"
+                     .encode())
+        answer = sock.makefile("rb").read()  # to EOF: the emulator closes this connection
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 400 "), answer
+    body = json.loads(rest.partition(b"\r\n\r\n")[2])
+    assert body["code"] == "InvalidParameter" and body["request_id"]

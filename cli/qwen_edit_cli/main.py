@@ -101,6 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--poll-interval", type=int, default=2, help="seconds between polls")
     serve.add_argument("--api-key", action="append", dest="api_keys",
                        help="a tenant's key (repeat for more; default: one generated)")
+    serve.add_argument("--operator-api-key", action="append", dest="operator_keys",
+                       help="a key that acts for the operator: it lists, reads and cancels "
+                            "upload-triggered jobs (OperatorApiKeyIds)")
     serve.add_argument("--ready-file", type=Path)
     serve.add_argument("--provider", choices=["emulator", "dashscope"], default="emulator",
                        help="dashscope: the real provider, with DASHSCOPE_API_KEY")
@@ -236,7 +239,8 @@ def _serve(args: argparse.Namespace) -> int:
     from qwen_edit_cli.local.serve import announce_ready, local_service
 
     with local_service(host=args.host, port=args.port, poll_interval=args.poll_interval,
-                       api_keys=args.api_keys, provider=args.provider,
+                       api_keys=args.api_keys, operator_keys=args.operator_keys,
+                       provider=args.provider,
                        region=args.region) as ready:
         announce_ready(ready, args.ready_file)
         _until_signalled()

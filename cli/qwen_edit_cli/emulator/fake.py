@@ -9,9 +9,12 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import logging
 import random
+import sys
 import threading
 import time
+import traceback
 import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -38,10 +41,17 @@ from qwen_edit.catalog import (
 from qwen_edit.images import ImageRejected, InlineImage, check_image_bytes, parse_image_ref
 from qwen_edit.providers.dashscope import ASYNC_PATH, SYNC_PATH
 from qwen_edit_cli.emulator.faults import Faults
-from qwen_edit_cli.emulator.render import STAND_IN_SIZE, image_size, output_size, render_png
+from qwen_edit_cli.emulator.render import (
+    STAND_IN_SIZE,
+    UndecodableImage,
+    image_size,
+    output_size,
+    render_png,
+)
 
 API_PREFIX = "/api/v1"
 TASK_API_PREFIX = "/taskapi/v1"
+_log = logging.getLogger(__name__)
 
 
 class ProviderFault(Exception):
@@ -54,6 +64,19 @@ def invalid(message: str) -> ProviderFault:
     return ProviderFault(400, "InvalidParameter", message)
 
 
+def internal_error(error: Exception, where: str, request_id: str,
+                   verbose: bool) -> ProviderFault:
+    """An emulator bug as a 500 the client can read: a dropped connection only makes it retry."""
+    name = type(error).__name__
+    if verbose:
+        print(f"emulator error in {where} (request {request_id}):", file=sys.stderr)
+        traceback.print_exception(error)
+    else:
+        _log.error("emulator error in %s (request %s): %s %.120r", where, request_id, name,
+                   str(error))
+    return ProviderFault(500, "InternalError", f"emulator error: {name}")
+
+
 @dataclass
 class Reply:
     status: int
@@ -63,6 +86,12 @@ class Reply:
 
     def payload(self) -> bytes:
         return self.body if isinstance(self.body, bytes) else json.dumps(self.body).encode()
+
+
+def error_reply(fault: ProviderFault, request_id: str, headers: dict[str, str] | None = None
+                ) -> Reply:
+    return Reply(fault.status, {"code": fault.code, "message": fault.message,
+                                "request_id": request_id}, headers=headers or {})
 
 
 @dataclass(frozen=True)
@@ -115,6 +144,31 @@ def _stamp(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
+# Rules of qwen_edit.image_headers for bytes that cannot be decoded: refused by that check or by
+# Pillow's decode (_decoded_size), an image gets the same answer.
+_UNDECODABLE_RULES = frozenset({"corrupt", "truncated", "pixels"})
+
+
+def _undecodable(index: int, reason: object) -> ProviderFault:
+    return invalid(f"The image at images[{index}] cannot be decoded: "
+                   f"{str(reason).rstrip('.')}.")
+
+
+def _refusal(index: int, rejected: ImageRejected, where: str) -> ProviderFault:
+    if rejected.rule in ("scheme", "url", "s3-reference"):
+        return ProviderFault(400, "InvalidURL", "The provided URL is not valid.")
+    if rejected.rule in _UNDECODABLE_RULES:
+        return _undecodable(index, rejected)
+    return invalid(f"Invalid image{where}: {rejected}.")
+
+
+def _decoded_size(index: int, data: bytes) -> tuple[int, int]:
+    try:
+        return image_size(data)
+    except UndecodableImage as error:
+        raise _undecodable(index, error) from None
+
+
 def _is_loopback(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     if host == "localhost":
@@ -127,10 +181,11 @@ def _is_loopback(url: str) -> bool:
 
 class FakeDashScope:
     def __init__(self, *, api_key: str | None = None, faults: Faults | None = None,
-                 public_url: str = ""):
+                 public_url: str = "", verbose: bool = False):
         self.api_key = api_key
         self.faults = faults or Faults()
         self.public_url = public_url
+        self.verbose = verbose  # internal errors print a traceback to stderr
         self._lock = threading.Lock()
         self._arrival = threading.local()
         self.reset()
@@ -148,7 +203,17 @@ class FakeDashScope:
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes,
                arrived: float | None = None) -> Reply:
-        """`arrived`: when the request began to arrive (monotonic), which rate limits count."""
+        """`arrived`: when the request began to arrive (monotonic), which rate limits count.
+        Never raises: an emulator bug is a 500 answer."""
+        try:
+            return self._dispatch(method, path, headers, body, arrived)
+        except Exception as error:  # noqa: BLE001 - whatever went wrong, the client gets an answer
+            request_id = str(uuid.uuid4())
+            return error_reply(internal_error(error, f"{method} {path}", request_id,
+                                              self.verbose), request_id)
+
+    def _dispatch(self, method: str, path: str, headers: dict[str, str], body: bytes,
+                  arrived: float | None) -> Reply:
         self._arrival.at = arrived if arrived is not None else time.monotonic()
         path = urlsplit(path).path
         headers = {k.lower(): v for k, v in headers.items()}
@@ -192,11 +257,15 @@ class FakeDashScope:
             if self.faults.latency_s:
                 time.sleep(self.faults.latency_s)
             reply = handler(key, payload, headers, request_id)
-        except ProviderFault as fault:
+        except Exception as error:  # noqa: BLE001 - a bug answers 500, in the route's error shape
+            fault = (error if isinstance(error, ProviderFault)
+                     else internal_error(error, name, request_id, self.verbose))
             self._record(name, model, fault.status, fault.code, request_id)
-            error = ({"error": {"code": fault.status, "error_message": fault.message}}
-                     if task_api else {"code": fault.code, "message": fault.message})
-            return Reply(fault.status, {**error, "request_id": request_id})
+            if not task_api:
+                return error_reply(fault, request_id)
+            return Reply(fault.status, {"error": {"code": fault.status,
+                                                  "error_message": fault.message},
+                                        "request_id": request_id})
         self._record(name, model, 200, None, request_id)
         return Reply(200, {**reply, "request_id": request_id})
 
@@ -316,15 +385,13 @@ class FakeDashScope:
             raise invalid("The content must contain exactly one text.")
         return images, texts[0]
 
-    def _load_image(self, ref: str) -> InputImage:
+    def _load_image(self, index: int, ref: str) -> InputImage:
         try:
             parsed = parse_image_ref(ref)
         except ImageRejected as rejected:
-            raise (ProviderFault(400, "InvalidURL", "The provided URL is not valid.")
-                   if rejected.rule in ("scheme", "url", "s3-reference")
-                   else invalid(f"Invalid image: {rejected}.")) from None
+            raise _refusal(index, rejected, "") from None
         if isinstance(parsed, InlineImage):
-            return InputImage(parsed.data, image_size(parsed.data), parsed.data)
+            return InputImage(parsed.data, _decoded_size(index, parsed.data), parsed.data)
         if not _is_loopback(ref):
             # Emulator choice: it never leaves loopback, so a remote URL stands for an image.
             return InputImage(ref.encode(), STAND_IN_SIZE, None)
@@ -339,8 +406,9 @@ class FakeDashScope:
         try:
             check_image_bytes(response.content)
         except ImageRejected as rejected:
-            raise invalid(f"Invalid image at {ref}: {rejected}.") from None
-        return InputImage(response.content, image_size(response.content), response.content)
+            raise _refusal(index, rejected, f" at {ref}") from None
+        return InputImage(response.content, _decoded_size(index, response.content),
+                          response.content)
 
     # ---- results ---------------------------------------------------------------------------
 
@@ -384,7 +452,7 @@ class FakeDashScope:
         capability = Capability.EDIT if image_refs else Capability.TEXT_TO_IMAGE
         self._check_rules(spec, capability, len(image_refs), params)
         self._admit(key, spec)
-        inputs = [self._load_image(ref) for ref in image_refs]
+        inputs = [self._load_image(index, ref) for index, ref in enumerate(image_refs)]
         return spec, params, prompt[:MAX_PROMPT_CHARS], inputs
 
     def _generate(self, key, payload, headers, request_id) -> dict[str, Any]:

@@ -6,16 +6,41 @@ from __future__ import annotations
 import hashlib
 import io
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from qwen_edit.catalog import PIXELS_MAX, PIXELS_MIN, SizeRule
+from qwen_edit.image_headers import MAX_INPUT_PIXELS
 
 STAND_IN_SIZE = (1024, 768)  # inputs the emulator cannot download (it never leaves loopback)
 
+class UndecodableImage(ValueError):
+    """Image bytes Pillow cannot decode; the message is a short reason."""
+
 
 def image_size(data: bytes) -> tuple[int, int]:
-    with Image.open(io.BytesIO(data)) as image:
-        return image.size
+    """The size of the first frame, after decoding it for real as the provider does; an image
+    over the service's pixel cap is refused before its pixels are allocated. Raises
+    UndecodableImage."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > MAX_INPUT_PIXELS:
+                raise UndecodableImage(f"{image.width}x{image.height} pixels is over the "
+                                       f"limit of {MAX_INPUT_PIXELS:,}")
+            image.load()
+            return image.size
+    except UndecodableImage:
+        raise
+    # Pillow's plugins raise many types on malformed data (OSError, SyntaxError, struct.error,
+    # zlib.error...); for untrusted bytes each means "undecodable".
+    except Exception as error:  # noqa: BLE001
+        raise UndecodableImage(_reason(error)) from error
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, UnidentifiedImageError):
+        return "not an image Pillow recognises"  # Pillow's own message names a BytesIO object
+    lines = str(error).strip().splitlines()
+    return lines[0].rstrip(".")[:160] if lines else type(error).__name__
 
 
 def render_png(width: int, height: int, material: bytes, base: bytes | None = None) -> bytes:

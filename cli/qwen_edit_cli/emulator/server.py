@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from qwen_edit_cli.emulator.faults import Faults
-from qwen_edit_cli.emulator.fake import FakeDashScope
+from qwen_edit_cli.emulator.fake import (
+    FakeDashScope,
+    Reply,
+    error_reply,
+    internal_error,
+    invalid,
+)
+
+# Where a request's body ends is unknown after these answers, so the connection is not reused.
+_CLOSE = {"Connection": "close"}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -16,10 +26,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         arrived = time.monotonic()
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        reply = self.server.fake.handle(self.command, self.path, dict(self.headers), body, arrived)
-        payload = reply.payload()
+        try:
+            reply = self._reply(arrived)
+            payload = reply.payload()
+        except Exception as error:  # noqa: BLE001 - a dropped connection makes clients retry
+            request_id = str(uuid.uuid4())
+            reply = error_reply(internal_error(error, f"{self.command} {self.path}", request_id,
+                                               self.server.verbose), request_id, _CLOSE)
+            payload = reply.payload()
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(payload)))
@@ -27,6 +41,20 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
+
+    def _reply(self, arrived: float) -> Reply:
+        length = self._content_length()
+        if length is None:
+            return error_reply(invalid("Content-Length must be a non-negative integer."),
+                               str(uuid.uuid4()), _CLOSE)
+        body = self.rfile.read(length) if length else b""
+        return self.server.fake.handle(self.command, self.path, dict(self.headers), body, arrived)
+
+    def _content_length(self) -> int | None:
+        """The declared body length, or None unless it is a plain decimal number (int() alone
+        would also take "-1", "+5" and "1_0")."""
+        declared = (self.headers.get("Content-Length") or "0").strip()
+        return int(declared) if declared.isascii() and declared.isdigit() else None
 
     do_GET = do_POST = do_PUT = do_DELETE = _serve
 
@@ -51,7 +79,7 @@ class EmulatorServer:
         bound_host, bound_port = self._httpd.server_address[:2]
         self.url = f"http://{bound_host}:{bound_port}"
         self.fake = self._httpd.fake = FakeDashScope(api_key=api_key, faults=faults,
-                                                     public_url=self.url)
+                                                     public_url=self.url, verbose=verbose)
         self._thread: threading.Thread | None = None
 
     @property

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from typing import Any
@@ -35,14 +36,30 @@ FAKE_AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testin
                 "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION}
 
 
+def offline_resolve(host: str, port: int) -> list[str]:
+    """DNS that never leaves this machine (for tests): numeric hosts in every form getaddrinfo
+    reads (`169.254.169.254`, `2852039166`, `0251.0376.0251.0376`, IPv6) resolve as a real
+    resolver would, localhost to 127.0.0.1, and every other name to nothing."""
+    if host == "localhost":
+        return ["127.0.0.1"]
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_NUMERICHOST)
+    except (socket.gaierror, UnicodeError, ValueError):
+        return []
+    return sorted({str(info[4][0]) for info in infos})
+
+
 @contextmanager
 def in_process_stack(emulator: EmulatorServer | None, *, poll_interval: int = 1,
                      aws_endpoint: str | None = None, dashscope_key: str = "sk-local",
+                     resolve: Callable[[str, int], list[str]] | None = None,
                      **parameters_: Any) -> Iterator[LocalStack]:
     """Yields the stack with `.ctx` (what the API and trigger functions get) and `.emulator`.
 
     `aws_endpoint`: a moto server to use (else moto runs in-process). Without an emulator the
-    parameters must name the real provider (DashScopeRegion). The environment is restored after.
+    parameters must name the real provider (DashScopeRegion). `resolve` replaces DNS for every
+    handler (tests pass offline_resolve). The environment is restored after.
     """
     saved = dict(os.environ)
     os.environ.update(FAKE_AWS_ENV)
@@ -68,6 +85,8 @@ def in_process_stack(emulator: EmulatorServer | None, *, poll_interval: int = 1,
             os.environ["ADMISSION_MARGIN_SECONDS"] = LOCAL_ADMISSION_MARGIN
             os.environ["ALLOW_LOOPBACK_URLS"] = "true"  # receivers and images on this machine (SPEC §7)
             runtime.context.cache_clear()
+            if resolve is not None:
+                runtime.context().resolve = resolve  # the handlers' context, built once
             stack.ctx = replace(runtime.context(),
                                 executions=StepFunctionsExecutions(stack.state_machine_arn))
             stack.emulator = emulator
