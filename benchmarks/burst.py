@@ -23,9 +23,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from report import ROOT, write_section  # noqa: E402
 from conftest import image_bytes  # noqa: E402 - tests/ is on the path (report.py)
-from qwen_edit import service, uploads  # noqa: E402
-from qwen_edit.catalog import Capability, get_model  # noqa: E402
-from qwen_edit.jobs import JobSource, JobStatus  # noqa: E402
+from qwen_edit.app import service
+from qwen_edit import uploads  # noqa: E402
+from qwen_edit.domain.catalog import Capability, get_model  # noqa: E402
+from qwen_edit.domain.jobs import JobSource, JobStatus  # noqa: E402
 from qwen_edit_cli.emulator.faults import Faults  # noqa: E402
 from qwen_edit_cli.emulator.server import EmulatorServer  # noqa: E402
 from qwen_edit_cli.local.inprocess import Pump, in_process_stack  # noqa: E402

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from report import median, percentile, write_section
 from conftest import data_url  # noqa: E402 - tests/ is on the path (report.py)
 from jobs_support import start, wait_execution, wait_until  # noqa: E402
-from qwen_edit.catalog import Capability  # noqa: E402
+from qwen_edit.domain.catalog import Capability  # noqa: E402
 from qwen_edit_cli.emulator.faults import Faults  # noqa: E402
 from qwen_edit_cli.emulator.server import EmulatorServer  # noqa: E402
 from qwen_edit_cli.local.inprocess import Pump, in_process_stack  # noqa: E402

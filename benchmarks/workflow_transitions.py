@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from jobs_support import billed_transitions, history, start, wait_execution  # noqa: E402
-from qwen_edit.catalog import Capability  # noqa: E402
+from qwen_edit.domain.catalog import Capability  # noqa: E402
 from qwen_edit_cli.emulator.faults import Faults  # noqa: E402
 from qwen_edit_cli.emulator.server import EmulatorServer  # noqa: E402
 from qwen_edit_cli.local.inprocess import in_process_stack  # noqa: E402

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from qwen_edit.providers.dashscope import DashScopeClient
+from qwen_edit.adapters.dashscope import DashScopeClient
 from qwen_edit_cli.emulator.faults import Faults
 from qwen_edit_cli.emulator.server import EmulatorServer
 

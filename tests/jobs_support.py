@@ -7,9 +7,9 @@ from typing import Any
 
 import boto3
 
-from qwen_edit import service
-from qwen_edit.catalog import Capability
-from qwen_edit.jobs import Job, JobSource
+from qwen_edit.app import service
+from qwen_edit.domain.catalog import Capability
+from qwen_edit.domain.jobs import Job, JobSource
 
 
 def start(stack, payload: dict[str, Any], capability: Capability = Capability.EDIT,

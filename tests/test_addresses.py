@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qwen_edit import webhooks
-from qwen_edit.addresses import IPV4_NOT_PUBLIC, IPV6_NOT_PUBLIC, embedded_ipv4, is_public
+from qwen_edit.app import webhooks
+from qwen_edit.domain.addresses import IPV4_NOT_PUBLIC, IPV6_NOT_PUBLIC, embedded_ipv4, is_public
 
 # No example database on disk: these tests leave nothing behind in the tree.
 quick = settings(database=None, deadline=None)

@@ -9,9 +9,9 @@ import threading
 import pytest
 from botocore.exceptions import ClientError
 
-from qwen_edit import admission
+from qwen_edit.domain import admission
 from qwen_edit.adapters.dynamodb import DynamoLimitStore
-from qwen_edit.catalog import RateLimit
+from qwen_edit.domain.catalog import RateLimit
 
 TWO_PER_SECOND = RateLimit(2, 1)
 WINDOW = admission.spacing(TWO_PER_SECOND)

@@ -12,8 +12,8 @@ import requests
 from api_support import call
 from conftest import ROOT, data_url, image_bytes, png_size
 from jobs_support import wait_execution, wait_until
-from qwen_edit import keys
-from qwen_edit.catalog import MODELS
+from qwen_edit.domain import keys
+from qwen_edit.domain.catalog import MODELS
 from yaml_loader import template
 
 EDIT = {"model": "qwen-image-edit-plus", "prompt": "add a red scarf", "n": 1}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml_loader
 
-from qwen_edit.catalog import (
+from qwen_edit.domain.catalog import (
     MODELS,
     Capability,
     Endpoint,

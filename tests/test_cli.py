@@ -9,9 +9,9 @@ import httpx
 
 from conftest import png_size
 from processes import ServedProcess
-from qwen_edit.catalog import Capability
-from qwen_edit.providers.base import ProviderRequest
-from qwen_edit.providers.dashscope import DashScopeClient
+from qwen_edit.domain.catalog import Capability
+from qwen_edit.domain.provider import ProviderRequest
+from qwen_edit.adapters.dashscope import DashScopeClient
 
 
 def test_fake_dashscope_serves_until_sigterm(tmp_path, qwen_edit_cmd):

@@ -10,11 +10,11 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
-from qwen_edit.catalog import Provider
+from qwen_edit.domain.catalog import Provider
 from qwen_edit.config import Settings
-from qwen_edit.providers.dashscope import DashScopeClient
-from qwen_edit.providers.factory import provider_client
-from qwen_edit.providers.task_api import TaskApiClient
+from qwen_edit.adapters.dashscope import DashScopeClient
+from qwen_edit.adapters.providers import provider_client
+from qwen_edit.adapters.task_api import TaskApiClient
 from qwen_edit.adapters.secrets import provider_api_key
 from yaml_loader import template
 

@@ -9,9 +9,10 @@ import httpx
 import pytest
 
 from conftest import data_url, png_size
-from qwen_edit.catalog import Capability, Provider, get_model, models_for
-from qwen_edit.providers.base import ProviderError, ProviderRequest, TaskStatus
-from qwen_edit.providers.dashscope import BASE_URLS, DashScopeClient, Region, base_url_for
+from qwen_edit.domain.catalog import Capability, Provider, get_model, models_for
+from qwen_edit.domain.provider import ProviderError, ProviderRequest, TaskStatus
+from qwen_edit.adapters.dashscope import BASE_URLS, DashScopeClient, base_url_for
+from qwen_edit.domain.provider import Region
 from qwen_edit_cli.emulator.faults import LimitOverride
 
 

@@ -247,7 +247,7 @@ def loopback_file(data: bytes) -> Iterator[str]:
 
 
 # The reason after the colon depends on which check refuses the image first: the structural
-# one of qwen_edit.images (when present) or the emulator's Pillow decode. A PNG whose IDAT is not
+# one of qwen_edit.domain.images (when present) or the emulator's Pillow decode. A PNG whose IDAT is not
 # zlib data passes the structure check and only the decode refuses it.
 @pytest.mark.parametrize("mime, data", [
     ("image/gif", b"GIF89a<script>alert(1)</script>"),

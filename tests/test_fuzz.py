@@ -11,11 +11,15 @@ from types import SimpleNamespace
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qwen_edit import keys, request_body, uploads
-from qwen_edit.catalog import MODELS, Capability
-from qwen_edit.errors import BadRequest, InvalidRequest
-from qwen_edit.images import ImageRejected, parse_image_ref
-from qwen_edit.requests import parse_request
+from qwen_edit.domain import keys
+
+from qwen_edit.entrypoints import request_body
+
+from qwen_edit.app import uploads
+from qwen_edit.domain.catalog import MODELS, Capability
+from qwen_edit.domain.errors import BadRequest, InvalidRequest
+from qwen_edit.domain.images import ImageRejected, parse_image_ref
+from qwen_edit.domain.requests import parse_request
 
 FUZZ = settings(max_examples=300, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow])

@@ -15,8 +15,10 @@ import pytest
 from api_support import call
 from conftest import data_url, image_bytes
 from jobs_support import job_of, wait_execution
-from qwen_edit import keys, runtime, uploads
-from qwen_edit.jobs import JobStatus
+from qwen_edit.domain import keys
+from qwen_edit import runtime
+from qwen_edit.app import uploads
+from qwen_edit.domain.jobs import JobStatus
 
 EDIT = {"model": "qwen-image-edit-plus", "prompt": "add a red scarf"}
 

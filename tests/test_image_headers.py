@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from conftest import image_bytes
-from qwen_edit.image_headers import (MAX_INPUT_PIXELS, ImageHeader, ImageRejected,
+from qwen_edit.domain.image_headers import (MAX_INPUT_PIXELS, ImageHeader, ImageRejected,
                                      inspect_image)
 
 RULES = {"format", "truncated", "corrupt", "pixels"}

@@ -7,9 +7,9 @@ import threading
 import pytest
 
 from qwen_edit.adapters.dynamodb import RECORD_RETENTION, DynamoJobStore
-from qwen_edit.catalog import Capability
-from qwen_edit.errors import JobConflict, JobNotFound
-from qwen_edit.jobs import (
+from qwen_edit.domain.catalog import Capability
+from qwen_edit.domain.errors import JobConflict, JobNotFound
+from qwen_edit.domain.jobs import (
     JobError,
     JobOutput,
     JobSource,
@@ -19,7 +19,7 @@ from qwen_edit.jobs import (
     new_job,
     now_utc,
 )
-from qwen_edit.providers.base import Usage
+from qwen_edit.domain.provider import Usage
 
 
 @pytest.fixture

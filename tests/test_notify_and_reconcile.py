@@ -10,9 +10,9 @@ import pytest
 
 from conftest import ROOT, data_url
 from jobs_support import job_of, start, wait_execution, wait_until
-from qwen_edit import service
-from qwen_edit.catalog import Capability
-from qwen_edit.jobs import JobStatus
+from qwen_edit.app import service
+from qwen_edit.domain.catalog import Capability
+from qwen_edit.domain.jobs import JobStatus
 from qwen_edit_cli.local.lambdas import FakeLambdaContext, load_handler
 
 

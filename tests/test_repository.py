@@ -62,7 +62,7 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_readme_model_table_matches_the_catalog():
-    from qwen_edit.catalog import MODELS
+    from qwen_edit.domain.catalog import MODELS
 
     readme = (ROOT / "README.md").read_text()
     for model in MODELS.values():

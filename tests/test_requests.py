@@ -7,11 +7,11 @@ import base64
 import pytest
 
 from conftest import data_url, image_bytes
-from qwen_edit.catalog import MAX_IMAGE_BYTES, Capability
-from qwen_edit.errors import InvalidRequest
-from qwen_edit.image_headers import ImageRejected
-from qwen_edit.images import InlineImage, S3Image, UrlImage, check_image_bytes
-from qwen_edit.requests import direct_url, parse_request
+from qwen_edit.domain.catalog import MAX_IMAGE_BYTES, Capability
+from qwen_edit.domain.errors import InvalidRequest
+from qwen_edit.domain.image_headers import ImageRejected
+from qwen_edit.domain.images import InlineImage, S3Image, UrlImage, check_image_bytes
+from qwen_edit.domain.requests import direct_url, parse_request
 
 IMAGE = "https://images.example.com/photo.png"
 

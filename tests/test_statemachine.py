@@ -12,7 +12,8 @@ import pytest
 from cfnlint.data.schemas.other import step_functions
 
 from conftest import ROOT
-from qwen_edit import errors, workflow
+from qwen_edit.domain import errors
+from qwen_edit.app import workflow
 from qwen_edit_cli.local.template import substitute
 from yaml_loader import template
 

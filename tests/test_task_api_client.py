@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from conftest import data_url, png_size
-from qwen_edit.catalog import Capability
-from qwen_edit.providers.base import ProviderError, ProviderRequest, TaskStatus
-from qwen_edit.providers.task_api import TaskApiClient
+from qwen_edit.domain.catalog import Capability
+from qwen_edit.domain.provider import ProviderError, ProviderRequest, TaskStatus
+from qwen_edit.adapters.task_api import TaskApiClient
 
 
 @pytest.fixture

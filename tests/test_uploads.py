@@ -12,8 +12,8 @@ import pytest
 
 from conftest import ROOT, image_bytes, png_size
 from jobs_support import wait_execution
-from qwen_edit import uploads
-from qwen_edit.jobs import JobSource, JobStatus
+from qwen_edit.app import uploads
+from qwen_edit.domain.jobs import JobSource, JobStatus
 from qwen_edit_cli.local.lambdas import FakeLambdaContext
 
 RECIPE = {"model": "qwen-image-edit-plus", "prompt": "Turn the photo into a watercolor",

@@ -17,9 +17,10 @@ from standardwebhooks import Webhook
 
 from conftest import data_url
 from jobs_support import job_of, start, wait_execution, wait_until
-from qwen_edit import runtime, webhooks
-from qwen_edit.errors import InvalidRequest
-from qwen_edit.jobs import DeliveryStatus, JobStatus
+from qwen_edit import runtime
+from qwen_edit.app import webhooks
+from qwen_edit.domain.errors import InvalidRequest
+from qwen_edit.domain.jobs import DeliveryStatus, JobStatus
 
 
 # ---- the guard, on its own ---------------------------------------------------------------------

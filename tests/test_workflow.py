@@ -18,10 +18,10 @@ from jobs_support import (
     wait_execution,
     wait_until,
 )
-from qwen_edit import service
-from qwen_edit.catalog import Capability
-from qwen_edit.errors import JobConflict
-from qwen_edit.jobs import JobStatus
+from qwen_edit.app import service
+from qwen_edit.domain.catalog import Capability
+from qwen_edit.domain.errors import JobConflict
+from qwen_edit.domain.jobs import JobStatus
 from qwen_edit_cli.emulator.faults import LimitOverride
 
 EDIT = {"model": "qwen-image-edit-plus", "prompt": "add a red scarf", "n": 2}
@@ -141,7 +141,7 @@ def test_cancel_while_pending_stops_everything(stack):
 
 
 def canceled_model_provider(job):
-    from qwen_edit.catalog import get_model
+    from qwen_edit.domain.catalog import get_model
     return get_model(job.model).provider
 
 
@@ -192,7 +192,7 @@ def test_async_concurrency_is_capped_at_two_tasks(stack):
 
 
 def test_submit_never_calls_the_provider_for_a_finished_job(stack):
-    from qwen_edit import workflow
+    from qwen_edit.app import workflow
     job = start(stack, edit(n=1))
     wait_execution(stack, job.id)
     calls = stack.emulator.fake.counters["calls.multimodal-generation"]

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from qwen_edit.images import FORMAT_OF_EXTENSION, MIME_TYPES
+from qwen_edit.domain.images import FORMAT_OF_EXTENSION, MIME_TYPES
 
 FINAL = {"succeeded", "failed", "canceled"}
 CONTENT_TYPES = {f".{ext}": MIME_TYPES[fmt][0] for ext, fmt in FORMAT_OF_EXTENSION.items()}

@@ -1,8 +1,8 @@
 """The public REST API (SPEC §3) behind API Gateway, stage v1, API key required.
 
-Routes parse, call qwen_edit.service, and shape the answer. Every error leaves through one
+Routes parse, call qwen_edit.app.service, and shape the answer. Every error leaves through one
 envelope, {"error": {"code", "message", "details"}}, with the status its class declares
-(qwen_edit.errors); API Gateway's own refusals use the same envelope (template.yaml).
+(qwen_edit.domain.errors); API Gateway's own refusals use the same envelope (template.yaml).
 """
 
 from __future__ import annotations
@@ -26,13 +26,17 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from pydantic import BaseModel, Field
 
-from qwen_edit import request_body, runtime, service
-from qwen_edit.catalog import MAX_IMAGE_BYTES, MODELS, Capability
-from qwen_edit.errors import BadRequest, QwenEditError, Unauthorized
-from qwen_edit.images import MIME_TYPES
-from qwen_edit.jobs import JobSource, JobStatus, JobView
-from qwen_edit.lambda_handlers import logger
-from qwen_edit.requests import EditRequest, GenerationRequest, violation_of
+from qwen_edit.entrypoints import request_body
+
+from qwen_edit import runtime
+
+from qwen_edit.app import service
+from qwen_edit.domain.catalog import MAX_IMAGE_BYTES, MODELS, Capability
+from qwen_edit.domain.errors import BadRequest, QwenEditError, Unauthorized
+from qwen_edit.domain.images import MIME_TYPES
+from qwen_edit.domain.jobs import JobSource, JobStatus, JobView
+from qwen_edit.entrypoints.lambda_handlers import logger
+from qwen_edit.domain.requests import EditRequest, GenerationRequest, violation_of
 
 app = APIGatewayRestResolver(enable_validation=True)
 IMAGE_TYPES = tuple(sorted({mime for mimes in MIME_TYPES.values() for mime in mimes}))

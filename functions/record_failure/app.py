@@ -1,6 +1,6 @@
-"""Workflow task: record failure (see qwen_edit.workflow.record_failure and statemachine/job.asl.json)."""
+"""Workflow task: record failure (see qwen_edit.app.workflow.record_failure and statemachine/job.asl.json)."""
 
-from qwen_edit import workflow
-from qwen_edit.lambda_handlers import workflow_task
+from qwen_edit.app import workflow
+from qwen_edit.entrypoints.lambda_handlers import workflow_task
 
 handler = workflow_task(workflow.record_failure)

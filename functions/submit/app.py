@@ -1,6 +1,6 @@
-"""Workflow task: submit (see qwen_edit.workflow.submit and statemachine/job.asl.json)."""
+"""Workflow task: submit (see qwen_edit.app.workflow.submit and statemachine/job.asl.json)."""
 
-from qwen_edit import workflow
-from qwen_edit.lambda_handlers import workflow_task
+from qwen_edit.app import workflow
+from qwen_edit.entrypoints.lambda_handlers import workflow_task
 
 handler = workflow_task(workflow.submit)

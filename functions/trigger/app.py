@@ -11,8 +11,10 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from qwen_edit import runtime, uploads
-from qwen_edit.lambda_handlers import logger
+from qwen_edit import runtime
+
+from qwen_edit.app import uploads
+from qwen_edit.entrypoints.lambda_handlers import logger
 
 processor = BatchProcessor(event_type=EventType.SQS)
 

@@ -1,4 +1,4 @@
-"""Webhook deliveries: one attempt per queued message (qwen_edit.webhooks.deliver), which queues
+"""Webhook deliveries: one attempt per queued message (qwen_edit.app.webhooks.deliver), which queues
 the next one itself; a delivery that finally fails is counted (WebhookDeliveriesFailed)."""
 
 from typing import Any
@@ -11,9 +11,11 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from qwen_edit import runtime, webhooks
-from qwen_edit.jobs import DeliveryStatus
-from qwen_edit.lambda_handlers import logger
+from qwen_edit import runtime
+
+from qwen_edit.app import webhooks
+from qwen_edit.domain.jobs import DeliveryStatus
+from qwen_edit.entrypoints.lambda_handlers import logger
 
 processor = BatchProcessor(event_type=EventType.SQS)
 

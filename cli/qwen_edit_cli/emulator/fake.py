@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import ValidationError
 
-from qwen_edit.catalog import (
+from qwen_edit.domain.catalog import (
     MAX_PROMPT_CHARS,
     SEED_MAX,
     SEED_MIN,
@@ -38,8 +38,8 @@ from qwen_edit.catalog import (
     check_request,
     get_model,
 )
-from qwen_edit.images import ImageRejected, InlineImage, check_image_bytes, parse_image_ref
-from qwen_edit.providers.dashscope import ASYNC_PATH, SYNC_PATH
+from qwen_edit.domain.images import ImageRejected, InlineImage, check_image_bytes, parse_image_ref
+from qwen_edit.adapters.dashscope import ASYNC_PATH, SYNC_PATH
 from qwen_edit_cli.emulator.faults import Faults
 from qwen_edit_cli.emulator.render import (
     STAND_IN_SIZE,
@@ -144,7 +144,7 @@ def _stamp(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
-# Rules of qwen_edit.image_headers for bytes that cannot be decoded: refused by that check or by
+# Rules of qwen_edit.domain.image_headers for bytes that cannot be decoded: refused by that check or by
 # Pillow's decode (_decoded_size), an image gets the same answer.
 _UNDECODABLE_RULES = frozenset({"corrupt", "truncated", "pixels"})
 

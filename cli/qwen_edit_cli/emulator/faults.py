@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from qwen_edit.catalog import RESULT_URL_TTL_SECONDS
+from qwen_edit.domain.catalog import RESULT_URL_TTL_SECONDS
 
 
 class LimitOverride(BaseModel):

@@ -8,8 +8,8 @@ import io
 
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
-from qwen_edit.catalog import PIXELS_MAX, PIXELS_MIN, SizeRule
-from qwen_edit.image_headers import MAX_INPUT_PIXELS
+from qwen_edit.domain.catalog import PIXELS_MAX, PIXELS_MIN, SizeRule
+from qwen_edit.domain.image_headers import MAX_INPUT_PIXELS
 
 STAND_IN_SIZE = (1024, 768)  # inputs the emulator cannot download (it never leaves loopback)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import boto3
 from moto.server import ThreadedMotoServer
 
-from qwen_edit.catalog import Provider
+from qwen_edit.domain.catalog import Provider
 from qwen_edit_cli.emulator.server import EmulatorServer
 from qwen_edit_cli.local.apigateway import LocalApiGateway, key_id
 from qwen_edit_cli.local.inprocess import REGION, Pump, in_process_stack

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from qwen_edit.providers.dashscope import Region
+from qwen_edit.domain.provider import Region
 
 
 def _comma_list(value: object) -> object:

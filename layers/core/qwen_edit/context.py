@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from qwen_edit.catalog import Provider
+from qwen_edit.domain.catalog import Provider
 from qwen_edit.config import Settings
 from qwen_edit.ports import (
     EventPublisher,
@@ -16,7 +16,7 @@ from qwen_edit.ports import (
     WebhookOutbox,
     WebhookSender,
 )
-from qwen_edit.providers.base import ImageProvider
+from qwen_edit.ports import ImageProvider
 
 
 @dataclass

@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
-from qwen_edit.catalog import RateLimit
-from qwen_edit.jobs import DeliveryStatus, Job, JobStatus, WebhookAttempt
+from qwen_edit.domain.catalog import RateLimit
+from qwen_edit.domain.provider import ProviderRequest, ProviderTask
+from qwen_edit.domain.jobs import DeliveryStatus, Job, JobStatus, WebhookAttempt
 
 
 class JobStore(Protocol):
@@ -87,3 +88,20 @@ class WebhookSender(Protocol):
              body: str) -> tuple[int | None, str | None]:
         """POST to one of the checked addresses (never re-resolving the name), no redirects:
         (HTTP status or None, error text or None)."""
+
+
+class ImageProvider(Protocol):
+    """A provider takes a ProviderRequest and answers ProviderTask snapshots; errors are
+    ProviderError (domain.provider)."""
+
+    name: str
+
+    def submit(self, request: ProviderRequest, *, asynchronous: bool) -> ProviderTask: ...
+
+    def fetch(self, task_id: str) -> ProviderTask: ...
+
+    def cancel(self, task_id: str) -> None:
+        """Cancel a PENDING task; a task past PENDING raises a final ProviderError."""
+        ...
+
+    def download(self, url: str) -> bytes: ...

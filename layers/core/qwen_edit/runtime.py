@@ -13,11 +13,11 @@ from qwen_edit.adapters.aws import (
 )
 from qwen_edit.adapters.webhook_http import HttpWebhookSender, resolve_host
 from qwen_edit.adapters.dynamodb import DynamoJobStore, DynamoLimitStore
-from qwen_edit.catalog import Provider
+from qwen_edit.domain.catalog import Provider
 from qwen_edit.config import Settings
 from qwen_edit.context import Context
-from qwen_edit.providers.base import ImageProvider
-from qwen_edit.providers.factory import provider_client
+from qwen_edit.ports import ImageProvider
+from qwen_edit.adapters.providers import provider_client
 from qwen_edit.adapters.secrets import provider_api_key, webhook_signing_secret
 
 

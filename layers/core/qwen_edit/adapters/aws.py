@@ -8,7 +8,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from qwen_edit.jobs import Job
+from qwen_edit.domain.jobs import Job
 
 EVENT_SOURCE = "qwen-edit"
 

@@ -16,10 +16,10 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic_core import to_jsonable_python
 
-from qwen_edit import admission
-from qwen_edit.catalog import RateLimit
-from qwen_edit.errors import InvalidRequest, JobConflict, JobNotFound, NotAdmitted
-from qwen_edit.jobs import (
+from qwen_edit.domain import admission
+from qwen_edit.domain.catalog import RateLimit
+from qwen_edit.domain.errors import InvalidRequest, JobConflict, JobNotFound, NotAdmitted
+from qwen_edit.domain.jobs import (
     ALLOWED_FROM,
     FINAL_STATUSES,
     DeliveryStatus,

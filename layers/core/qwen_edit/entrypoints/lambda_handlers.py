@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from qwen_edit import runtime
 from qwen_edit.context import Context
-from qwen_edit.workflow import WorkflowState
+from qwen_edit.app.workflow import WorkflowState
 
 logger = Logger(service="qwen-edit")
 

@@ -1,4 +1,4 @@
-"""What every image provider looks like to the rest of the service.
+"""The values every image provider trades in (the port itself is ports.ImageProvider).
 
 A provider takes a ProviderRequest and answers ProviderTask snapshots: a sync model answers a
 final snapshot at once; an async one answers PENDING with a task id, then is polled with fetch().
@@ -8,12 +8,19 @@ Errors are ProviderError, keeping the provider's own code, message, request id a
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from qwen_edit.catalog import Capability
-from qwen_edit.redaction import redact
+from qwen_edit.domain.catalog import Capability
+from qwen_edit.domain.redaction import redact
+
+
+class Region(StrEnum):
+    """Model Studio regions; keys are per region and never interchangeable."""
+
+    SINGAPORE = "singapore"
+    BEIJING = "beijing"
 
 
 class TaskStatus(StrEnum):
@@ -83,17 +90,3 @@ class ProviderTask(BaseModel):
     submit_time: str | None = None
     scheduled_time: str | None = None
     end_time: str | None = None
-
-
-class ImageProvider(Protocol):
-    name: str
-
-    def submit(self, request: ProviderRequest, *, asynchronous: bool) -> ProviderTask: ...
-
-    def fetch(self, task_id: str) -> ProviderTask: ...
-
-    def cancel(self, task_id: str) -> None:
-        """Cancel a PENDING task; a task past PENDING raises a final ProviderError."""
-        ...
-
-    def download(self, url: str) -> bytes: ...

@@ -12,10 +12,10 @@ from datetime import datetime, UTC
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel
 
-from qwen_edit import admission
-from qwen_edit.catalog import ModelSpec, Provider, get_model
+from qwen_edit.domain import admission
+from qwen_edit.domain.catalog import ModelSpec, Provider, get_model
 from qwen_edit.context import Context
-from qwen_edit.errors import (
+from qwen_edit.domain.errors import (
     DeadlineExceeded,
     JobConflict,
     JobFailed,
@@ -24,11 +24,11 @@ from qwen_edit.errors import (
     TaskPending,
     failure_of,
 )
-from qwen_edit.images import ImageRef, S3Image, png_dimensions
-from qwen_edit.jobs import Job, JobError, JobOutput, JobStatus, ProviderInfo, now_utc
-from qwen_edit.providers.base import ProviderError, ProviderTask, TaskStatus, Usage
-from qwen_edit.requests import direct_url, parse_request
-from qwen_edit.service import announce, write_record
+from qwen_edit.domain.images import ImageRef, S3Image, png_dimensions
+from qwen_edit.domain.jobs import Job, JobError, JobOutput, JobStatus, ProviderInfo, now_utc
+from qwen_edit.domain.provider import ProviderError, ProviderTask, TaskStatus, Usage
+from qwen_edit.domain.requests import direct_url, parse_request
+from qwen_edit.app.service import announce, write_record
 
 logger = Logger(child=True)
 PRESIGNED_INPUT_SECONDS = 3600  # how long the provider may take to fetch an s3:// input

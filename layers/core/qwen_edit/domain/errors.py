@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 
-from qwen_edit.redaction import redact
+from qwen_edit.domain.redaction import redact
 
 
 class Outcome(StrEnum):

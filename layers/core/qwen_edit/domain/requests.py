@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-from qwen_edit.catalog import (
+from qwen_edit.domain.catalog import (
     MAX_INPUT_IMAGES,
     MAX_NEGATIVE_PROMPT_CHARS,
     MAX_PROMPT_CHARS,
@@ -29,9 +29,9 @@ from qwen_edit.catalog import (
     get_model,
     parse_size,
 )
-from qwen_edit.errors import InvalidRequest
-from qwen_edit.images import ImageRef, ImageRejected, InlineImage, UrlImage, parse_image_ref
-from qwen_edit.providers.base import ProviderRequest
+from qwen_edit.domain.errors import InvalidRequest
+from qwen_edit.domain.images import ImageRef, ImageRejected, InlineImage, UrlImage, parse_image_ref
+from qwen_edit.domain.provider import ProviderRequest
 
 MetadataKey = Annotated[str, Field(min_length=1, max_length=64)]
 MetadataValue = Annotated[str, Field(max_length=512)]

@@ -13,10 +13,10 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field, PlainSerializer
 
-from qwen_edit import keys
-from qwen_edit.catalog import Capability
-from qwen_edit.providers.base import Usage
-from qwen_edit.redaction import redact
+from qwen_edit.domain import keys
+from qwen_edit.domain.catalog import Capability
+from qwen_edit.domain.provider import Usage
+from qwen_edit.domain.redaction import redact
 
 
 # Error text as stored and shown: never a presigned URL's credentials (see redaction.py).

@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 
-from qwen_edit.providers.base import ProviderError, ProviderRequest, ProviderTask, TaskStatus, Usage
-from qwen_edit.providers.dashscope import multimodal_body
-from qwen_edit.providers.http import ProviderHttp
+from qwen_edit.domain.provider import ProviderError, ProviderRequest, ProviderTask, TaskStatus, Usage
+from qwen_edit.adapters.dashscope import multimodal_body
+from qwen_edit.adapters.provider_http import ProviderHttp
 
 STATUSES = {
     "pending": TaskStatus.PENDING,

@@ -20,12 +20,14 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import S3Event
 from pydantic import BaseModel
 
-from qwen_edit import keys, service
-from qwen_edit.catalog import Capability
+from qwen_edit.domain import keys
+
+from qwen_edit.app import service
+from qwen_edit.domain.catalog import Capability
 from qwen_edit.context import Context
-from qwen_edit.errors import InvalidRequest, JobConflict
-from qwen_edit.images import FORMAT_OF_EXTENSION
-from qwen_edit.jobs import Job, JobSource, JobStatus, OutputTarget
+from qwen_edit.domain.errors import InvalidRequest, JobConflict
+from qwen_edit.domain.images import FORMAT_OF_EXTENSION
+from qwen_edit.domain.jobs import Job, JobSource, JobStatus, OutputTarget
 
 logger = Logger(child=True)
 UPLOAD_TENANT = service.UPLOAD_TENANT

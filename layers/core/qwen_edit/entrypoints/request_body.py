@@ -15,7 +15,7 @@ import json
 import math
 from typing import Any
 
-from qwen_edit.errors import BadRequest
+from qwen_edit.domain.errors import BadRequest
 
 MAX_DEPTH = 32  # the deepest request is 3 levels (metadata); this leaves room for mistakes
 MAX_INTEGER_DIGITS = 20  # beyond any field's range (seed ≤ 2^31 - 1)

@@ -13,8 +13,8 @@ import binascii
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from qwen_edit.catalog import INPUT_FORMATS, MAX_IMAGE_BYTES
-from qwen_edit.image_headers import ImageHeader, ImageRejected, inspect_image
+from qwen_edit.domain.catalog import INPUT_FORMATS, MAX_IMAGE_BYTES
+from qwen_edit.domain.image_headers import ImageHeader, ImageRejected, inspect_image
 
 # Canonical format name → MIME types a data URL may declare for it.
 MIME_TYPES: dict[str, tuple[str, ...]] = {

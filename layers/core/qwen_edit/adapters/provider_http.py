@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from qwen_edit.providers.base import ProviderError
+from qwen_edit.domain.provider import ProviderError
 
 # Sync edits can take about a minute at the provider; task calls answer quickly.
 SYNC_TIMEOUT = httpx.Timeout(150.0, connect=10.0)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import httpx
 
-from qwen_edit.catalog import Provider
+from qwen_edit.domain.catalog import Provider
 from qwen_edit.config import Settings
-from qwen_edit.providers.base import ImageProvider
-from qwen_edit.providers.dashscope import DashScopeClient
-from qwen_edit.providers.task_api import TaskApiClient
+from qwen_edit.ports import ImageProvider
+from qwen_edit.adapters.dashscope import DashScopeClient
+from qwen_edit.adapters.task_api import TaskApiClient
 
 
 def provider_client(provider: Provider, settings: Settings, api_key: str, *,

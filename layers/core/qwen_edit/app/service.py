@@ -11,12 +11,14 @@ from urllib.parse import urlsplit
 
 from aws_lambda_powertools import Logger
 
-from qwen_edit import keys, webhooks
-from qwen_edit.addresses import is_public
-from qwen_edit.catalog import MAX_IMAGE_BYTES, Capability, RuleViolation, get_model
+from qwen_edit.domain import keys
+
+from qwen_edit.app import webhooks
+from qwen_edit.domain.addresses import is_public
+from qwen_edit.domain.catalog import MAX_IMAGE_BYTES, Capability, RuleViolation, get_model
 from qwen_edit.context import Context
-from qwen_edit.errors import JobNotFound
-from qwen_edit.images import (
+from qwen_edit.domain.errors import JobNotFound
+from qwen_edit.domain.images import (
     EXTENSION_OF_FORMAT,
     MIME_TYPES,
     ImageRejected,
@@ -25,9 +27,9 @@ from qwen_edit.images import (
     UrlImage,
     check_image_bytes,
 )
-from qwen_edit.jobs import Job, JobError, JobSource, JobStatus, OutputTarget, new_job, now_utc
-from qwen_edit.providers.base import ProviderError
-from qwen_edit.requests import ValidRequest, invalid, parse_request
+from qwen_edit.domain.jobs import Job, JobError, JobSource, JobStatus, OutputTarget, new_job, now_utc
+from qwen_edit.domain.provider import ProviderError
+from qwen_edit.domain.requests import ValidRequest, invalid, parse_request
 
 logger = Logger(child=True)
 UPLOAD_TENANT = "s3-uploads"  # upload-triggered jobs belong to no API key (the operator's)

@@ -22,10 +22,10 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel
 from standardwebhooks import Webhook
 
-from qwen_edit.addresses import is_public
-from qwen_edit.catalog import RuleViolation
+from qwen_edit.domain.addresses import is_public
+from qwen_edit.domain.catalog import RuleViolation
 from qwen_edit.context import Context
-from qwen_edit.jobs import DeliveryStatus, Job, Timestamp, WebhookAttempt, now_utc
+from qwen_edit.domain.jobs import DeliveryStatus, Job, Timestamp, WebhookAttempt, now_utc
 
 # Seconds to wait after attempt 1, 2, …; close to the Standard Webhooks schedule.
 SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)

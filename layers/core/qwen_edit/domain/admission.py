@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 
-from qwen_edit.catalog import RateLimit
+from qwen_edit.domain.catalog import RateLimit
 
 # Calls reach the provider a little after their claimed moment (network), so calls are spaced
 # slightly wider than the provider's window: 10% plus a margin (ADMISSION_MARGIN_SECONDS).

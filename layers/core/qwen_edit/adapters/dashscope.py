@@ -8,25 +8,20 @@ Keys are per region and never interchangeable; a base URL override serves the em
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any
 
 import httpx
 
-from qwen_edit.catalog import Capability
-from qwen_edit.providers.base import (
+from qwen_edit.domain.catalog import Capability
+from qwen_edit.domain.provider import (
+    Region,
     ProviderError,
     ProviderRequest,
     ProviderTask,
     TaskStatus,
     Usage,
 )
-from qwen_edit.providers.http import SYNC_TIMEOUT, ProviderHttp
-
-
-class Region(StrEnum):
-    SINGAPORE = "singapore"
-    BEIJING = "beijing"
+from qwen_edit.adapters.provider_http import SYNC_TIMEOUT, ProviderHttp
 
 
 BASE_URLS = {
