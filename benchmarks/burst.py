@@ -19,17 +19,18 @@ import boto3
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from report import ROOT, write_section  # noqa: E402
-from conftest import image_bytes  # noqa: E402 - tests/ is on the path (report.py)
+from qwen_edit import uploads
 from qwen_edit.app import service
-from qwen_edit import uploads  # noqa: E402
-from qwen_edit.domain.catalog import Capability, get_model  # noqa: E402
-from qwen_edit.domain.jobs import JobSource, JobStatus  # noqa: E402
-from qwen_edit_cli.emulator.faults import Faults  # noqa: E402
-from qwen_edit_cli.emulator.server import EmulatorServer  # noqa: E402
-from qwen_edit_cli.local.inprocess import Pump, in_process_stack  # noqa: E402
+from qwen_edit.domain.catalog import Capability, get_model
+from qwen_edit.domain.jobs import JobSource, JobStatus
+from qwen_edit_cli.emulator.faults import Faults
+from qwen_edit_cli.emulator.server import EmulatorServer
+from qwen_edit_cli.local.inprocess import Pump, in_process_stack
+
+from conftest import image_bytes
+from report import ROOT, write_section
 
 CHART = ROOT / "docs" / "burst.png"
 
@@ -45,32 +46,66 @@ def main() -> None:
     parser.add_argument("--uploads", type=int, default=200)
     parser.add_argument("--pro-jobs", type=int, default=10)
     args = parser.parse_args()
-    faults = Faults(sync_latency_s=0.3, throttle_rate=0.03, server_error_rate=0.03,
-                    enforce_rate_limits=True, random_seed=7)
-    with EmulatorServer(faults=faults) as emulator, \
-            in_process_stack(emulator, LogLevel="WARNING") as stack:
+    faults = Faults(
+        sync_latency_s=0.3,
+        throttle_rate=0.03,
+        server_error_rate=0.03,
+        enforce_rate_limits=True,
+        random_seed=7,
+    )
+    with (
+        EmulatorServer(faults=faults) as emulator,
+        in_process_stack(emulator, LogLevel="WARNING") as stack,
+    ):
         pump = Pump(stack)
         pump.start()
         s3, inbox = boto3.client("s3"), stack.physical["InputBucket"]
-        s3.put_object(Bucket=inbox, Key="recipes/burst.json", Body=json.dumps(
-            {"model": "qwen-image-edit-plus", "prompt": "Make it a watercolor"}).encode())
+        s3.put_object(
+            Bucket=inbox,
+            Key="recipes/burst.json",
+            Body=json.dumps(
+                {"model": "qwen-image-edit-plus", "prompt": "Make it a watercolor"}
+            ).encode(),
+        )
         photo = image_bytes("jpeg", (640, 480))
         started = time.time()
         with ThreadPoolExecutor(max_workers=16) as pool:
-            list(pool.map(lambda i: s3.put_object(Bucket=inbox, Key=f"inbox/burst/{i:03d}.jpg",
-                                                  Body=photo), range(args.uploads)))
-            pro = list(pool.map(lambda i: service.accept(stack.ctx, service.validate(
-                stack.ctx, Capability.TEXT_TO_IMAGE,
-                {"model": "qwen-image-2.0-pro", "prompt": f"poster {i}"}, tenant="bench"),
-                tenant="bench", source=JobSource.API), range(args.pro_jobs)))
-        print(f"submitted {args.uploads} uploads and {args.pro_jobs} API jobs in "
-              f"{time.time() - started:.1f} s; draining…", flush=True)
+            list(
+                pool.map(
+                    lambda i: s3.put_object(
+                        Bucket=inbox, Key=f"inbox/burst/{i:03d}.jpg", Body=photo
+                    ),
+                    range(args.uploads),
+                )
+            )
+            pro = list(
+                pool.map(
+                    lambda i: service.accept(
+                        stack.ctx,
+                        service.validate(
+                            stack.ctx,
+                            Capability.TEXT_TO_IMAGE,
+                            {"model": "qwen-image-2.0-pro", "prompt": f"poster {i}"},
+                            tenant="bench",
+                        ),
+                        tenant="bench",
+                        source=JobSource.API,
+                    ),
+                    range(args.pro_jobs),
+                )
+            )
+        print(
+            f"submitted {args.uploads} uploads and {args.pro_jobs} API jobs in "
+            f"{time.time() - started:.1f} s; draining…",
+            flush=True,
+        )
         deadline = time.time() + 1200
         while True:
             upload_jobs, cursor = [], None
             while True:
-                page, cursor = stack.ctx.jobs.list_for_tenant(uploads.UPLOAD_TENANT, 100, cursor,
-                                                              None)
+                page, cursor = stack.ctx.jobs.list_for_tenant(
+                    uploads.UPLOAD_TENANT, 100, cursor, None
+                )
                 upload_jobs += page
                 if not cursor:
                     break
@@ -88,27 +123,47 @@ def main() -> None:
         pro_pngs = [o["Key"] for o in results.get("Contents", []) if o["Key"].endswith(".png")]
 
     rows, series = [], {}
-    for model, group, outputs in [("qwen-image-edit-plus", upload_jobs, pngs),
-                                  ("qwen-image-2.0-pro", jobs[len(upload_jobs):], pro_pngs)]:
-        finished = sorted(j.completed_at.timestamp() - started for j in group
-                          if j.status is JobStatus.SUCCEEDED)
+    for model, group, outputs in [
+        ("qwen-image-edit-plus", upload_jobs, pngs),
+        ("qwen-image-2.0-pro", jobs[len(upload_jobs) :], pro_pngs),
+    ]:
+        finished = sorted(
+            j.completed_at.timestamp() - started for j in group if j.status is JobStatus.SUCCEEDED
+        )
         lost = len(group) - len(finished)
         model_calls = [c for c in calls if c["model"] == model]
         throttled = sum(1 for c in model_calls if c["status"] == 429)
         limited = sum(1 for c in model_calls if c["code"] == "Throttling.RateQuota")
         drain, floor = finished[-1], minimum_seconds(model, len(group))
-        rows.append((model, len(group), drain, floor, throttled, limited, lost,
-                     len(model_calls) / len(group), len(outputs) - len(group)))
+        rows.append(
+            (
+                model,
+                len(group),
+                drain,
+                floor,
+                throttled,
+                limited,
+                lost,
+                len(model_calls) / len(group),
+                len(outputs) - len(group),
+            )
+        )
         series[model] = finished
-        print(f"{model:<22} {len(group):>4} jobs  drained in {drain:6.1f} s (provider minimum "
-              f"{floor:.0f} s, ratio {drain / max(floor, 1):.2f})  429s {throttled} "
-              f"({limited} from the limit)  lost {lost}  calls/job {len(model_calls) / len(group):.2f}"
-              f"  duplicate outputs {len(outputs) - len(group)}")
+        print(
+            f"{model:<22} {len(group):>4} jobs  drained in {drain:6.1f} s (provider minimum "
+            f"{floor:.0f} s, ratio {drain / max(floor, 1):.2f})  429s {throttled} "
+            f"({limited} from the limit)  lost {lost}  calls/job {len(model_calls) / len(group):.2f}"
+            f"  duplicate outputs {len(outputs) - len(group)}"
+        )
     draw(series)
     table = "\n".join(
         f"| {m} | {n} | {d:.0f} s | {f:.0f} s | {d / max(f, 1):.2f} | {t} ({lim} from the limit) | "
-        f"{lost} | {c:.2f} | {dup} |" for m, n, d, f, t, lim, lost, c, dup in rows)
-    write_section("burst", f"""
+        f"{lost} | {c:.2f} | {dup} |"
+        for m, n, d, f, t, lim, lost, c, dup in rows
+    )
+    write_section(
+        "burst",
+        f"""
 ## Burst
 
 {args.uploads} uploads land in `inbox/burst/` at once (a `qwen-image-edit-plus` recipe; the
@@ -130,7 +185,8 @@ in this single-process local stack (1.4 s). The second: a job that meets an inje
 books a new slot behind the queue, so its first slot goes unused. With only 5 pairs of
 2-per-minute calls, one such retry costs a whole minute, as the gap in the right-hand chart
 shows.
-""")
+""",
+    )
 
 
 def draw(series: dict[str, list[float]]) -> None:
@@ -139,8 +195,12 @@ def draw(series: dict[str, list[float]]) -> None:
         limit = get_model(model).rate_limit
         axis.step(finished, range(1, len(finished) + 1), where="post", label="jobs done")
         end = finished[-1] if finished else 1
-        axis.plot([0, end], [0, end * limit.requests / limit.per_seconds + limit.requests],
-                  "--", label=f"provider limit ({limit.label})")
+        axis.plot(
+            [0, end],
+            [0, end * limit.requests / limit.per_seconds + limit.requests],
+            "--",
+            label=f"provider limit ({limit.label})",
+        )
         axis.set_title(model)
         axis.set_xlabel("seconds since the burst")
         axis.set_ylabel("jobs done")

@@ -18,13 +18,22 @@ from pathlib import Path
 from report import ROOT, median, write_section
 
 RUNS = 5
-ENV = {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
-       "DASHSCOPE_API_KEY_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:k",
-       "JOBS_TABLE": "jobs", "LIMITS_TABLE": "limits", "INPUT_BUCKET": "in",
-       "OUTPUT_BUCKET": "out", "WEBHOOK_QUEUE_URL": "https://sqs/q",
-       "WEBHOOK_DEAD_LETTER_QUEUE_URL": "https://sqs/d", "WEBHOOK_SECRET_ARN": "arn:s",
-       "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:1:stateMachine:m",
-       "IDEMPOTENCY_TABLE": "idem", "POWERTOOLS_SERVICE_NAME": "qwen-edit"}
+ENV = {
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "x",
+    "AWS_SECRET_ACCESS_KEY": "x",
+    "DASHSCOPE_API_KEY_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:k",
+    "JOBS_TABLE": "jobs",
+    "LIMITS_TABLE": "limits",
+    "INPUT_BUCKET": "in",
+    "OUTPUT_BUCKET": "out",
+    "WEBHOOK_QUEUE_URL": "https://sqs/q",
+    "WEBHOOK_DEAD_LETTER_QUEUE_URL": "https://sqs/d",
+    "WEBHOOK_SECRET_ARN": "arn:s",
+    "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:1:stateMachine:m",
+    "IDEMPOTENCY_TABLE": "idem",
+    "POWERTOOLS_SERVICE_NAME": "qwen-edit",
+}
 
 HANDLER = """
 import importlib.util, os, sys, time
@@ -67,14 +76,34 @@ def layer_size() -> tuple[int, int] | None:
     with tempfile.TemporaryDirectory() as scratch:
         target = Path(scratch) / "python"
         fetched = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(target),
-             "--platform", "manylinux2014_aarch64", "--python-version", "3.12",
-             "--implementation", "cp", "--only-binary=:all:",
-             "-r", str(ROOT / "layers/core/requirements.txt")], capture_output=True, text=True)
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--target",
+                str(target),
+                "--platform",
+                "manylinux2014_aarch64",
+                "--python-version",
+                "3.12",
+                "--implementation",
+                "cp",
+                "--only-binary=:all:",
+                "-r",
+                str(ROOT / "layers/core/requirements.txt"),
+            ],
+            capture_output=True,
+            text=True,
+        )
         if fetched.returncode != 0:
             return None
-        shutil.copytree(ROOT / "layers/core/qwen_edit", target / "qwen_edit",
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            ROOT / "layers/core/qwen_edit",
+            target / "qwen_edit",
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
         unzipped = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
         return unzipped, zipped_size(Path(scratch))
 
@@ -87,16 +116,25 @@ def main() -> None:
         baseline = median([timed(BASELINE.format(env=ENV)) for _ in range(RUNS)])
         handler = median([timed(code) for _ in range(RUNS)])
         rows.append((function.name, handler, baseline, zipped_size(function)))
-        print(f"{function.name:<15} {handler * 1000:7.0f} ms   boto3+client {baseline * 1000:6.0f} ms"
-              f"   ratio {handler / baseline:4.1f}   function zip {zipped_size(function):>6} B")
+        print(
+            f"{function.name:<15} {handler * 1000:7.0f} ms   boto3+client {baseline * 1000:6.0f} ms"
+            f"   ratio {handler / baseline:4.1f}   function zip {zipped_size(function):>6} B"
+        )
     layer = layer_size()
-    layer_text = ("not measured (the arm64 wheels could not be fetched)" if layer is None else
-                  f"{layer[0] / 1e6:.1f} MB unzipped, {layer[1] / 1e6:.1f} MB zipped")
+    layer_text = (
+        "not measured (the arm64 wheels could not be fetched)"
+        if layer is None
+        else f"{layer[0] / 1e6:.1f} MB unzipped, {layer[1] / 1e6:.1f} MB zipped"
+    )
     print(f"layer: {layer_text}")
-    table = "\n".join(f"| `{name}` | {h * 1000:.0f} ms | {b * 1000:.0f} ms | {h / b:.1f}× | {size:,} B |"
-                      for name, h, b, size in rows)
+    table = "\n".join(
+        f"| `{name}` | {h * 1000:.0f} ms | {b * 1000:.0f} ms | {h / b:.1f}× | {size:,} B |"
+        for name, h, b, size in rows
+    )
     slowest = max(rows, key=lambda r: r[1])
-    write_section("cold-start", f"""
+    write_section(
+        "cold-start",
+        f"""
 ## Cold start
 
 A fresh process imports the handler and sets up its AWS clients (`runtime.context()`, what the
@@ -111,7 +149,8 @@ The layer as `sam build` makes it (arm64, python3.12: the pinned requirements pl
 `qwen_edit`): {layer_text}. The slowest start is `{slowest[0]}` at {slowest[1] * 1000:.0f} ms,
 {slowest[1] / slowest[2]:.1f}× a bare boto3 client. What a handler adds to that client is the
 core package with its dependencies (pydantic, Powertools, httpx) and its other AWS clients.
-""")
+""",
+    )
 
 
 if __name__ == "__main__":

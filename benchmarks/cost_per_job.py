@@ -14,28 +14,40 @@ import argparse
 import math
 import time
 from collections import Counter
-
 from unittest import mock
 
 from botocore.client import BaseClient
 
-from report import DEFAULT_PRICE_PER_IMAGE, PRICES, write_section
-from api_support import call  # noqa: E402 - tests/ is on the path (report.py)
-from jobs_support import billed_transitions, history, wait_execution  # noqa: E402
 from qwen_edit_cli.emulator.faults import Faults
 from qwen_edit_cli.emulator.server import EmulatorServer
 from qwen_edit_cli.local.inprocess import in_process_stack
 from qwen_edit_cli.local.template import load_template
 
+from api_support import call
+from jobs_support import billed_transitions, history, wait_execution
+from report import DEFAULT_PRICE_PER_IMAGE, PRICES, write_section
+
 SCALE = 10  # 1 s here is 10 s in a deployment
 READS = {"GetItem", "Query", "Scan", "BatchGetItem"}
 JOBS = [  # label, sample event, body, provider time in a deployment (seconds)
-    ("sync edit (qwen-image-edit-plus)", "api-create-edit",
-     {"model": "qwen-image-edit-plus", "prompt": "x", "images": ["https://example.com/a.png"]}, 0),
-    ("async text-to-image, 30 s at the provider", "api-create-generation",
-     {"model": "qwen-image-plus", "prompt": "x"}, 30),
-    ("async text-to-image, 120 s at the provider", "api-create-generation",
-     {"model": "qwen-image-plus", "prompt": "x"}, 120),
+    (
+        "sync edit (qwen-image-edit-plus)",
+        "api-create-edit",
+        {"model": "qwen-image-edit-plus", "prompt": "x", "images": ["https://example.com/a.png"]},
+        0,
+    ),
+    (
+        "async text-to-image, 30 s at the provider",
+        "api-create-generation",
+        {"model": "qwen-image-plus", "prompt": "x"},
+        30,
+    ),
+    (
+        "async text-to-image, 120 s at the provider",
+        "api-create-generation",
+        {"model": "qwen-image-plus", "prompt": "x"},
+        120,
+    ),
 ]
 
 
@@ -48,8 +60,9 @@ def memory_of(function_name: str) -> int:
 
 def measure(label: str, sample: str, body: dict, provider_seconds: int) -> dict:
     running = max(0.0, provider_seconds / SCALE - 0.5)
-    faults = Faults(sync_latency_s=0.05, pending_s=0.5 if provider_seconds else 0,
-                    running_s=running)
+    faults = Faults(
+        sync_latency_s=0.05, pending_s=0.5 if provider_seconds else 0, running_s=running
+    )
     requests: Counter[str] = Counter()
     durations: list[tuple[str, float]] = []
     real_api_call = BaseClient._make_api_call
@@ -58,9 +71,11 @@ def measure(label: str, sample: str, body: dict, provider_seconds: int) -> dict:
         requests[f"{client.meta.service_model.service_name}.{operation}"] += 1
         return real_api_call(client, operation, params)
 
-    with EmulatorServer(faults=faults) as emulator, \
-            mock.patch.object(BaseClient, "_make_api_call", counted_api_call), \
-            in_process_stack(emulator, LogLevel="WARNING") as stack:
+    with (
+        EmulatorServer(faults=faults) as emulator,
+        mock.patch.object(BaseClient, "_make_api_call", counted_api_call),
+        in_process_stack(emulator, LogLevel="WARNING") as stack,
+    ):
         real_call = stack.dispatcher.call
 
         def timed_call(function_name, event, context):
@@ -77,34 +92,47 @@ def measure(label: str, sample: str, body: dict, provider_seconds: int) -> dict:
         events = history(stack, job["id"])
         # The interpreter's own Lambda invokes and the benchmark's history reads are not the
         # job's requests; invocations are counted by the dispatcher instead.
-        counted = Counter({k: v for k, v in requests.items() if not k.startswith(("lambda.",
-                                                                                  "sfn."))})
+        counted = Counter(
+            {k: v for k, v in requests.items() if not k.startswith(("lambda.", "sfn."))}
+        )
         counted["sfn.StartExecution"] = requests["sfn.StartExecution"]
-    gb_seconds = sum(math.ceil(seconds * 1000) / 1000 * memory_of(name) / 1024
-                     for name, seconds in durations)
-    dynamo_reads = sum(n for k, n in counted.items() if k.startswith("dynamodb.")
-                       and k.split(".")[1] in READS)
+    gb_seconds = sum(
+        math.ceil(seconds * 1000) / 1000 * memory_of(name) / 1024 for name, seconds in durations
+    )
+    dynamo_reads = sum(
+        n for k, n in counted.items() if k.startswith("dynamodb.") and k.split(".")[1] in READS
+    )
     dynamo_writes = sum(n for k, n in counted.items() if k.startswith("dynamodb.")) - dynamo_reads
     s3_puts = sum(n for k, n in counted.items() if k in ("s3.PutObject",))
     s3_gets = sum(n for k, n in counted.items() if k.startswith("s3.") and k != "s3.PutObject")
     figures = {
-        "label": label, "transitions": billed_transitions(events), "invocations": len(durations),
-        "gb_seconds": gb_seconds, "dynamo_reads": dynamo_reads, "dynamo_writes": dynamo_writes,
-        "s3_puts": s3_puts, "s3_gets": s3_gets, "sqs": sum(n for k, n in counted.items()
-                                                           if k.startswith("sqs.")),
+        "label": label,
+        "transitions": billed_transitions(events),
+        "invocations": len(durations),
+        "gb_seconds": gb_seconds,
+        "dynamo_reads": dynamo_reads,
+        "dynamo_writes": dynamo_writes,
+        "s3_puts": s3_puts,
+        "s3_gets": s3_gets,
+        "sqs": sum(n for k, n in counted.items() if k.startswith("sqs.")),
         "events": counted["events.PutEvents"],
         "secrets": counted["secretsmanager.GetSecretValue"],
-        "polls": sum(1 for e in events if e["type"] == "LambdaFunctionScheduled"
-                     and "PollFunction" in str(e))}
-    figures["usd"] = (figures["transitions"] * PRICES["state_transition"]
-                      + figures["invocations"] * PRICES["lambda_request"]
-                      + gb_seconds * PRICES["lambda_gb_second"]
-                      + dynamo_reads * PRICES["dynamodb_read"]
-                      + dynamo_writes * PRICES["dynamodb_write"]
-                      + s3_puts * PRICES["s3_put"] + s3_gets * PRICES["s3_get"]
-                      + figures["sqs"] * PRICES["sqs_request"]
-                      + figures["events"] * PRICES["eventbridge_event"]
-                      + figures["secrets"] * PRICES["secrets_manager_call"])
+        "polls": sum(
+            1 for e in events if e["type"] == "LambdaFunctionScheduled" and "PollFunction" in str(e)
+        ),
+    }
+    figures["usd"] = (
+        figures["transitions"] * PRICES["state_transition"]
+        + figures["invocations"] * PRICES["lambda_request"]
+        + gb_seconds * PRICES["lambda_gb_second"]
+        + dynamo_reads * PRICES["dynamodb_read"]
+        + dynamo_writes * PRICES["dynamodb_write"]
+        + s3_puts * PRICES["s3_put"]
+        + s3_gets * PRICES["s3_get"]
+        + figures["sqs"] * PRICES["sqs_request"]
+        + figures["events"] * PRICES["eventbridge_event"]
+        + figures["secrets"] * PRICES["secrets_manager_call"]
+    )
     return figures
 
 
@@ -116,17 +144,23 @@ def main() -> None:
     lines = []
     for r in rows:
         share = r["usd"] / price * 100
-        print(f"{r['label']:<44} polls {r['polls']:>2}  transitions {r['transitions']:>2}  "
-              f"invocations {r['invocations']:>2}  GB-s {r['gb_seconds']:.3f}  "
-              f"DynamoDB r/w {r['dynamo_reads']}/{r['dynamo_writes']}  S3 put/get "
-              f"{r['s3_puts']}/{r['s3_gets']}  ${r['usd']:.6f} = {share:.2f}% of ${price}/image")
-        lines.append(f"| {r['label']} | {r['polls']} | {r['transitions']} | {r['invocations']} | "
-                     f"{r['gb_seconds']:.3f} | {r['dynamo_reads']} / {r['dynamo_writes']} | "
-                     f"{r['s3_puts']} / {r['s3_gets']} | {r['events']} | {r['secrets']} | "
-                     f"${r['usd']:.6f} | {share:.2f}% |")
+        print(
+            f"{r['label']:<44} polls {r['polls']:>2}  transitions {r['transitions']:>2}  "
+            f"invocations {r['invocations']:>2}  GB-s {r['gb_seconds']:.3f}  "
+            f"DynamoDB r/w {r['dynamo_reads']}/{r['dynamo_writes']}  S3 put/get "
+            f"{r['s3_puts']}/{r['s3_gets']}  ${r['usd']:.6f} = {share:.2f}% of ${price}/image"
+        )
+        lines.append(
+            f"| {r['label']} | {r['polls']} | {r['transitions']} | {r['invocations']} | "
+            f"{r['gb_seconds']:.3f} | {r['dynamo_reads']} / {r['dynamo_writes']} | "
+            f"{r['s3_puts']} / {r['s3_gets']} | {r['events']} | {r['secrets']} | "
+            f"${r['usd']:.6f} | {share:.2f}% |"
+        )
     biggest = max(rows, key=lambda r: r["usd"])
     sfn_share = biggest["transitions"] * PRICES["state_transition"] / biggest["usd"] * 100
-    write_section("cost", f"""
+    write_section(
+        "cost",
+        f"""
 ## Cost per job
 
 Each job is submitted through the real API handler and runs through the real workflow. Every
@@ -146,7 +180,8 @@ AWS adds. Each poll is one transition ($0.000025), thanks to the Retry-based pol
 Wait → Task → Choice loop would have cost three. A 20 s poll interval would take the 120 s job
 from 19 to 13 transitions, at the price of up to 10 s more latency. The secret is read once per container (Powertools caches it for 5
 minutes), so in a warm deployment it costs less than shown.
-""")
+""",
+    )
 
 
 if __name__ == "__main__":

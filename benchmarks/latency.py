@@ -13,20 +13,21 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from qwen_edit.domain.catalog import Capability
+from qwen_edit_cli.emulator.faults import Faults
+from qwen_edit_cli.emulator.server import EmulatorServer
+from qwen_edit_cli.local.inprocess import Pump, in_process_stack
+
+from conftest import data_url
+from jobs_support import start, wait_execution, wait_until
 from report import median, percentile, write_section
-from conftest import data_url  # noqa: E402 - tests/ is on the path (report.py)
-from jobs_support import start, wait_execution, wait_until  # noqa: E402
-from qwen_edit.domain.catalog import Capability  # noqa: E402
-from qwen_edit_cli.emulator.faults import Faults  # noqa: E402
-from qwen_edit_cli.emulator.server import EmulatorServer  # noqa: E402
-from qwen_edit_cli.local.inprocess import Pump, in_process_stack  # noqa: E402
 
 
 def receiver() -> tuple[ThreadingHTTPServer, dict[str, float]]:
     arrivals: dict[str, float] = {}
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - stdlib name
+        def do_POST(self):
             self.rfile.read(int(self.headers["Content-Length"]))
             arrivals.setdefault(self.headers["webhook-id"].removeprefix("msg_"), time.time())
             self.send_response(204)
@@ -44,15 +45,21 @@ def run(kind: str, jobs: int, poll_interval: int) -> tuple[list[float], list[flo
     faults = Faults(sync_latency_s=1.0, pending_s=0.5, running_s=2.5)
     server, arrivals = receiver()
     hook = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    with EmulatorServer(faults=faults) as emulator, \
-            in_process_stack(emulator, poll_interval=poll_interval, LogLevel="WARNING") as stack:
+    with (
+        EmulatorServer(faults=faults) as emulator,
+        in_process_stack(emulator, poll_interval=poll_interval, LogLevel="WARNING") as stack,
+    ):
         pump = Pump(stack)
         pump.start()
         submitted, rng = [], random.Random(11)
         for index in range(jobs):
             if kind == "sync":
-                payload = {"model": "qwen-image-edit-plus", "prompt": f"x{index}",
-                           "images": [data_url()], "webhook_url": hook}
+                payload = {
+                    "model": "qwen-image-edit-plus",
+                    "prompt": f"x{index}",
+                    "images": [data_url()],
+                    "webhook_url": hook,
+                }
                 submitted.append(start(stack, payload))
             else:
                 # Tasks of varied length finish at every phase of the poll cycle, as real ones do.
@@ -68,8 +75,11 @@ def run(kind: str, jobs: int, poll_interval: int) -> tuple[list[float], list[flo
         for job in submitted:
             done = stack.ctx.jobs.get(job.id)
             if kind == "sync":
-                finished = next(c["at"] for c in emulator.fake.calls
-                                if c["request_id"] == done.provider.request_id)
+                finished = next(
+                    c["at"]
+                    for c in emulator.fake.calls
+                    if c["request_id"] == done.provider.request_id
+                )
             else:
                 finished = emulator.fake.task_end(done.provider.task_id)
             to_s3.append(done.completed_at.timestamp() - finished)
@@ -86,13 +96,22 @@ def main() -> None:
     lines = []
     for kind in ("sync", "async"):
         to_s3, to_webhook = run(kind, args.jobs, args.poll_interval)
-        row = (median(to_s3), percentile(to_s3, 0.95), median(to_webhook),
-               percentile(to_webhook, 0.95))
-        print(f"{kind:<5}  to S3: median {row[0]:.2f} s, p95 {row[1]:.2f} s   to the webhook: "
-              f"median {row[2]:.2f} s, p95 {row[3]:.2f} s   (poll interval {args.poll_interval} s)")
-        lines.append(f"| {kind} | {row[0]:.2f} s | {row[1]:.2f} s | {row[2]:.2f} s | "
-                     f"{row[3]:.2f} s |")
-    write_section("latency", f"""
+        row = (
+            median(to_s3),
+            percentile(to_s3, 0.95),
+            median(to_webhook),
+            percentile(to_webhook, 0.95),
+        )
+        print(
+            f"{kind:<5}  to S3: median {row[0]:.2f} s, p95 {row[1]:.2f} s   to the webhook: "
+            f"median {row[2]:.2f} s, p95 {row[3]:.2f} s   (poll interval {args.poll_interval} s)"
+        )
+        lines.append(
+            f"| {kind} | {row[0]:.2f} s | {row[1]:.2f} s | {row[2]:.2f} s | {row[3]:.2f} s |"
+        )
+    write_section(
+        "latency",
+        f"""
 ## Added latency
 
 The time from the provider finishing a job (the sync answer; an async task's end time) to its
@@ -109,7 +128,8 @@ Sync jobs add only Store (download, PNGs to S3, the conditional completion). Asy
 wait for the next poll, on average half the poll interval and at most all of it: with the
 deployment's 10 s, about 5 s on average and up to 10 s. The webhook comes after Notify and one
 trip through the webhook queue; in a deployment the SQS poller adds up to a second.
-""")
+""",
+    )
 
 
 if __name__ == "__main__":

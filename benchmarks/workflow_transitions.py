@@ -13,11 +13,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from jobs_support import billed_transitions, history, start, wait_execution  # noqa: E402
-from qwen_edit.domain.catalog import Capability  # noqa: E402
-from qwen_edit_cli.emulator.faults import Faults  # noqa: E402
-from qwen_edit_cli.emulator.server import EmulatorServer  # noqa: E402
-from qwen_edit_cli.local.inprocess import in_process_stack  # noqa: E402
+from qwen_edit.domain.catalog import Capability
+from qwen_edit_cli.emulator.faults import Faults
+from qwen_edit_cli.emulator.server import EmulatorServer
+from qwen_edit_cli.local.inprocess import in_process_stack
+
+from jobs_support import billed_transitions, history, start, wait_execution
 
 STATE_TRANSITION_USD = 0.000025  # us-east-1 list price, Standard workflows
 
@@ -27,8 +28,12 @@ def run(stack, payload, capability) -> tuple[int, int, int]:
     job = start(stack, payload, capability)
     assert wait_execution(stack, job.id, timeout=300)["status"] == "SUCCEEDED"
     events = history(stack, job.id)
-    polls = sum(1 for e in events if e["type"] == "LambdaFunctionScheduled"
-                and "Poll" in str(e.get("lambdaFunctionScheduledEventDetails", {})))
+    polls = sum(
+        1
+        for e in events
+        if e["type"] == "LambdaFunctionScheduled"
+        and "Poll" in str(e.get("lambdaFunctionScheduledEventDetails", {}))
+    )
     return billed_transitions(events), sum(stack.dispatcher.invocations.values()) - before, polls
 
 
@@ -36,21 +41,39 @@ def main() -> None:
     photo = "https://example.com/photo.png"  # the emulator stands in for remote images
     print(f"{'job':<34} {'polls':>5} {'transitions':>11} {'invocations':>11} {'SFN $/job':>10}")
     for label, faults, payload, capability in [
-        ("sync edit (qwen-image-edit-plus)", Faults(sync_latency_s=0),
-         {"model": "qwen-image-edit-plus", "prompt": "x", "images": [photo]}, Capability.EDIT),
-        ("async t2i, ~1 s at the provider", Faults(pending_s=0.2, running_s=0.5),
-         {"model": "qwen-image-plus", "prompt": "x"}, Capability.TEXT_TO_IMAGE),
-        ("async t2i, ~3 s at the provider", Faults(pending_s=1, running_s=1.6),
-         {"model": "qwen-image-plus", "prompt": "x"}, Capability.TEXT_TO_IMAGE),
-        ("async t2i, ~12 s at the provider", Faults(pending_s=2, running_s=9.6),
-         {"model": "qwen-image-plus", "prompt": "x"}, Capability.TEXT_TO_IMAGE),
+        (
+            "sync edit (qwen-image-edit-plus)",
+            Faults(sync_latency_s=0),
+            {"model": "qwen-image-edit-plus", "prompt": "x", "images": [photo]},
+            Capability.EDIT,
+        ),
+        (
+            "async t2i, ~1 s at the provider",
+            Faults(pending_s=0.2, running_s=0.5),
+            {"model": "qwen-image-plus", "prompt": "x"},
+            Capability.TEXT_TO_IMAGE,
+        ),
+        (
+            "async t2i, ~3 s at the provider",
+            Faults(pending_s=1, running_s=1.6),
+            {"model": "qwen-image-plus", "prompt": "x"},
+            Capability.TEXT_TO_IMAGE,
+        ),
+        (
+            "async t2i, ~12 s at the provider",
+            Faults(pending_s=2, running_s=9.6),
+            {"model": "qwen-image-plus", "prompt": "x"},
+            Capability.TEXT_TO_IMAGE,
+        ),
     ]:
         with EmulatorServer(faults=faults) as emulator, in_process_stack(emulator) as stack:
             started = time.monotonic()
             transitions, invocations, polls = run(stack, payload, capability)
-            print(f"{label:<34} {polls:>5} {transitions:>11} {invocations:>11} "
-                  f"{transitions * STATE_TRANSITION_USD:>10.6f}   ({time.monotonic() - started:.1f} s,"
-                  " poll interval 1 s)")
+            print(
+                f"{label:<34} {polls:>5} {transitions:>11} {invocations:>11} "
+                f"{transitions * STATE_TRANSITION_USD:>10.6f}   ({time.monotonic() - started:.1f} s,"
+                " poll interval 1 s)"
+            )
 
 
 if __name__ == "__main__":

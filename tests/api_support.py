@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from conftest import ROOT
 from qwen_edit_cli.local.lambdas import FakeLambdaContext
+
+from conftest import ROOT
 
 _MISSING = object()
 
@@ -22,9 +23,16 @@ class ApiAnswer:
         return f"<{self.status} {self.body}>"
 
 
-def call(stack, sample: str, *, body: Any = _MISSING, path: str | None = None,
-         tenant: str | None = "tenant-a", headers: dict[str, str] | None = None,
-         query: dict[str, str] | None = None) -> ApiAnswer:
+def call(
+    stack,
+    sample: str,
+    *,
+    body: Any = _MISSING,
+    path: str | None = None,
+    tenant: str | None = "tenant-a",
+    headers: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+) -> ApiAnswer:
     event = json.loads((ROOT / "events" / f"{sample}.json").read_text())
     event["headers"].pop("Idempotency-Key", None)
     if body is not _MISSING:

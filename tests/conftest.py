@@ -13,21 +13,40 @@ from qwen_edit_cli.emulator.faults import Faults
 from qwen_edit_cli.emulator.server import EmulatorServer
 
 ROOT = Path(__file__).resolve().parents[1]
-PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG", "bmp": "BMP", "tiff": "TIFF", "webp": "WEBP",
-               "gif": "GIF"}
-MIME = {"jpeg": "image/jpeg", "png": "image/png", "bmp": "image/bmp", "tiff": "image/tiff",
-        "webp": "image/webp", "gif": "image/gif"}
+PIL_FORMATS = {
+    "jpeg": "JPEG",
+    "png": "PNG",
+    "bmp": "BMP",
+    "tiff": "TIFF",
+    "webp": "WEBP",
+    "gif": "GIF",
+}
+MIME = {
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "bmp": "image/bmp",
+    "tiff": "image/tiff",
+    "webp": "image/webp",
+    "gif": "image/gif",
+}
 
 
-def image_bytes(fmt: str = "png", size: tuple[int, int] = (640, 480),
-                color: tuple[int, int, int] = (200, 60, 40)) -> bytes:
+def image_bytes(
+    fmt: str = "png",
+    size: tuple[int, int] = (640, 480),
+    color: tuple[int, int, int] = (200, 60, 40),
+) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", size, color).save(out, format=PIL_FORMATS[fmt])
     return out.getvalue()
 
 
-def data_url(fmt: str = "png", size: tuple[int, int] = (640, 480), mime: str | None = None,
-             color: tuple[int, int, int] = (200, 60, 40)) -> str:
+def data_url(
+    fmt: str = "png",
+    size: tuple[int, int] = (640, 480),
+    mime: str | None = None,
+    color: tuple[int, int, int] = (200, 60, 40),
+) -> str:
     encoded = base64.b64encode(image_bytes(fmt, size, color)).decode()
     return f"data:{mime or MIME[fmt]};base64,{encoded}"
 
@@ -60,6 +79,7 @@ def qwen_edit_cmd() -> list[str]:
 
 # ---- the stack under moto: template.yaml's resources, real handlers, the emulator ------------
 
+
 @pytest.fixture
 def stack(emulator):
     """template.yaml under moto with real Step Functions execution, polling every second."""
@@ -77,10 +97,9 @@ def tables():
     import boto3
     from moto import mock_aws
 
-    from qwen_edit_cli.local.template import Resolver, load_template
-
     from qwen_edit_cli.local.fidelity import atomic_dynamodb
     from qwen_edit_cli.local.inprocess import FAKE_AWS_ENV
+    from qwen_edit_cli.local.template import Resolver, load_template
 
     saved = dict(os.environ)
     os.environ.update(FAKE_AWS_ENV)
@@ -91,11 +110,17 @@ def tables():
             dynamodb = boto3.client("dynamodb")
             for logical in ("JobsTable", "LimitsTable"):
                 spec = resolve.value(resources[logical]["Properties"])
-                dynamodb.create_table(TableName=logical, KeySchema=spec["KeySchema"],
-                                      AttributeDefinitions=spec["AttributeDefinitions"],
-                                      BillingMode="PAY_PER_REQUEST",
-                                      **({"GlobalSecondaryIndexes": spec["GlobalSecondaryIndexes"]}
-                                         if "GlobalSecondaryIndexes" in spec else {}))
+                dynamodb.create_table(
+                    TableName=logical,
+                    KeySchema=spec["KeySchema"],
+                    AttributeDefinitions=spec["AttributeDefinitions"],
+                    BillingMode="PAY_PER_REQUEST",
+                    **(
+                        {"GlobalSecondaryIndexes": spec["GlobalSecondaryIndexes"]}
+                        if "GlobalSecondaryIndexes" in spec
+                        else {}
+                    ),
+                )
             yield dynamodb
     finally:
         os.environ.clear()

@@ -12,13 +12,22 @@ from qwen_edit.domain.catalog import Capability
 from qwen_edit.domain.jobs import Job, JobSource
 
 
-def start(stack, payload: dict[str, Any], capability: Capability = Capability.EDIT,
-          tenant: str = "tenant-a", **settings: Any) -> Job:
+def start(
+    stack,
+    payload: dict[str, Any],
+    capability: Capability = Capability.EDIT,
+    tenant: str = "tenant-a",
+    **settings: Any,
+) -> Job:
     ctx = stack.ctx
     if settings:
         ctx.settings = ctx.settings.model_copy(update=settings)
-    return service.accept(ctx, service.validate(ctx, capability, payload, tenant=tenant), tenant=tenant,
-                          source=JobSource.API)
+    return service.accept(
+        ctx,
+        service.validate(ctx, capability, payload, tenant=tenant),
+        tenant=tenant,
+        source=JobSource.API,
+    )
 
 
 def execution_arn(stack, job_id: str) -> str:
@@ -48,8 +57,11 @@ def history(stack, job_id: str) -> list[dict[str, Any]]:
     sfn = boto3.client("stepfunctions")
     events, token = [], None
     while True:
-        page = sfn.get_execution_history(executionArn=execution_arn(stack, job_id),
-                                         maxResults=1000, **({"nextToken": token} if token else {}))
+        page = sfn.get_execution_history(
+            executionArn=execution_arn(stack, job_id),
+            maxResults=1000,
+            **({"nextToken": token} if token else {}),
+        )
         events += page["events"]
         token = page.get("nextToken")
         if not token:

@@ -28,8 +28,9 @@ class ServedProcess:
         deadline = time.monotonic() + timeout
         while not (self.ready_file.exists() and self.ready_file.read_text()):
             if self.process.poll() is not None:
-                raise AssertionError(f"exited {self.process.returncode} before it was ready:\n"
-                                     f"{self.tail()}")
+                raise AssertionError(
+                    f"exited {self.process.returncode} before it was ready:\n{self.tail()}"
+                )
             if time.monotonic() > deadline:
                 self.process.kill()
                 raise AssertionError(f"not ready after {timeout} s:\n{self.tail()}")
@@ -45,7 +46,8 @@ class ServedProcess:
             code = self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            raise AssertionError(f"still running {timeout} s after SIGTERM:\n{self.tail()}")
+            message = f"still running {timeout} s after SIGTERM:\n{self.tail()}"
+            raise AssertionError(message) from None
         assert code == 0, f"exited {code}:\n{self.tail()}"
         return time.monotonic() - began
 

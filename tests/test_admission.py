@@ -9,8 +9,8 @@ import threading
 import pytest
 from botocore.exceptions import ClientError
 
-from qwen_edit.domain import admission
 from qwen_edit.adapters.dynamodb import DynamoLimitStore
+from qwen_edit.domain import admission
 from qwen_edit.domain.catalog import RateLimit
 
 TWO_PER_SECOND = RateLimit(2, 1)
@@ -61,7 +61,9 @@ def test_backoff_is_bounded_full_jitter():
     rng = random.Random(1)
     assert admission.backoff_seconds(0) == 0
     for attempt in range(1, 12):
-        ceiling = min(admission.BACKOFF_CAP_SECONDS, admission.BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
+        ceiling = min(
+            admission.BACKOFF_CAP_SECONDS, admission.BACKOFF_BASE_SECONDS * 2 ** (attempt - 1)
+        )
         assert 0 <= admission.backoff_seconds(attempt, rng) <= ceiling
 
 

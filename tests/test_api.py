@@ -9,11 +9,12 @@ import boto3
 import pytest
 import requests
 
+from qwen_edit.domain import keys
+from qwen_edit.domain.catalog import MODELS
+
 from api_support import call
 from conftest import ROOT, data_url, image_bytes, png_size
 from jobs_support import wait_execution, wait_until
-from qwen_edit.domain import keys
-from qwen_edit.domain.catalog import MODELS
 from yaml_loader import template
 
 EDIT = {"model": "qwen-image-edit-plus", "prompt": "add a red scarf", "n": 1}
@@ -32,6 +33,7 @@ def assert_error(answer, status: int, code: str, field: str | None = None):
 
 
 # ---- creating jobs --------------------------------------------------------------------------
+
 
 def test_post_edit_accepts_and_the_job_succeeds_end_to_end(stack):
     created = call(stack, "api-create-edit", body=edit(n=2, metadata={"order": "A-17"}))
@@ -52,25 +54,34 @@ def test_post_edit_accepts_and_the_job_succeeds_end_to_end(stack):
 
 
 def test_post_generation(stack):
-    created = call(stack, "api-create-generation",
-                   body={"model": "qwen-image-plus", "prompt": "a lighthouse"})
+    created = call(
+        stack, "api-create-generation", body={"model": "qwen-image-plus", "prompt": "a lighthouse"}
+    )
     assert created.status == 202 and created.body["kind"] == "generation"
-    assert_error(call(stack, "api-create-generation",
-                      body={"model": "qwen-image-edit-plus", "prompt": "x"}),
-                 422, "InvalidRequest", "model")
+    assert_error(
+        call(stack, "api-create-generation", body={"model": "qwen-image-edit-plus", "prompt": "x"}),
+        422,
+        "InvalidRequest",
+        "model",
+    )
 
 
-@pytest.mark.parametrize("body, field", [
-    ({**EDIT, "images": ["https://x/a.png"], "strength": 1}, "strength"),
-    ({**EDIT, "images": ["https://x/a.png"], "n": 9}, "n"),
-    ({**EDIT, "images": ["https://x/a.png"], "prompt": "x" * 801}, "prompt"),
-    ({**EDIT, "images": []}, "images"),
-    ({**EDIT}, "images"),
-    ({**EDIT, "images": ["https://x/a.png"], "size": "100*100"}, "size"),
-    ({**EDIT, "images": ["s3://not-ours/a.png"]}, "images[0]"),
-    ({**EDIT, "images": ["https://x/a.png"], "webhook_url": "http://h.example.com"},
-     "webhook_url"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({**EDIT, "images": ["https://x/a.png"], "strength": 1}, "strength"),
+        ({**EDIT, "images": ["https://x/a.png"], "n": 9}, "n"),
+        ({**EDIT, "images": ["https://x/a.png"], "prompt": "x" * 801}, "prompt"),
+        ({**EDIT, "images": []}, "images"),
+        ({**EDIT}, "images"),
+        ({**EDIT, "images": ["https://x/a.png"], "size": "100*100"}, "size"),
+        ({**EDIT, "images": ["s3://not-ours/a.png"]}, "images[0]"),
+        (
+            {**EDIT, "images": ["https://x/a.png"], "webhook_url": "http://h.example.com"},
+            "webhook_url",
+        ),
+    ],
+)
 def test_post_edit_refuses_bad_input_naming_the_field(stack, body, field):
     assert_error(call(stack, "api-create-edit", body=body), 422, "InvalidRequest", field)
     assert stack.emulator.fake.counters.total() == 0  # no provider call
@@ -81,12 +92,17 @@ def test_stored_inputs_must_be_the_tenants_own_images(stack):
     s3 = boto3.client("s3")
     own = f"uploads/{keys.tenant_folder('tenant-a')}"
     s3.put_object(Bucket=bucket, Key=f"{own}/notes.png", Body=b"plain text, not a picture")
-    for image in (f"s3://{bucket}/{own}/nope.png", f"s3://{bucket}/assets/a.png",
-                  "s3://not-ours/a.png"):
+    for image in (
+        f"s3://{bucket}/{own}/nope.png",
+        f"s3://{bucket}/assets/a.png",
+        "s3://not-ours/a.png",
+    ):
         refused = call(stack, "api-create-edit", body={**EDIT, "images": [image]})
         assert_error(refused, 422, "InvalidRequest", "images[0]")
         assert refused.body["error"]["details"][0]["rule"] == "not-available"
-    fake = call(stack, "api-create-edit", body={**EDIT, "images": [f"s3://{bucket}/{own}/notes.png"]})
+    fake = call(
+        stack, "api-create-edit", body={**EDIT, "images": [f"s3://{bucket}/{own}/notes.png"]}
+    )
     assert fake.body["error"]["details"][0]["rule"] == "format"
 
 
@@ -96,6 +112,7 @@ def test_body_that_is_not_json(stack):
 
 # ---- auth and tenants ------------------------------------------------------------------------
 
+
 def test_no_api_key_identity_is_401(stack):
     assert_error(call(stack, "api-create-edit", body=edit(), tenant=None), 401, "InvalidApiKey")
     assert_error(call(stack, "api-list-jobs", tenant=None), 401, "InvalidApiKey")
@@ -103,10 +120,14 @@ def test_no_api_key_identity_is_401(stack):
 
 def test_another_tenants_job_does_not_exist(stack):
     job = call(stack, "api-create-edit", body=edit()).body
-    assert_error(call(stack, "api-get-job", path=f"/jobs/{job['id']}", tenant="tenant-b"),
-                 404, "JobNotFound")
-    assert_error(call(stack, "api-cancel-job", path=f"/jobs/{job['id']}/cancel",
-                      tenant="tenant-b"), 404, "JobNotFound")
+    assert_error(
+        call(stack, "api-get-job", path=f"/jobs/{job['id']}", tenant="tenant-b"), 404, "JobNotFound"
+    )
+    assert_error(
+        call(stack, "api-cancel-job", path=f"/jobs/{job['id']}/cancel", tenant="tenant-b"),
+        404,
+        "JobNotFound",
+    )
     assert_error(call(stack, "api-get-job", path="/jobs/nope"), 404, "JobNotFound")
 
 
@@ -116,13 +137,15 @@ def test_unknown_route_uses_the_envelope(stack):
 
 # ---- idempotency -----------------------------------------------------------------------------
 
+
 def test_same_idempotency_key_and_body_make_one_job(stack):
     body, key = edit(seed=5), {"Idempotency-Key": "order-17"}
     first = call(stack, "api-create-edit", body=body, headers=key)
     again = call(stack, "api-create-edit", body=body, headers=key)
     assert first.status == again.status == 202 and first.body["id"] == again.body["id"]
     executions = boto3.client("stepfunctions").list_executions(
-        stateMachineArn=stack.state_machine_arn)["executions"]
+        stateMachineArn=stack.state_machine_arn
+    )["executions"]
     assert len(executions) == 1
     other_tenant = call(stack, "api-create-edit", body=body, headers=key, tenant="tenant-b")
     assert other_tenant.status == 202 and other_tenant.body["id"] != first.body["id"]
@@ -131,21 +154,32 @@ def test_same_idempotency_key_and_body_make_one_job(stack):
 def test_same_idempotency_key_with_another_body_is_409(stack):
     key = {"Idempotency-Key": "order-18"}
     assert call(stack, "api-create-edit", body=edit(seed=1), headers=key).status == 202
-    assert_error(call(stack, "api-create-edit", body=edit(seed=2), headers=key),
-                 409, "IdempotencyConflict")
+    assert_error(
+        call(stack, "api-create-edit", body=edit(seed=2), headers=key), 409, "IdempotencyConflict"
+    )
 
 
 # ---- reading, listing, canceling -------------------------------------------------------------
 
+
 def test_list_is_newest_first_paginated_and_filtered(stack):
-    ids = [call(stack, "api-create-generation",
-                body={"model": "qwen-image-plus", "prompt": f"p{i}"}).body["id"] for i in range(5)]
-    call(stack, "api-create-generation", body={"model": "qwen-image-plus", "prompt": "b"},
-         tenant="tenant-b")
+    ids = [
+        call(
+            stack, "api-create-generation", body={"model": "qwen-image-plus", "prompt": f"p{i}"}
+        ).body["id"]
+        for i in range(5)
+    ]
+    call(
+        stack,
+        "api-create-generation",
+        body={"model": "qwen-image-plus", "prompt": "b"},
+        tenant="tenant-b",
+    )
     seen, cursor = [], None
     for expected in (2, 2, 1):
-        page = call(stack, "api-list-jobs",
-                    query={"limit": "2", **({"cursor": cursor} if cursor else {})})
+        page = call(
+            stack, "api-list-jobs", query={"limit": "2", **({"cursor": cursor} if cursor else {})}
+        )
         assert page.status == 200 and len(page.body["jobs"]) == expected
         seen += [job["id"] for job in page.body["jobs"]]
         cursor = page.body["next_cursor"]
@@ -164,26 +198,36 @@ def test_a_cursor_works_only_for_the_tenant_it_was_given_to(stack):
         call(stack, "api-create-generation", body={"model": "qwen-image-plus", "prompt": f"p{i}"})
     cursor = call(stack, "api-list-jobs", query={"limit": "1"}).body["next_cursor"]
     assert cursor
-    assert_error(call(stack, "api-list-jobs", query={"cursor": cursor}, tenant="tenant-b"),
-                 422, "InvalidRequest", "cursor")
+    assert_error(
+        call(stack, "api-list-jobs", query={"cursor": cursor}, tenant="tenant-b"),
+        422,
+        "InvalidRequest",
+        "cursor",
+    )
 
 
-@pytest.mark.parametrize("query, field", [({"limit": "0"}, "limit"), ({"limit": "101"}, "limit"),
-                                          ({"status": "done"}, "status"),
-                                          ({"cursor": "bm9wZQ"}, "cursor")])
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "101"}, "limit"),
+        ({"status": "done"}, "status"),
+        ({"cursor": "bm9wZQ"}, "cursor"),
+    ],
+)
 def test_list_refuses_bad_parameters(stack, query, field):
     assert_error(call(stack, "api-list-jobs", query=query), 422, "InvalidRequest", field)
 
 
 def test_cancel_a_running_job_then_it_is_final(stack):
     stack.emulator.fake.faults.pending_s = 60
-    job = call(stack, "api-create-generation",
-               body={"model": "qwen-image", "prompt": "slow"}).body
+    job = call(stack, "api-create-generation", body={"model": "qwen-image", "prompt": "slow"}).body
     wait_until(lambda: stack.ctx.jobs.get(job["id"]).provider, what="the provider task")
     canceled = call(stack, "api-cancel-job", path=f"/jobs/{job['id']}/cancel")
     assert canceled.status == 200 and canceled.body["status"] == "canceled"
-    assert_error(call(stack, "api-cancel-job", path=f"/jobs/{job['id']}/cancel"),
-                 409, "JobConflict")
+    assert_error(
+        call(stack, "api-cancel-job", path=f"/jobs/{job['id']}/cancel"), 409, "JobConflict"
+    )
 
 
 def test_cancel_a_finished_job_is_409(stack):
@@ -196,24 +240,32 @@ def test_cancel_a_finished_job_is_409(stack):
 
 # ---- uploads, models, OpenAPI -----------------------------------------------------------------
 
+
 def test_upload_then_edit_with_the_reference(stack):
     photo = image_bytes("jpeg", (640, 480))
-    upload = call(stack, "api-create-upload",
-                  body={"content_type": "image/jpeg", "content_length": len(photo)})
+    upload = call(
+        stack,
+        "api-create-upload",
+        body={"content_type": "image/jpeg", "content_length": len(photo)},
+    )
     assert upload.status == 201, upload
-    put = requests.put(upload.body["upload_url"], data=photo, headers=upload.body["headers"],
-                       timeout=10)
+    put = requests.put(
+        upload.body["upload_url"], data=photo, headers=upload.body["headers"], timeout=10
+    )
     assert put.status_code == 200
     assert upload.body["image"].startswith(f"s3://{stack.physical['InputBucket']}/uploads/")
     created = call(stack, "api-create-edit", body={**EDIT, "images": [upload.body["image"]]})
     assert created.status == 202 and created.body["request"]["images"] == [upload.body["image"]]
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"content_type": "image/svg+xml"}, "content_type"),
-    ({"content_type": "image/png", "content_length": 10 * 1024 * 1024 + 1}, "content_length"),
-    ({}, "content_type"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"content_type": "image/svg+xml"}, "content_type"),
+        ({"content_type": "image/png", "content_length": 10 * 1024 * 1024 + 1}, "content_length"),
+        ({}, "content_type"),
+    ],
+)
 def test_upload_refuses_bad_requests(stack, body, field):
     assert_error(call(stack, "api-create-upload", body=body), 422, "InvalidRequest", field)
 
@@ -228,12 +280,20 @@ def test_openapi_is_served_and_committed(stack):
     served = call(stack, "api-openapi").body
     committed = json.loads((ROOT / "docs" / "openapi.json").read_text())
     assert served == committed, "regenerate it: .venv/bin/qwen-edit openapi"
-    assert set(served["paths"]) == {"/edits", "/generations", "/jobs/{job_id}", "/jobs",
-                                    "/jobs/{job_id}/cancel", "/uploads", "/models",
-                                    "/openapi.json"}
+    assert set(served["paths"]) == {
+        "/edits",
+        "/generations",
+        "/jobs/{job_id}",
+        "/jobs",
+        "/jobs/{job_id}/cancel",
+        "/uploads",
+        "/models",
+        "/openapi.json",
+    }
 
 
 # ---- the template's API ------------------------------------------------------------------------
+
 
 def test_template_routes_match_the_app(stack):
     events = template()["Resources"]["ApiFunction"]["Properties"]["Events"]
@@ -247,8 +307,12 @@ def test_api_gateway_refusals_use_the_envelope():
     assert api["StageName"] == "v1" and api["Auth"]["ApiKeyRequired"] is True
     assert api["Auth"]["UsagePlan"]["CreateUsagePlan"] == "PER_API"
     responses = api["GatewayResponses"]
-    for name, status in [("INVALID_API_KEY", "401"), ("THROTTLED", "429"),
-                         ("REQUEST_TOO_LARGE", "413"), ("MISSING_AUTHENTICATION_TOKEN", "404")]:
+    for name, status in [
+        ("INVALID_API_KEY", "401"),
+        ("THROTTLED", "429"),
+        ("REQUEST_TOO_LARGE", "413"),
+        ("MISSING_AUTHENTICATION_TOKEN", "404"),
+    ]:
         assert responses[name]["StatusCode"] == status
         body = json.loads(responses[name]["ResponseTemplates"]["application/json"])
         assert set(body["error"]) == {"code", "message", "details"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import yaml_loader
 
 from qwen_edit.domain.catalog import (
     MODELS,
@@ -16,17 +15,31 @@ from qwen_edit.domain.catalog import (
     models_for,
 )
 
+import yaml_loader
+
 # Every id named in seed 000 (edit) and seed 004 (text-to-image), snapshots included.
 SEED_EDIT_MODELS = [
-    "qwen-image-2.0-pro", "qwen-image-2.0-pro-2026-03-03", "qwen-image-2.0",
-    "qwen-image-2.0-2026-03-03", "qwen-image-edit-max", "qwen-image-edit-max-2026-01-16",
-    "qwen-image-edit-plus", "qwen-image-edit-plus-2025-12-15", "qwen-image-edit-plus-2025-10-30",
+    "qwen-image-2.0-pro",
+    "qwen-image-2.0-pro-2026-03-03",
+    "qwen-image-2.0",
+    "qwen-image-2.0-2026-03-03",
+    "qwen-image-edit-max",
+    "qwen-image-edit-max-2026-01-16",
+    "qwen-image-edit-plus",
+    "qwen-image-edit-plus-2025-12-15",
+    "qwen-image-edit-plus-2025-10-30",
     "qwen-image-edit",
 ]
 SEED_T2I_MODELS = [
-    "qwen-image-2.0-pro", "qwen-image-2.0-pro-2026-03-03", "qwen-image-2.0",
-    "qwen-image-2.0-2026-03-03", "qwen-image-max", "qwen-image-max-2025-12-30",
-    "qwen-image-plus", "qwen-image-plus-2026-01-09", "qwen-image",
+    "qwen-image-2.0-pro",
+    "qwen-image-2.0-pro-2026-03-03",
+    "qwen-image-2.0",
+    "qwen-image-2.0-2026-03-03",
+    "qwen-image-max",
+    "qwen-image-max-2025-12-30",
+    "qwen-image-plus",
+    "qwen-image-plus-2026-01-09",
+    "qwen-image",
 ]
 
 
@@ -36,21 +49,29 @@ def test_every_seed_model_is_in_the_catalog_with_its_capability():
 
 
 def test_only_qwen_image_and_plus_take_async_calls_and_prefer_them():
-    async_models = [m.id for m in MODELS.values()
-                    if Endpoint.IMAGE_SYNTHESIS_ASYNC in m.endpoints]
+    async_models = [m.id for m in MODELS.values() if Endpoint.IMAGE_SYNTHESIS_ASYNC in m.endpoints]
     assert async_models == ["qwen-image-plus", "qwen-image"]
-    assert all(get_model(m).is_async and get_model(m).max_concurrent_tasks == 2
-               for m in async_models)
+    assert all(
+        get_model(m).is_async and get_model(m).max_concurrent_tasks == 2 for m in async_models
+    )
     assert not get_model("qwen-image-plus-2026-01-09").is_async
 
 
-@pytest.mark.parametrize("model_id, expected", [
-    ("qwen-image-2.0-pro", RateLimit(2, 60)), ("qwen-image-2.0-pro-2026-03-03", RateLimit(2, 60)),
-    ("qwen-image-edit-max", RateLimit(2, 60)), ("qwen-image-max", RateLimit(2, 60)),
-    ("qwen-image-max-2025-12-30", RateLimit(2, 60)), ("qwen-image-2.0", RateLimit(2, 1)),
-    ("qwen-image-edit-plus", RateLimit(2, 1)), ("qwen-image-edit", RateLimit(2, 1)),
-    ("qwen-image-plus", RateLimit(2, 1)), ("qwen-image", RateLimit(2, 1)),
-])
+@pytest.mark.parametrize(
+    "model_id, expected",
+    [
+        ("qwen-image-2.0-pro", RateLimit(2, 60)),
+        ("qwen-image-2.0-pro-2026-03-03", RateLimit(2, 60)),
+        ("qwen-image-edit-max", RateLimit(2, 60)),
+        ("qwen-image-max", RateLimit(2, 60)),
+        ("qwen-image-max-2025-12-30", RateLimit(2, 60)),
+        ("qwen-image-2.0", RateLimit(2, 1)),
+        ("qwen-image-edit-plus", RateLimit(2, 1)),
+        ("qwen-image-edit", RateLimit(2, 1)),
+        ("qwen-image-plus", RateLimit(2, 1)),
+        ("qwen-image", RateLimit(2, 1)),
+    ],
+)
 def test_rate_limits_follow_spec(model_id, expected):
     assert get_model(model_id).rate_limit == expected
 

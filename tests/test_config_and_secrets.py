@@ -10,17 +10,22 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
-from qwen_edit.domain.catalog import Provider
-from qwen_edit.config import Settings
 from qwen_edit.adapters.dashscope import DashScopeClient
 from qwen_edit.adapters.providers import provider_client
-from qwen_edit.adapters.task_api import TaskApiClient
 from qwen_edit.adapters.secrets import provider_api_key
+from qwen_edit.adapters.task_api import TaskApiClient
+from qwen_edit.config import Settings
+from qwen_edit.domain.catalog import Provider
+
 from yaml_loader import template
 
-ENV = {"DASHSCOPE_REGION": "beijing", "DASHSCOPE_BASE_URL": "",
-       "DASHSCOPE_API_KEY_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:k",
-       "DEFAULT_MODEL": "qwen-image-edit-max", "UNRELATED": "x"}
+ENV = {
+    "DASHSCOPE_REGION": "beijing",
+    "DASHSCOPE_BASE_URL": "",
+    "DASHSCOPE_API_KEY_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:k",
+    "DEFAULT_MODEL": "qwen-image-edit-max",
+    "UNRELATED": "x",
+}
 
 
 def test_settings_read_the_template_environment():
@@ -30,8 +35,9 @@ def test_settings_read_the_template_environment():
     assert settings.default_generation_model == "qwen-image-plus"
     set_by_template = set(template()["Globals"]["Function"]["Environment"]["Variables"])
     for resource in template()["Resources"].values():
-        set_by_template |= set(resource.get("Properties", {}).get("Environment", {})
-                               .get("Variables", {}))
+        set_by_template |= set(
+            resource.get("Properties", {}).get("Environment", {}).get("Variables", {})
+        )
     fields = {field.alias for field in Settings.model_fields.values()}
     # ALLOW_LOOPBACK_URLS is the local stack's alone (SPEC §7): a deployment never sets it.
     assert fields - set_by_template == {"ALLOW_LOOPBACK_URLS"}
@@ -64,6 +70,7 @@ def test_api_key_from_secrets_manager(secrets, stored, caplog):
     import importlib
 
     import qwen_edit.adapters.secrets
+
     importlib.reload(qwen_edit.adapters.secrets)  # the guard runs when the module loads
     with caplog.at_level(logging.DEBUG):
         assert qwen_edit.adapters.secrets.provider_api_key(arn) == "sk-plain-key"

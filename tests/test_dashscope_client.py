@@ -8,24 +8,32 @@ import time
 import httpx
 import pytest
 
-from conftest import data_url, png_size
-from qwen_edit.domain.catalog import Capability, Provider, get_model, models_for
-from qwen_edit.domain.provider import ProviderError, ProviderRequest, TaskStatus
 from qwen_edit.adapters.dashscope import BASE_URLS, DashScopeClient, base_url_for
-from qwen_edit.domain.provider import Region
+from qwen_edit.domain.catalog import Capability, Provider, get_model, models_for
+from qwen_edit.domain.provider import ProviderError, ProviderRequest, Region, TaskStatus
 from qwen_edit_cli.emulator.faults import LimitOverride
+
+from conftest import data_url, png_size
 
 
 def edit_call(model="qwen-image-edit-plus", images=None, **parameters) -> ProviderRequest:
-    return ProviderRequest(model=model, capability=Capability.EDIT, prompt="make it dusk",
-                           images=tuple(images or [data_url("png", (800, 600))]),
-                           parameters=parameters)
+    return ProviderRequest(
+        model=model,
+        capability=Capability.EDIT,
+        prompt="make it dusk",
+        images=tuple(images or [data_url("png", (800, 600))]),
+        parameters=parameters,
+    )
 
 
 def t2i_call(model="qwen-image-plus", **parameters) -> ProviderRequest:
-    return ProviderRequest(model=model, capability=Capability.TEXT_TO_IMAGE,
-                           prompt="a lighthouse at dawn", negative_prompt="blur",
-                           parameters=parameters)
+    return ProviderRequest(
+        model=model,
+        capability=Capability.TEXT_TO_IMAGE,
+        prompt="a lighthouse at dawn",
+        negative_prompt="blur",
+        parameters=parameters,
+    )
 
 
 def wait_final(client, task, timeout=10.0):
@@ -41,6 +49,7 @@ def wait_final(client, task, timeout=10.0):
 
 # ---- regions and wire format ----------------------------------------------------------------
 
+
 def test_region_base_urls():
     assert base_url_for("singapore") == "https://dashscope-intl.aliyuncs.com/api/v1"
     assert base_url_for(Region.BEIJING) == "https://dashscope.aliyuncs.com/api/v1"
@@ -55,8 +64,9 @@ def test_each_region_calls_its_own_host_with_the_documented_request(region):
 
     def answer(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, json={"request_id": "r1", "output": {
-            "task_id": "t1", "task_status": "PENDING"}})
+        return httpx.Response(
+            200, json={"request_id": "r1", "output": {"task_id": "t1", "task_status": "PENDING"}}
+        )
 
     client = DashScopeClient("sk-region", region=region, transport=httpx.MockTransport(answer))
     client.submit(t2i_call(size="1664*928", n=1), asynchronous=True)
@@ -64,9 +74,11 @@ def test_each_region_calls_its_own_host_with_the_documented_request(region):
     assert str(request.url) == BASE_URLS[region] + "/services/aigc/text2image/image-synthesis"
     assert request.headers["Authorization"] == "Bearer sk-region"
     assert request.headers["X-DashScope-Async"] == "enable"
-    assert request.read() == (b'{"model":"qwen-image-plus","input":{"prompt":"a lighthouse at '
-                              b'dawn","negative_prompt":"blur"},"parameters":{"size":"1664*928",'
-                              b'"n":1}}')
+    assert request.read() == (
+        b'{"model":"qwen-image-plus","input":{"prompt":"a lighthouse at '
+        b'dawn","negative_prompt":"blur"},"parameters":{"size":"1664*928",'
+        b'"n":1}}'
+    )
 
 
 def test_sync_body_is_one_user_message_with_images_then_text():
@@ -74,17 +86,29 @@ def test_sync_body_is_one_user_message_with_images_then_text():
 
     def answer(request):
         seen.append(request)
-        return httpx.Response(200, json={"output": {"choices": [{"message": {"content": [
-            {"image": "https://x/1.png"}]}}]}, "usage": {"image_count": 1, "width": 1,
-                                                          "height": 1}})
+        return httpx.Response(
+            200,
+            json={
+                "output": {"choices": [{"message": {"content": [{"image": "https://x/1.png"}]}}]},
+                "usage": {"image_count": 1, "width": 1, "height": 1},
+            },
+        )
 
     client = DashScopeClient("k", transport=httpx.MockTransport(answer))
-    client.submit(edit_call(images=["https://a/1.png", "https://a/2.png"], n=1),
-                  asynchronous=False)
+    client.submit(edit_call(images=["https://a/1.png", "https://a/2.png"], n=1), asynchronous=False)
     import json
+
     body = json.loads(seen[0].read())
-    assert body["input"]["messages"] == [{"role": "user", "content": [
-        {"image": "https://a/1.png"}, {"image": "https://a/2.png"}, {"text": "make it dusk"}]}]
+    assert body["input"]["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"image": "https://a/1.png"},
+                {"image": "https://a/2.png"},
+                {"text": "make it dusk"},
+            ],
+        }
+    ]
     assert body["parameters"] == {"n": 1}
     assert "X-DashScope-Async" not in seen[0].headers
 
@@ -97,11 +121,13 @@ def test_result_downloads_never_carry_the_api_key():
         return httpx.Response(200, content=b"\x89PNG\r\n\x1a\n")
 
     DashScopeClient("sk-secret", transport=httpx.MockTransport(answer)).download(
-        "https://oss.example.com/x.png?Expires=1")
+        "https://oss.example.com/x.png?Expires=1"
+    )
     assert "authorization" not in {k.lower() for k in seen[0].headers}
 
 
 # ---- every model family and endpoint --------------------------------------------------------
+
 
 @pytest.mark.parametrize("model", [m.id for m in models_for(Capability.EDIT, Provider.DASHSCOPE)])
 def test_sync_edit_on_every_edit_model(client, model):
@@ -109,8 +135,10 @@ def test_sync_edit_on_every_edit_model(client, model):
     result = client.submit(edit_call(model, n=n), asynchronous=False)
     assert result.status is TaskStatus.SUCCEEDED and result.request_id
     assert len(result.image_urls) == n and result.usage.image_count == n
-    assert png_size(client.download(result.image_urls[0])) == (result.usage.width,
-                                                               result.usage.height)
+    assert png_size(client.download(result.image_urls[0])) == (
+        result.usage.width,
+        result.usage.height,
+    )
 
 
 @pytest.mark.parametrize("model", [m.id for m in models_for(Capability.TEXT_TO_IMAGE)])
@@ -124,11 +152,13 @@ def test_sync_text_to_image_on_every_model(client, model):
 def test_sync_sizes_follow_the_provider(client):
     plus = client.submit(edit_call(size="1033*1032"), asynchronous=False)
     assert (plus.usage.width, plus.usage.height) == (1040, 1024)  # multiples of 16 (seed 003)
-    follows_input = client.submit(edit_call("qwen-image-2.0", images=[
-        data_url("jpeg", (900, 700))]), asynchronous=False)
+    follows_input = client.submit(
+        edit_call("qwen-image-2.0", images=[data_url("jpeg", (900, 700))]), asynchronous=False
+    )
     assert (follows_input.usage.width, follows_input.usage.height) == (900, 700)
-    near_megapixel = client.submit(edit_call("qwen-image-edit", images=[
-        data_url("png", (600, 300))]), asynchronous=False)
+    near_megapixel = client.submit(
+        edit_call("qwen-image-edit", images=[data_url("png", (600, 300))]), asynchronous=False
+    )
     w, h = near_megapixel.usage.width, near_megapixel.usage.height
     assert abs(w / h - 2) < 0.05 and abs(w * h - 1024 * 1024) < 0.05 * 1024 * 1024
 
@@ -147,6 +177,7 @@ def test_outputs_differ_by_input_seed_and_index_and_repeat_for_the_same_call(cli
 
 
 # ---- async lifecycle and cancel -------------------------------------------------------------
+
 
 @pytest.mark.parametrize("model", ["qwen-image-plus", "qwen-image"])
 def test_async_task_goes_pending_running_succeeded(client, model):
@@ -181,8 +212,10 @@ def test_failed_task_keeps_the_provider_code(client, emulator):
     emulator.fake.faults.task_failure_rate = 1.0
     final, _ = wait_final(client, client.submit(t2i_call(), asynchronous=True))
     assert final.status is TaskStatus.FAILED
-    assert (final.error_code, final.error_message) == ("InternalError.Algo",
-                                                       "Algorithm process error.")
+    assert (final.error_code, final.error_message) == (
+        "InternalError.Algo",
+        "Algorithm process error.",
+    )
     assert not final.image_urls
 
 
@@ -212,6 +245,7 @@ def test_third_concurrent_async_task_is_throttled_and_retryable(client, emulator
 
 # ---- errors and their retryable flag --------------------------------------------------------
 
+
 def provider_error(call) -> ProviderError:
     with pytest.raises(ProviderError) as caught:
         call()
@@ -220,21 +254,24 @@ def provider_error(call) -> ProviderError:
 
 def test_invalid_api_key_is_final(emulator):
     emulator.fake.api_key = "sk-right"
-    error = provider_error(lambda: DashScopeClient("sk-wrong", base_url=emulator.api_base_url)
-                           .submit(edit_call(), asynchronous=False))
+    error = provider_error(
+        lambda: DashScopeClient("sk-wrong", base_url=emulator.api_base_url).submit(
+            edit_call(), asynchronous=False
+        )
+    )
     assert (error.http_status, error.code, error.retryable) == (401, "InvalidApiKey", False)
     assert error.request_id
 
 
 def test_unknown_model_is_final(client):
-    error = provider_error(lambda: client.submit(edit_call("qwen-image-ultra"),
-                                                 asynchronous=False))
+    error = provider_error(lambda: client.submit(edit_call("qwen-image-ultra"), asynchronous=False))
     assert (error.http_status, error.code, error.retryable) == (404, "ModelNotFound", False)
 
 
 def test_provider_side_validation_is_final(client):
-    error = provider_error(lambda: client.submit(edit_call("qwen-image-edit", n=2),
-                                                 asynchronous=False))
+    error = provider_error(
+        lambda: client.submit(edit_call("qwen-image-edit", n=2), asynchronous=False)
+    )
     assert (error.http_status, error.code, error.retryable) == (400, "InvalidParameter", False)
     assert "qwen-image-edit" in error.message
 
@@ -244,10 +281,13 @@ def test_async_call_of_a_sync_only_model_is_final(client):
     assert (error.code, error.retryable) == ("InvalidParameter", False)
 
 
-@pytest.mark.parametrize("fault, status, code, retryable", [
-    ("throttle_rate", 429, "Throttling", True),
-    ("final_error_rate", 400, "DataInspectionFailed", False),
-])
+@pytest.mark.parametrize(
+    "fault, status, code, retryable",
+    [
+        ("throttle_rate", 429, "Throttling", True),
+        ("final_error_rate", 400, "DataInspectionFailed", False),
+    ],
+)
 def test_injected_faults(client, emulator, fault, status, code, retryable):
     setattr(emulator.fake.faults, fault, 1.0)
     error = provider_error(lambda: client.submit(edit_call(), asynchronous=False))
@@ -266,11 +306,13 @@ def test_injected_server_errors_are_retryable(client, emulator):
 
 def test_rate_limit_is_enforced_per_family_like_the_provider(client, emulator):
     emulator.fake.faults.enforce_rate_limits = True
-    emulator.fake.faults.rate_limits = {"qwen-image-edit-plus": LimitOverride(requests=1,
-                                                                              per_seconds=30)}
+    emulator.fake.faults.rate_limits = {
+        "qwen-image-edit-plus": LimitOverride(requests=1, per_seconds=30)
+    }
     client.submit(edit_call("qwen-image-edit-plus"), asynchronous=False)
-    error = provider_error(lambda: client.submit(edit_call("qwen-image-edit-plus-2025-12-15"),
-                                                 asynchronous=False))
+    error = provider_error(
+        lambda: client.submit(edit_call("qwen-image-edit-plus-2025-12-15"), asynchronous=False)
+    )
     assert (error.http_status, error.code, error.retryable) == (429, "Throttling.RateQuota", True)
     assert client.submit(edit_call("qwen-image-edit"), asynchronous=False)  # another family
     assert emulator.fake.counters["rate_limited"] == 1
@@ -280,8 +322,9 @@ def test_catalog_rate_limit_two_per_minute(client, emulator):
     emulator.fake.faults.enforce_rate_limits = True
     client.submit(edit_call("qwen-image-edit-max"), asynchronous=False)
     client.submit(edit_call("qwen-image-edit-max"), asynchronous=False)
-    error = provider_error(lambda: client.submit(edit_call("qwen-image-edit-max"),
-                                                 asynchronous=False))
+    error = provider_error(
+        lambda: client.submit(edit_call("qwen-image-edit-max"), asynchronous=False)
+    )
     assert error.code == "Throttling.RateQuota"
 
 
@@ -289,8 +332,11 @@ def test_timeouts_and_unreachable_hosts_are_retryable():
     def time_out(request):
         raise httpx.ReadTimeout("slow", request=request)
 
-    error = provider_error(lambda: DashScopeClient("k", transport=httpx.MockTransport(time_out))
-                           .submit(edit_call(), asynchronous=False))
+    error = provider_error(
+        lambda: DashScopeClient("k", transport=httpx.MockTransport(time_out)).submit(
+            edit_call(), asynchronous=False
+        )
+    )
     assert (error.code, error.retryable, error.http_status) == ("RequestTimeout", True, None)
     closed = DashScopeClient("k", base_url="http://127.0.0.1:9/api/v1")
     error = provider_error(lambda: closed.fetch("t"))
@@ -298,20 +344,31 @@ def test_timeouts_and_unreachable_hosts_are_retryable():
 
 
 def test_gateway_pages_without_json_are_classed_by_status():
-    client = DashScopeClient("k", transport=httpx.MockTransport(
-        lambda r: httpx.Response(502, text="<html>Bad Gateway</html>")))
+    client = DashScopeClient(
+        "k",
+        transport=httpx.MockTransport(
+            lambda r: httpx.Response(502, text="<html>Bad Gateway</html>")
+        ),
+    )
     error = provider_error(lambda: client.fetch("t"))
     assert (error.code, error.http_status, error.retryable) == ("HTTP502", 502, True)
 
 
 def test_a_200_without_images_is_an_error():
-    client = DashScopeClient("k", transport=httpx.MockTransport(lambda r: httpx.Response(
-        200, json={"request_id": "r", "code": "DataInspectionFailed", "message": "no"})))
+    client = DashScopeClient(
+        "k",
+        transport=httpx.MockTransport(
+            lambda r: httpx.Response(
+                200, json={"request_id": "r", "code": "DataInspectionFailed", "message": "no"}
+            )
+        ),
+    )
     error = provider_error(lambda: client.submit(edit_call(), asynchronous=False))
     assert (error.code, error.retryable, error.request_id) == ("DataInspectionFailed", False, "r")
 
 
 # ---- result URLs expire ---------------------------------------------------------------------
+
 
 def test_expired_result_urls(client, emulator):
     result = client.submit(edit_call(), asynchronous=False)

@@ -12,13 +12,14 @@ import zlib
 import boto3
 import pytest
 
+from qwen_edit import runtime
+from qwen_edit.app import uploads
+from qwen_edit.domain import keys
+from qwen_edit.domain.jobs import JobStatus
+
 from api_support import call
 from conftest import data_url, image_bytes
 from jobs_support import job_of, wait_execution
-from qwen_edit.domain import keys
-from qwen_edit import runtime
-from qwen_edit.app import uploads
-from qwen_edit.domain.jobs import JobStatus
 
 EDIT = {"model": "qwen-image-edit-plus", "prompt": "add a red scarf"}
 
@@ -40,12 +41,19 @@ def refused(answer, status: int, code: str, field: str | None = None, rule: str 
 
 def png(width: int, height: int) -> bytes:
     """A structurally valid PNG (real CRCs) that declares any size: a decompression bomb."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(
-            ">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def inline(data: bytes, mime: str = "image/png") -> str:
@@ -59,41 +67,73 @@ def settings(monkeypatch):
 
     def change(**fields):
         monkeypatch.setattr(ctx, "settings", ctx.settings.model_copy(update=fields))
+
     return change
 
 
 # ---- inputs that used to crash the API --------------------------------------------------------
 
-@pytest.mark.parametrize("body, status, code, field", [
-    ("[" * 100_000 + "]" * 100_000, 400, "BadRequest", "body"),
-    ('{"a": ' * 40 + "1" + "}" * 40, 400, "BadRequest", "body"),
-    (json.dumps(edit())[:-1] + ', "seed": ' + "9" * 5000 + "}", 422, "InvalidRequest", "seed"),
-    (json.dumps(edit())[:-1] + ', "n": ' + "9" * 30 + "}", 422, "InvalidRequest", "n"),
-    ('{"prompt": NaN}', 400, "BadRequest", "body"),
-    ("\ufeff{}", 400, "BadRequest", "body"),
-])
+
+@pytest.mark.parametrize(
+    "body, status, code, field",
+    [
+        ("[" * 100_000 + "]" * 100_000, 400, "BadRequest", "body"),
+        ('{"a": ' * 40 + "1" + "}" * 40, 400, "BadRequest", "body"),
+        (json.dumps(edit())[:-1] + ', "seed": ' + "9" * 5000 + "}", 422, "InvalidRequest", "seed"),
+        (json.dumps(edit())[:-1] + ', "n": ' + "9" * 30 + "}", 422, "InvalidRequest", "n"),
+        ('{"prompt": NaN}', 400, "BadRequest", "body"),
+        ("\ufeff{}", 400, "BadRequest", "body"),
+    ],
+)
 def test_bodies_that_used_to_crash_are_answered(stack, body, status, code, field):
     refused(call(stack, "api-create-edit", body=body), status, code, field)
     assert stack.emulator.fake.counters.total() == 0
 
 
-@pytest.mark.parametrize("size", ["9" * 5000 + "*1024", "²*²", "١٠٢٤*١٠٢٤", "１０２４*１０２４",
-                                  "1024*1024\n", "1024 * 1024", "-1*-1", "0x400*0x400"])
+@pytest.mark.parametrize(
+    "size",
+    [
+        "9" * 5000 + "*1024",
+        "²*²",
+        "١٠٢٤*١٠٢٤",
+        "１０２４*１０２４",
+        "1024*1024\n",
+        "1024 * 1024",
+        "-1*-1",
+        "0x400*0x400",
+    ],
+)
 def test_size_is_ascii_width_by_height_only(stack, size):
     refused(call(stack, "api-create-edit", body=edit(size=size)), 422, "InvalidRequest", "size")
     assert stack.emulator.fake.counters.total() == 0
 
 
-@pytest.mark.parametrize("image", ["http://[::1/x.png", "https://example.com:99999/a.png",
-                                   "http://[fe80::1%zz/x.png", "https:///x.png"])
+@pytest.mark.parametrize(
+    "image",
+    [
+        "http://[::1/x.png",
+        "https://example.com:99999/a.png",
+        "http://[fe80::1%zz/x.png",
+        "https:///x.png",
+    ],
+)
 def test_image_urls_that_do_not_parse(stack, image):
-    refused(call(stack, "api-create-edit", body=edit(images=[image])), 422, "InvalidRequest",
-            "images[0]", "url")
+    refused(
+        call(stack, "api-create-edit", body=edit(images=[image])),
+        422,
+        "InvalidRequest",
+        "images[0]",
+        "url",
+    )
 
 
 def test_webhook_url_with_a_port_out_of_range(stack):
-    refused(call(stack, "api-create-edit", body=edit(webhook_url="https://h.example:70000/x")),
-            422, "InvalidRequest", "webhook_url")
+    refused(
+        call(stack, "api-create-edit", body=edit(webhook_url="https://h.example:70000/x")),
+        422,
+        "InvalidRequest",
+        "webhook_url",
+    )
 
 
 def edited_cursors(cursor: str):
@@ -115,22 +155,31 @@ def test_cursors_edited_by_their_own_tenant_are_422(stack):
     cursor = call(stack, "api-list-jobs", query={"limit": "1"}).body["next_cursor"]
     for edited in edited_cursors(cursor):
         forged = base64.urlsafe_b64encode(json.dumps(edited).encode()).decode()
-        refused(call(stack, "api-list-jobs", query={"cursor": forged}), 422, "InvalidRequest",
-                "cursor")
-    refused(call(stack, "api-list-jobs", query={"cursor": "%%%"}), 422, "InvalidRequest",
-            "cursor")
+        refused(
+            call(stack, "api-list-jobs", query={"cursor": forged}), 422, "InvalidRequest", "cursor"
+        )
+    refused(call(stack, "api-list-jobs", query={"cursor": "%%%"}), 422, "InvalidRequest", "cursor")
 
 
 # ---- images are checked, not sniffed ------------------------------------------------------------
 
-@pytest.mark.parametrize("image, rule", [
-    (inline(image_bytes("png")[:60]), "truncated"),
-    (inline(b"GIF89a<script>alert(1)</script>", "image/gif"), "corrupt"),
-    (inline(png(30_000, 30_000)), "pixels"),
-])
+
+@pytest.mark.parametrize(
+    "image, rule",
+    [
+        (inline(image_bytes("png")[:60]), "truncated"),
+        (inline(b"GIF89a<script>alert(1)</script>", "image/gif"), "corrupt"),
+        (inline(png(30_000, 30_000)), "pixels"),
+    ],
+)
 def test_broken_and_bomb_images_are_refused_before_the_provider(stack, image, rule):
-    refused(call(stack, "api-create-edit", body=edit(images=[image])), 422, "InvalidRequest",
-            "images[0]", rule)
+    refused(
+        call(stack, "api-create-edit", body=edit(images=[image])),
+        422,
+        "InvalidRequest",
+        "images[0]",
+        rule,
+    )
     assert stack.emulator.fake.counters.total() == 0
 
 
@@ -138,8 +187,13 @@ def test_uploaded_bombs_are_refused_at_acceptance(stack):
     s3, bucket = boto3.client("s3"), stack.physical["InputBucket"]
     key = keys.upload_key("tenant-a", "png")
     s3.put_object(Bucket=bucket, Key=key, Body=png(30_000, 30_000))
-    refused(call(stack, "api-create-edit", body=edit(images=[keys.s3_uri(bucket, key)])),
-            422, "InvalidRequest", "images[0]", "pixels")
+    refused(
+        call(stack, "api-create-edit", body=edit(images=[keys.s3_uri(bucket, key)])),
+        422,
+        "InvalidRequest",
+        "images[0]",
+        "pixels",
+    )
 
 
 def test_a_provider_that_keeps_failing_ends_the_job_at_its_attempt_budget(stack, settings):
@@ -156,6 +210,7 @@ def test_a_provider_that_keeps_failing_ends_the_job_at_its_attempt_budget(stack,
 
 # ---- tenants -----------------------------------------------------------------------------------
 
+
 def finished_job(stack, tenant: str = "tenant-a") -> dict:
     job = call(stack, "api-create-edit", body=edit(), tenant=tenant).body
     wait_execution(stack, job["id"])
@@ -169,9 +224,13 @@ def test_another_tenants_results_and_inputs_are_not_inputs(stack):
     missing = f"s3://{stack.physical['OutputBucket']}/results/{job['id']}x/0.png"
     messages = []
     for image in (result, stored_input, missing):
-        error = refused(call(stack, "api-create-edit", body=edit(images=[image]),
-                             tenant="tenant-b"), 422, "InvalidRequest", "images[0]",
-                        "not-available")
+        error = refused(
+            call(stack, "api-create-edit", body=edit(images=[image]), tenant="tenant-b"),
+            422,
+            "InvalidRequest",
+            "images[0]",
+            "not-available",
+        )
         messages.append(error["details"][0]["message"].replace(image, "<image>"))
     assert len(set(messages)) == 1  # "not yours" and "no such object" read the same
     own = call(stack, "api-create-edit", body=edit(images=[result]))  # its owner may chain
@@ -182,16 +241,26 @@ def test_shared_prefixes_are_open_to_every_tenant(stack, settings):
     bucket = stack.physical["InputBucket"]
     boto3.client("s3").put_object(Bucket=bucket, Key="library/logo.png", Body=image_bytes())
     image = f"s3://{bucket}/library/logo.png"
-    refused(call(stack, "api-create-edit", body=edit(images=[image]), tenant="tenant-b"),
-            422, "InvalidRequest", "images[0]", "not-available")
+    refused(
+        call(stack, "api-create-edit", body=edit(images=[image]), tenant="tenant-b"),
+        422,
+        "InvalidRequest",
+        "images[0]",
+        "not-available",
+    )
     settings(shared_input_prefixes=("library/",))
-    assert call(stack, "api-create-edit", body=edit(images=[image]), tenant="tenant-b").status == 202
+    assert (
+        call(stack, "api-create-edit", body=edit(images=[image]), tenant="tenant-b").status == 202
+    )
 
 
 def test_an_operator_key_lists_and_cancels_upload_jobs(stack, settings):
     s3, bucket = boto3.client("s3"), stack.physical["InputBucket"]
-    s3.put_object(Bucket=bucket, Key="recipes/slow.json", Body=json.dumps(
-        {"model": "qwen-image-2.0-pro", "prompt": "x"}).encode())  # 2 per minute: it waits
+    s3.put_object(
+        Bucket=bucket,
+        Key="recipes/slow.json",
+        Body=json.dumps({"model": "qwen-image-2.0-pro", "prompt": "x"}).encode(),
+    )  # 2 per minute: it waits
     for name in ("a", "b", "c"):
         s3.put_object(Bucket=bucket, Key=f"inbox/slow/{name}.png", Body=image_bytes())
     stack.pump()
@@ -200,20 +269,30 @@ def test_an_operator_key_lists_and_cancels_upload_jobs(stack, settings):
     listed = call(stack, "api-list-jobs", tenant="operator-key").body["jobs"]
     assert {job["source"] for job in listed} == {"s3"} and len(listed) == 3
     waiting = next(job for job in listed if job["status"] == "queued")
-    canceled = call(stack, "api-cancel-job", path=f"/jobs/{waiting['id']}/cancel",
-                    tenant="operator-key")
+    canceled = call(
+        stack, "api-cancel-job", path=f"/jobs/{waiting['id']}/cancel", tenant="operator-key"
+    )
     assert canceled.status == 200 and canceled.body["status"] == "canceled"
 
 
 # ---- uploads ------------------------------------------------------------------------------------
+
 
 def output_keys(stack) -> list[str]:
     listed = boto3.client("s3").list_objects_v2(Bucket=stack.physical["OutputBucket"])
     return [item["Key"] for item in listed.get("Contents", [])]
 
 
-@pytest.mark.parametrize("key", ["inbox/r/../../results/x.png", "inbox/r//a.png",
-                                 "inbox/./r/a.png", "inbox/r/a\x01.png", "inbox/r/.."])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "inbox/r/../../results/x.png",
+        "inbox/r//a.png",
+        "inbox/./r/a.png",
+        "inbox/r/a\x01.png",
+        "inbox/r/..",
+    ],
+)
 def test_keys_with_dot_or_empty_segments_are_refused_in_a_safe_place(stack, key):
     s3, bucket = boto3.client("s3"), stack.physical["InputBucket"]
     s3.put_object(Bucket=bucket, Key="recipes/r.json", Body=b'{"prompt": "x"}')
@@ -221,8 +300,11 @@ def test_keys_with_dot_or_empty_segments_are_refused_in_a_safe_place(stack, key)
     stack.pump()
     written = output_keys(stack)
     assert written == [keys.rejection_key(key)] and written[0].startswith(keys.REJECTED)
-    record = json.loads(boto3.client("s3").get_object(
-        Bucket=stack.physical["OutputBucket"], Key=written[0])["Body"].read())
+    record = json.loads(
+        boto3.client("s3")
+        .get_object(Bucket=stack.physical["OutputBucket"], Key=written[0])["Body"]
+        .read()
+    )
     assert record["error"]["code"] == "UnsafeKey" and record["input"].endswith(key)
     assert stack.emulator.fake.counters.total() == 0
 
@@ -233,33 +315,45 @@ def test_folder_markers_are_ignored(stack):
     assert output_keys(stack) == []
 
 
-@pytest.mark.parametrize("recipe, says", [
-    ({"prompt": "x", "images": 5}, "images must be a list of strings"),
-    ({"prompt": "x", "images": [{"url": "a"}]}, "images must be a list of strings"),
-    ({"prompt": "x", "n": "two"}, "n:"),
-    ({"prompt": "x", "metadata": [1]}, "metadata"),
-])
+@pytest.mark.parametrize(
+    "recipe, says",
+    [
+        ({"prompt": "x", "images": 5}, "images must be a list of strings"),
+        ({"prompt": "x", "images": [{"url": "a"}]}, "images must be a list of strings"),
+        ({"prompt": "x", "n": "two"}, "n:"),
+        ({"prompt": "x", "metadata": [1]}, "metadata"),
+    ],
+)
 def test_malformed_recipes_are_answered_not_retried(stack, recipe, says):
     s3, bucket = boto3.client("s3"), stack.physical["InputBucket"]
     s3.put_object(Bucket=bucket, Key="recipes/odd.json", Body=json.dumps(recipe).encode())
     s3.put_object(Bucket=bucket, Key="inbox/odd/photo.png", Body=image_bytes())
     assert stack.pump() == 1  # handled once: not back on the queue, not dead-lettered
-    record = json.loads(boto3.client("s3").get_object(
-        Bucket=stack.physical["OutputBucket"], Key="outbox/odd/photo.error.json")["Body"].read())
+    record = json.loads(
+        boto3.client("s3")
+        .get_object(Bucket=stack.physical["OutputBucket"], Key="outbox/odd/photo.error.json")[
+            "Body"
+        ]
+        .read()
+    )
     assert says in record["error"]["message"] + json.dumps(record["error"]["details"])
     jobs, _ = stack.ctx.jobs.list_for_tenant(uploads.UPLOAD_TENANT, 10, None, None)
     assert jobs == []
 
 
-@pytest.mark.parametrize("reference", ["inbox/r/a.png", "/inbox/r/a.png",
-                                       "s3://{input}/inbox/r/a.png"])
+@pytest.mark.parametrize(
+    "reference", ["inbox/r/a.png", "/inbox/r/a.png", "s3://{input}/inbox/r/a.png"]
+)
 def test_manifests_may_not_name_what_triggers_jobs(stack, reference):
     s3, bucket = boto3.client("s3"), stack.physical["InputBucket"]
     manifest = {"prompt": "x", "images": [reference.format(input=bucket)]}
     s3.put_object(Bucket=bucket, Key="inbox/m.json", Body=json.dumps(manifest).encode())
     stack.pump()
-    record = json.loads(boto3.client("s3").get_object(
-        Bucket=stack.physical["OutputBucket"], Key="outbox/m.error.json")["Body"].read())
+    record = json.loads(
+        boto3.client("s3")
+        .get_object(Bucket=stack.physical["OutputBucket"], Key="outbox/m.error.json")["Body"]
+        .read()
+    )
     assert "triggers jobs" in record["error"]["message"]
 
 
@@ -267,27 +361,43 @@ def test_manifests_may_not_name_api_tenants_uploads(stack):
     s3, bucket = boto3.client("s3"), stack.physical["InputBucket"]
     private = keys.upload_key("tenant-a", "png")
     s3.put_object(Bucket=bucket, Key=private, Body=image_bytes())
-    s3.put_object(Bucket=bucket, Key="inbox/m.json",
-                  Body=json.dumps({"prompt": "x", "images": [private]}).encode())
+    s3.put_object(
+        Bucket=bucket,
+        Key="inbox/m.json",
+        Body=json.dumps({"prompt": "x", "images": [private]}).encode(),
+    )
     stack.pump()
-    record = json.loads(boto3.client("s3").get_object(
-        Bucket=stack.physical["OutputBucket"], Key="outbox/m.error.json")["Body"].read())
+    record = json.loads(
+        boto3.client("s3")
+        .get_object(Bucket=stack.physical["OutputBucket"], Key="outbox/m.error.json")["Body"]
+        .read()
+    )
     assert record["error"]["details"][0]["rule"] == "not-available"
 
 
-# ---- small rules ----------------------------------------------------------------------------------
+# ---- small rules --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("fields, field", [
-    ({"n": True}, "n"), ({"seed": False}, "seed"), ({"n": 2.0}, "n"), ({"seed": "5"}, "seed"),
-    ({"prompt_extend": "yes"}, "prompt_extend"), ({"model": ""}, "model"),
-    ({"prompt": "\u200b\u200d\ufeff\u2060 \u3164"}, "prompt"),
-])
+
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"n": True}, "n"),
+        ({"seed": False}, "seed"),
+        ({"n": 2.0}, "n"),
+        ({"seed": "5"}, "seed"),
+        ({"prompt_extend": "yes"}, "prompt_extend"),
+        ({"model": ""}, "model"),
+        ({"prompt": "\u200b\u200d\ufeff\u2060 \u3164"}, "prompt"),
+    ],
+)
 def test_small_rules(stack, fields, field):
     refused(call(stack, "api-create-edit", body=edit(**fields)), 422, "InvalidRequest", field)
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
-                                          "multipart/form-data; boundary=x", None])
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None],
+)
 def test_json_under_any_content_type_is_read_as_json(stack, content_type):
     headers = {"Content-Type": content_type} if content_type else {}
     answer = call(stack, "api-create-edit", body=edit(), headers=headers)

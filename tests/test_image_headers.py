@@ -12,9 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from qwen_edit.domain.image_headers import (
+    MAX_INPUT_PIXELS,
+    ImageHeader,
+    ImageRejected,
+    inspect_image,
+)
+
 from conftest import image_bytes
-from qwen_edit.domain.image_headers import (MAX_INPUT_PIXELS, ImageHeader, ImageRejected,
-                                     inspect_image)
 
 RULES = {"format", "truncated", "corrupt", "pixels"}
 SIZE = (67, 45)
@@ -83,11 +88,16 @@ def chunk(kind: bytes, body: bytes = b"") -> bytes:
 def png(width: int, height: int, *, depth: int = 8, color: int = 2) -> bytes:
     """A structurally valid PNG (correct CRCs) declaring this size, with a tiny IDAT."""
     ihdr = struct.pack(">IIBBBBB", width, height, depth, color, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b""))
-            + chunk(b"IEND"))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND")
+    )
 
 
 # ---- every format Pillow makes is accepted, with its real size ---------------------------------
+
 
 @pytest.mark.parametrize("name", SAMPLES)
 def test_pillow_images_are_accepted_with_their_size(name: str) -> None:
@@ -98,8 +108,12 @@ def test_pillow_images_are_accepted_with_their_size(name: str) -> None:
 def test_the_samples_cover_both_tiff_byte_orders_and_every_webp_kind() -> None:
     assert SAMPLES["tiff-raw"][1][:2] == b"II" and SAMPLES["tiff-big-endian"][1][:2] == b"MM"
     first_chunks = {name: data[12:16] for name, (fmt, data) in SAMPLES.items() if fmt == "webp"}
-    assert first_chunks == {"webp-lossy": b"VP8 ", "webp-lossless": b"VP8L",
-                            "webp-alpha": b"VP8X", "webp-animated": b"VP8X"}
+    assert first_chunks == {
+        "webp-lossy": b"VP8 ",
+        "webp-lossless": b"VP8L",
+        "webp-alpha": b"VP8X",
+        "webp-animated": b"VP8X",
+    }
 
 
 @pytest.mark.parametrize("size", [(1, 1), (1, 300), (300, 1)])
@@ -115,6 +129,7 @@ def test_bytes_after_the_end_marker_are_tolerated(name: str) -> None:
 
 
 # ---- truncated uploads -------------------------------------------------------------------------
+
 
 def test_a_png_cut_after_60_bytes_is_refused_as_truncated() -> None:
     refused = refusal(SAMPLES["png-rgb"][1][:60])
@@ -132,16 +147,17 @@ def test_every_cut_image_is_refused(name: str) -> None:
 
 # ---- corrupt or fake images --------------------------------------------------------------------
 
+
 def test_a_script_behind_a_gif_signature_is_refused() -> None:
     assert refusal(b"GIF89a<script>alert(1)</script>").rule == "corrupt"
 
 
 def flip(data: bytes, pos: int) -> bytes:
-    return data[:pos] + bytes([data[pos] ^ 0xFF]) + data[pos + 1:]
+    return data[:pos] + bytes([data[pos] ^ 0xFF]) + data[pos + 1 :]
 
 
 def replace(data: bytes, pos: int, new: bytes) -> bytes:
-    return data[:pos] + new + data[pos + len(new):]
+    return data[:pos] + new + data[pos + len(new) :]
 
 
 PNG = png(10, 10)
@@ -185,6 +201,7 @@ def test_broken_images_are_refused_naming_the_rule(name: str) -> None:
 
 # ---- decompression bombs -----------------------------------------------------------------------
 
+
 def test_a_png_declaring_30000_by_30000_pixels_is_refused() -> None:
     refused = refusal(png(30000, 30000))
     assert refused.rule == "pixels"
@@ -196,16 +213,20 @@ def test_the_pixel_cap_is_inclusive() -> None:
     assert refusal(png(6144, 6145)).rule == "pixels"
 
 
-@pytest.mark.parametrize("fmt, data", [
-    ("gif", b"GIF89a\xff\xff\xff\xff\x00\x00\x00,\0\0\0\0\x01\0\x01\0\0\x02\x02D\x01\0;"),
-    ("webp", replace(SAMPLES["webp-alpha"][1], 24, b"\xff\xff\0\xff\xff\0")),
-])
+@pytest.mark.parametrize(
+    "fmt, data",
+    [
+        ("gif", b"GIF89a\xff\xff\xff\xff\x00\x00\x00,\0\0\0\0\x01\0\x01\0\0\x02\x02D\x01\0;"),
+        ("webp", replace(SAMPLES["webp-alpha"][1], 24, b"\xff\xff\0\xff\xff\0")),
+    ],
+)
 def test_other_formats_declaring_too_many_pixels_are_refused(fmt: str, data: bytes) -> None:
     refused = refusal(data)
     assert refused.rule == "pixels" and str(refused).startswith(f"the {fmt.upper()} declares")
 
 
 # ---- any bytes at all: a header or a refusal, nothing else -------------------------------------
+
 
 @FUZZ
 @given(st.binary(max_size=4096))
@@ -214,19 +235,32 @@ def test_random_bytes(data: bytes) -> None:
 
 
 @FUZZ
-@given(st.sampled_from([b"\x89PNG\r\n\x1a\n", b"\xff\xd8", b"GIF89a", b"BM", b"II*\x00",
-                        b"MM\x00*", b"RIFF\x40\x00\x00\x00WEBP"]), st.binary(max_size=4096))
+@given(
+    st.sampled_from(
+        [
+            b"\x89PNG\r\n\x1a\n",
+            b"\xff\xd8",
+            b"GIF89a",
+            b"BM",
+            b"II*\x00",
+            b"MM\x00*",
+            b"RIFF\x40\x00\x00\x00WEBP",
+        ]
+    ),
+    st.binary(max_size=4096),
+)
 def test_random_bytes_behind_a_signature(signature: bytes, rest: bytes) -> None:
     outcome(signature + rest)
 
 
 @FUZZ
-@given(st.sampled_from(sorted(SAMPLES)), st.lists(st.tuples(st.integers(0, 2**20),
-                                                            st.integers(0, 255)),
-                                                  min_size=1, max_size=6),
-       st.integers(0, 2**20))
+@given(
+    st.sampled_from(sorted(SAMPLES)),
+    st.lists(st.tuples(st.integers(0, 2**20), st.integers(0, 255)), min_size=1, max_size=6),
+    st.integers(0, 2**20),
+)
 def test_mutated_images(name: str, edits: list[tuple[int, int]], cut: int) -> None:
     data = bytearray(SAMPLES[name][1])
     for pos, value in edits:
         data[pos % len(data)] = value
-    outcome(bytes(data[:len(data) - cut % 64]))
+    outcome(bytes(data[: len(data) - cut % 64]))

@@ -4,6 +4,7 @@ updates of different fields do not lose each other (conditional, field-level wri
 from __future__ import annotations
 
 import threading
+
 import pytest
 
 from qwen_edit.adapters.dynamodb import RECORD_RETENTION, DynamoJobStore
@@ -28,10 +29,15 @@ def store(tables):
 
 
 def a_job(**overrides):
-    fields = dict(tenant="tenant-a", capability=Capability.EDIT, model="qwen-image-edit-plus",
-                  source=JobSource.API, deadline_seconds=600,
-                  request={"prompt": "x", "n": 2, "seed": 7, "images": ["s3://in/a.png"]},
-                  metadata={"order": "A-17"})
+    fields = dict(
+        tenant="tenant-a",
+        capability=Capability.EDIT,
+        model="qwen-image-edit-plus",
+        source=JobSource.API,
+        deadline_seconds=600,
+        request={"prompt": "x", "n": 2, "seed": 7, "images": ["s3://in/a.png"]},
+        metadata={"order": "A-17"},
+    )
     return new_job(**{**fields, **overrides})
 
 
@@ -71,9 +77,14 @@ def test_forward_moves_only(store):
     assert running.status is JobStatus.RUNNING
     with pytest.raises(JobConflict, match="running and cannot become running"):
         store.transition(job.id, JobStatus.RUNNING, now_utc())
-    done = store.transition(job.id, JobStatus.SUCCEEDED, now_utc(), usage=Usage(image_count=2),
-                            outputs=[JobOutput(s3_uri="s3://out/0.png", width=1, height=1)],
-                            completed_at=now_utc())
+    done = store.transition(
+        job.id,
+        JobStatus.SUCCEEDED,
+        now_utc(),
+        usage=Usage(image_count=2),
+        outputs=[JobOutput(s3_uri="s3://out/0.png", width=1, height=1)],
+        completed_at=now_utc(),
+    )
     assert done.outputs[0].s3_uri == "s3://out/0.png" and done.usage.image_count == 2
     for status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.RUNNING):
         with pytest.raises(JobConflict, match="succeeded"):
@@ -86,8 +97,12 @@ def test_a_queued_job_may_fail_or_be_canceled_but_not_succeed(store):
     store.create(job)
     with pytest.raises(JobConflict):
         store.transition(job.id, JobStatus.SUCCEEDED, now_utc())
-    canceled = store.transition(job.id, JobStatus.CANCELED, now_utc(),
-                                error=JobError(code="Canceled", message="by the client"))
+    canceled = store.transition(
+        job.id,
+        JobStatus.CANCELED,
+        now_utc(),
+        error=JobError(code="Canceled", message="by the client"),
+    )
     assert canceled.error.code == "Canceled"
 
 
@@ -127,8 +142,10 @@ def test_output_targets():
     assert api.record_key == "results/j1/job.json"
     upload = OutputTarget(prefix="outbox/portrait/2026/", stem="ana")
     assert upload.image_key(0, 1) == "outbox/portrait/2026/ana.png"
-    assert [upload.image_key(i, 2) for i in range(2)] == ["outbox/portrait/2026/ana-1.png",
-                                                          "outbox/portrait/2026/ana-2.png"]
+    assert [upload.image_key(i, 2) for i in range(2)] == [
+        "outbox/portrait/2026/ana-1.png",
+        "outbox/portrait/2026/ana-2.png",
+    ]
     assert upload.record_key == "outbox/portrait/2026/ana.json"
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import boto3
 import httpx
@@ -19,8 +20,21 @@ from processes import ServedProcess
 KEY_A, KEY_B = "qe-test-tenant-a", "qe-test-tenant-b"
 
 
-SERVE = [sys.executable, "-m", "qwen_edit_cli.main", "local", "serve", "--port", "0",
-         "--poll-interval", "1", "--api-key", KEY_A, "--api-key", KEY_B]
+SERVE = [
+    sys.executable,
+    "-m",
+    "qwen_edit_cli.main",
+    "local",
+    "serve",
+    "--port",
+    "0",
+    "--poll-interval",
+    "1",
+    "--api-key",
+    KEY_A,
+    "--api-key",
+    KEY_B,
+]
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +48,34 @@ def served(tmp_path_factory):
 
 
 def cli(served, *args, key=KEY_A):
-    return subprocess.run([sys.executable, "-m", "qwen_edit_cli.main", *args,
-                           "--api-url", served["api_url"], "--api-key", key],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qwen_edit_cli.main",
+            *args,
+            "--api-url",
+            served["api_url"],
+            "--api-key",
+            key,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_ready_file_names_everything(served):
-    assert set(served) == {"api_url", "api_key", "s3_endpoint_url", "region", "input_bucket",
-                           "output_bucket", "dashscope_url", "webhook_secret"}
+    assert set(served) == {
+        "api_url",
+        "api_key",
+        "s3_endpoint_url",
+        "region",
+        "input_bucket",
+        "output_bucket",
+        "dashscope_url",
+        "webhook_secret",
+    }
     assert served["api_key"] == KEY_A and served["api_url"].endswith("/v1")
     assert served["webhook_secret"].startswith("whsec_")
 
@@ -58,8 +92,11 @@ def test_plain_http_with_and_without_a_key(served):
 
 
 def test_bodies_over_the_lambda_limit_are_413(served):
-    too_big = httpx.post(f"{served['api_url']}/edits", content=b"x" * (6 * 1024 * 1024 + 1),
-                         headers={"x-api-key": KEY_A, "content-type": "application/json"})
+    too_big = httpx.post(
+        f"{served['api_url']}/edits",
+        content=b"x" * (6 * 1024 * 1024 + 1),
+        headers={"x-api-key": KEY_A, "content-type": "application/json"},
+    )
     assert too_big.status_code == 413
     assert too_big.json()["error"]["code"] == "RequestTooLarge"
 
@@ -67,12 +104,24 @@ def test_bodies_over_the_lambda_limit_are_413(served):
 def test_cli_edit_uploads_waits_and_downloads(served, tmp_path):
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(image_bytes("jpeg", (800, 600)))
-    result = cli(served, "edit", str(photo), "-p", "make it dusk", "-n", "2", "--seed", "5",
-                 "--out", str(tmp_path / "out"), "--json")
+    result = cli(
+        served,
+        "edit",
+        str(photo),
+        "-p",
+        "make it dusk",
+        "-n",
+        "2",
+        "--seed",
+        "5",
+        "--out",
+        str(tmp_path / "out"),
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     job = json.loads(result.stdout)
     assert job["status"] == "succeeded" and len(job["saved"]) == 2
-    assert all(png_size(open(path, "rb").read()) for path in job["saved"])
+    assert all(png_size(Path(path).read_bytes()) for path in job["saved"])
     listed = json.loads(cli(served, "jobs", "list", "--json").stdout)
     assert job["id"] in [j["id"] for j in listed["jobs"]]
     again = cli(served, "jobs", "get", job["id"], "--json")
@@ -82,8 +131,7 @@ def test_cli_edit_uploads_waits_and_downloads(served, tmp_path):
 
 
 def test_cli_generate_without_waiting_and_errors(served):
-    queued = cli(served, "generate", "-p", "a kite", "--model", "qwen-image", "--no-wait",
-                 "--json")
+    queued = cli(served, "generate", "-p", "a kite", "--model", "qwen-image", "--no-wait", "--json")
     assert queued.returncode == 0 and json.loads(queued.stdout)["status"] == "queued"
     invalid = cli(served, "generate", "-p", "x", "--model", "qwen-image-max", "-n", "3")
     assert invalid.returncode == 6 and "n: qwen-image-max" in invalid.stderr
@@ -92,17 +140,27 @@ def test_cli_generate_without_waiting_and_errors(served):
 
 
 def test_uploads_to_the_inbox_over_s3(served):
-    s3 = boto3.client("s3", endpoint_url=served["s3_endpoint_url"], region_name=served["region"],
-                      aws_access_key_id="local", aws_secret_access_key="local")
-    s3.put_object(Bucket=served["input_bucket"], Key="recipes/sketch.json",
-                  Body=json.dumps({"prompt": "Make it a pencil sketch"}).encode())
-    s3.put_object(Bucket=served["input_bucket"], Key="inbox/sketch/park bench.jpg",
-                  Body=image_bytes("jpeg"))
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=served["s3_endpoint_url"],
+        region_name=served["region"],
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    s3.put_object(
+        Bucket=served["input_bucket"],
+        Key="recipes/sketch.json",
+        Body=json.dumps({"prompt": "Make it a pencil sketch"}).encode(),
+    )
+    s3.put_object(
+        Bucket=served["input_bucket"], Key="inbox/sketch/park bench.jpg", Body=image_bytes("jpeg")
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            png = s3.get_object(Bucket=served["output_bucket"],
-                                Key="outbox/sketch/park bench.png")["Body"].read()
+            png = s3.get_object(Bucket=served["output_bucket"], Key="outbox/sketch/park bench.png")[
+                "Body"
+            ].read()
             break
         except s3.exceptions.NoSuchKey:
             time.sleep(0.5)
@@ -117,10 +175,18 @@ def test_stops_within_seconds_in_the_middle_of_a_burst(tmp_path):
     server = ServedProcess(SERVE, tmp_path)
     ready = server.start()
     image = data_url()
-    with httpx.Client(base_url=ready["api_url"], headers={"x-api-key": KEY_A},
-                      timeout=60) as api, ThreadPoolExecutor(max_workers=8) as pool:
-        created = list(pool.map(lambda i: api.post("/edits", json={
-            "prompt": f"burst {i}", "images": [image]}).status_code, range(40)))
+    with (
+        httpx.Client(base_url=ready["api_url"], headers={"x-api-key": KEY_A}, timeout=60) as api,
+        ThreadPoolExecutor(max_workers=8) as pool,
+    ):
+        created = list(
+            pool.map(
+                lambda i: (
+                    api.post("/edits", json={"prompt": f"burst {i}", "images": [image]}).status_code
+                ),
+                range(40),
+            )
+        )
         assert created == [202] * 40
         waiting = api.get("/jobs", params={"status": "queued"}).json()["jobs"]
     assert waiting, "the burst should still be queued when the server is stopped"

@@ -8,12 +8,13 @@ import json
 import boto3
 import pytest
 
-from conftest import ROOT, data_url
-from jobs_support import job_of, start, wait_execution, wait_until
 from qwen_edit.app import service
 from qwen_edit.domain.catalog import Capability
 from qwen_edit.domain.jobs import JobStatus
 from qwen_edit_cli.local.lambdas import FakeLambdaContext, load_handler
+
+from conftest import ROOT, data_url
+from jobs_support import job_of, start, wait_execution, wait_until
 
 
 @pytest.fixture
@@ -22,7 +23,8 @@ def job_events(stack):
     sqs, events = boto3.client("sqs"), boto3.client("events")
     url = sqs.create_queue(QueueName="job-events")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"]
+        "QueueArn"
+    ]
     events.put_rule(Name="qwen-edit-jobs", EventPattern=json.dumps({"source": ["qwen-edit"]}))
     events.put_targets(Rule="qwen-edit-jobs", Targets=[{"Id": "queue", "Arn": arn}])
 
@@ -50,8 +52,15 @@ def run_reconcile(stack, event: dict) -> None:
 
 
 def test_each_final_status_is_announced_once_with_the_job(stack, job_events):
-    job = start(stack, {"model": "qwen-image-edit-plus", "prompt": "x", "images": [data_url()],
-                        "metadata": {"order": "A-17"}})
+    job = start(
+        stack,
+        {
+            "model": "qwen-image-edit-plus",
+            "prompt": "x",
+            "images": [data_url()],
+            "metadata": {"order": "A-17"},
+        },
+    )
     wait_execution(stack, job.id)
     [event] = job_events()
     assert event["source"] == "qwen-edit" and event["detail-type"] == "Job Succeeded"
@@ -80,12 +89,15 @@ def test_reconcile_fails_a_job_whose_execution_timed_out(stack, job_events):
     job = start(stack, {"model": "qwen-image", "prompt": "slow"}, Capability.TEXT_TO_IMAGE)
     underway(stack, job)
     boto3.client("stepfunctions").stop_execution(
-        executionArn=stack.ctx.executions.execution_arn(job.id))  # stands in for a time-out
+        executionArn=stack.ctx.executions.execution_arn(job.id)
+    )  # stands in for a time-out
     run_reconcile(stack, reconcile_event(job.id, "TIMED_OUT"))
     failed = job_of(stack, job.id)
     assert failed.status is JobStatus.FAILED
-    assert (failed.error.code, failed.error.message) == ("ExecutionTimedOut",
-                                                         "The execution timed out")
+    assert (failed.error.code, failed.error.message) == (
+        "ExecutionTimedOut",
+        "The execution timed out",
+    )
     assert [e["detail-type"] for e in job_events()] == ["Job Failed"]
 
 

@@ -13,15 +13,27 @@ from yaml_loader import template
 
 def test_cfn_lint_is_clean():
     cfn_lint = Path(sys.executable).with_name("cfn-lint")
-    result = subprocess.run([str(cfn_lint), "template.yaml"], cwd=ROOT,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [str(cfn_lint), "template.yaml"], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_layout_of_the_design_card():
-    for path in ["template.yaml", "samconfig.toml", "functions", "layers/core/qwen_edit",
-                 "layers/core/requirements.txt", "statemachine", "events", "tests",
-                 "README.md", ".ci/run", "pyproject.toml", "Makefile"]:
+    for path in [
+        "template.yaml",
+        "samconfig.toml",
+        "functions",
+        "layers/core/qwen_edit",
+        "layers/core/requirements.txt",
+        "statemachine",
+        "events",
+        "tests",
+        "README.md",
+        ".ci/run",
+        "pyproject.toml",
+        "Makefile",
+    ]:
         assert (ROOT / path).exists(), path
 
 
@@ -44,8 +56,11 @@ def test_dependencies_are_pinned_and_the_layer_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     pins = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
     assert all("==" in pin for pin in pins), pins
-    layer = [line for line in (ROOT / "layers/core/requirements.txt").read_text().splitlines()
-             if line and not line.startswith("#")]
+    layer = [
+        line
+        for line in (ROOT / "layers/core/requirements.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     assert set(layer) <= set(project["dependencies"])
 
 
@@ -67,11 +82,14 @@ def test_readme_model_table_matches_the_catalog():
     readme = (ROOT / "README.md").read_text()
     for model in MODELS.values():
         view = model.describe()
-        limit = view["rate_limit"] + (f", {model.max_concurrent_tasks} tasks at once"
-                                      if model.max_concurrent_tasks else "")
+        limit = view["rate_limit"] + (
+            f", {model.max_concurrent_tasks} tasks at once" if model.max_concurrent_tasks else ""
+        )
         n = "1" if model.max_outputs == 1 else f"1–{model.max_outputs}"
-        row = (f"| `{model.id}` | {' + '.join(view['capabilities'])} | {view['endpoint']} | "
-               f"{n} | {model.size_rule.value} | {limit} |")
+        row = (
+            f"| `{model.id}` | {' + '.join(view['capabilities'])} | {view['endpoint']} | "
+            f"{n} | {model.size_rule.value} | {limit} |"
+        )
         assert row in readme, row
 
 

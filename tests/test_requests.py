@@ -6,19 +6,24 @@ import base64
 
 import pytest
 
-from conftest import data_url, image_bytes
 from qwen_edit.domain.catalog import MAX_IMAGE_BYTES, Capability
 from qwen_edit.domain.errors import InvalidRequest
 from qwen_edit.domain.image_headers import ImageRejected
 from qwen_edit.domain.images import InlineImage, S3Image, UrlImage, check_image_bytes
 from qwen_edit.domain.requests import direct_url, parse_request
 
+from conftest import data_url, image_bytes
+
 IMAGE = "https://images.example.com/photo.png"
 
 
 def edit(**fields):
-    payload = {"model": "qwen-image-edit-plus", "images": [IMAGE], "prompt": "make it blue",
-               **fields}
+    payload = {
+        "model": "qwen-image-edit-plus",
+        "images": [IMAGE],
+        "prompt": "make it blue",
+        **fields,
+    }
     return parse_request(Capability.EDIT, payload, default_model="qwen-image-edit-plus")
 
 
@@ -44,8 +49,10 @@ def test_default_models_fill_in():
     assert job.spec.id == "qwen-image-plus" and job.body.model == "qwen-image-plus"
 
 
-@pytest.mark.parametrize("field, limit, rule", [
-    ("prompt", 800, "string_too_long"), ("negative_prompt", 500, "string_too_long")])
+@pytest.mark.parametrize(
+    "field, limit, rule",
+    [("prompt", 800, "string_too_long"), ("negative_prompt", 500, "string_too_long")],
+)
 def test_prompt_lengths(field, limit, rule):
     assert edit(**{field: "字" * limit})  # one character each, whatever the script
     assert broken(edit, **{field: "字" * (limit + 1)}) == {(field, rule)}
@@ -56,12 +63,16 @@ def test_blank_or_missing_prompt():
     assert broken(generation, prompt=None) == {("prompt", "string_type")}
     with pytest.raises(InvalidRequest) as caught:
         parse_request(Capability.TEXT_TO_IMAGE, {}, default_model="qwen-image")
-    assert caught.value.details[0] == {"field": "prompt", "rule": "required",
-                                       "message": "prompt: Field required"}
+    assert caught.value.details[0] == {
+        "field": "prompt",
+        "rule": "required",
+        "message": "prompt: Field required",
+    }
 
 
-@pytest.mark.parametrize("seed, ok", [(0, True), (2_147_483_647, True), (-1, False),
-                                      (2_147_483_648, False)])
+@pytest.mark.parametrize(
+    "seed, ok", [(0, True), (2_147_483_647, True), (-1, False), (2_147_483_648, False)]
+)
 def test_seed_range(seed, ok):
     if ok:
         assert edit(seed=seed).body.seed == seed
@@ -69,8 +80,9 @@ def test_seed_range(seed, ok):
         assert {f for f, _ in broken(edit, seed=seed)} == {"seed"}
 
 
-@pytest.mark.parametrize("model, most", [("qwen-image-edit-plus", 6), ("qwen-image-2.0-pro", 6),
-                                         ("qwen-image-edit", 1)])
+@pytest.mark.parametrize(
+    "model, most", [("qwen-image-edit-plus", 6), ("qwen-image-2.0-pro", 6), ("qwen-image-edit", 1)]
+)
 def test_n_per_model_for_edits(model, most):
     assert edit(model=model, n=most).body.n == most
     assert broken(edit, model=model, n=most + 1) == {("n", "range")}
@@ -94,23 +106,27 @@ def test_image_count(count, ok):
 
 def test_edit_needs_images():
     assert broken(edit, images=[]) == {("images", "too_short")}
-    assert ("images", "required") in broken(lambda **f: parse_request(
-        Capability.EDIT, {"prompt": "x"}, default_model="qwen-image-edit"))
+    assert ("images", "required") in broken(
+        lambda **f: parse_request(Capability.EDIT, {"prompt": "x"}, default_model="qwen-image-edit")
+    )
 
 
-@pytest.mark.parametrize("model, size, ok, rule", [
-    ("qwen-image-2.0", "512*512", True, None),
-    ("qwen-image-2.0", "2048*2048", True, None),
-    ("qwen-image-2.0", "4096*256", True, None),  # the 2.0 rule is on total pixels only
-    ("qwen-image-2.0", "511*512", False, "total-pixels"),
-    ("qwen-image-2.0-pro", "2048*2049", False, "total-pixels"),
-    ("qwen-image-edit-plus", "512*2048", True, None),
-    ("qwen-image-edit-max", "511*1024", False, "each-side"),
-    ("qwen-image-edit-plus-2025-10-30", "1024*2049", False, "each-side"),
-    ("qwen-image-edit", "1024*1024", False, "not-settable"),
-    ("qwen-image-edit-plus", "1024x1024", False, "format"),
-    ("qwen-image-edit-plus", "0*1024", False, "format"),
-])
+@pytest.mark.parametrize(
+    "model, size, ok, rule",
+    [
+        ("qwen-image-2.0", "512*512", True, None),
+        ("qwen-image-2.0", "2048*2048", True, None),
+        ("qwen-image-2.0", "4096*256", True, None),  # the 2.0 rule is on total pixels only
+        ("qwen-image-2.0", "511*512", False, "total-pixels"),
+        ("qwen-image-2.0-pro", "2048*2049", False, "total-pixels"),
+        ("qwen-image-edit-plus", "512*2048", True, None),
+        ("qwen-image-edit-max", "511*1024", False, "each-side"),
+        ("qwen-image-edit-plus-2025-10-30", "1024*2049", False, "each-side"),
+        ("qwen-image-edit", "1024*1024", False, "not-settable"),
+        ("qwen-image-edit-plus", "1024x1024", False, "format"),
+        ("qwen-image-edit-plus", "0*1024", False, "format"),
+    ],
+)
 def test_size_rules(model, size, ok, rule):
     if ok:
         assert edit(model=model, size=size).body.size == size
@@ -134,18 +150,19 @@ def test_unknown_fields_are_refused():
 
 
 def test_webhook_url_must_be_a_url():
-    # Where it may point (https, public addresses) is webhooks.check_target's: tests/test_webhooks.py
+    # Where it may point (https, public addresses) is webhooks.check_target's:
+    # tests/test_webhooks.py
     assert edit(webhook_url="https://hooks.example.com/qwen")
     assert broken(edit, webhook_url="ftp://hooks.example.com/qwen") == {
-        ("webhook_url", "value_error")}
+        ("webhook_url", "value_error")
+    }
     assert broken(edit, webhook_url="not a url") == {("webhook_url", "value_error")}
 
 
 def test_metadata_limits():
     assert edit(metadata={"order": "A-17"}).body.metadata == {"order": "A-17"}
     assert {f for f, _ in broken(edit, metadata={"k": "v" * 513})} == {"metadata.k"}
-    assert broken(edit, metadata={f"k{i}": "v" for i in range(21)}) == {
-        ("metadata", "too_long")}
+    assert broken(edit, metadata={f"k{i}": "v" for i in range(21)}) == {("metadata", "too_long")}
 
 
 @pytest.mark.parametrize("fmt", ["jpeg", "png", "bmp", "tiff", "webp", "gif"])
@@ -161,14 +178,13 @@ def test_jpg_mime_alias_is_accepted():
 def test_inline_image_rules():
     png = base64.b64encode(image_bytes("png")).decode()
     assert broken(edit, images=[f"data:image/jpeg;base64,{png}"]) == {
-        ("images[0]", "mime-mismatch")}
+        ("images[0]", "mime-mismatch")
+    }
     text = base64.b64encode(b"hello, not an image").decode()
     assert broken(edit, images=[f"data:image/png;base64,{text}"]) == {("images[0]", "format")}
     assert broken(edit, images=["data:image/png;base64,%%%"]) == {("images[0]", "data-url")}
-    assert broken(edit, images=[f"data:image/svg+xml;base64,{png}"]) == {
-        ("images[0]", "format")}
-    assert broken(edit, images=[f"data:text/plain;base64,{png}"]) == {
-        ("images[0]", "data-url")}
+    assert broken(edit, images=[f"data:image/svg+xml;base64,{png}"]) == {("images[0]", "format")}
+    assert broken(edit, images=[f"data:text/plain;base64,{png}"]) == {("images[0]", "data-url")}
 
 
 def test_inline_image_size_limit_at_and_past_10_mb():
@@ -189,8 +205,9 @@ def test_image_reference_kinds():
 
 
 def test_every_broken_rule_is_reported_at_once():
-    details = rejected(edit, model="qwen-image-edit", n=2, size="1024*1024",
-                       images=[IMAGE, "ftp://x"])
+    details = rejected(
+        edit, model="qwen-image-edit", n=2, size="1024*1024", images=[IMAGE, "ftp://x"]
+    )
     assert [d["field"] for d in details] == ["n", "size", "images[1]"]
     assert all(d["message"] for d in details)
 

@@ -21,22 +21,41 @@ from conftest import ROOT, data_url
 IN_NAMESPACE = os.environ.get("QWEN_EDIT_LOOPBACK_ONLY") == "1"
 inside = pytest.mark.skipif(not IN_NAMESPACE, reason="runs in a loopback-only namespace")
 EDIT = {"model": "qwen-image-edit-plus", "prompt": "add a red scarf"}
-METADATA_FORMS = ["169.254.169.254", "2852039166", "0251.0376.0251.0376", "0xa9fea9fe",
-                  "[::ffff:169.254.169.254]", "[64:ff9b::a9fe:a9fe]", "[2002:a9fe:a9fe::1]",
-                  "[::a9fe:a9fe]", "[2001:0:4136:e378:8000:63bf:5601:5601]",  # Teredo → .254
-                  "10.0.0.1", "192.168.1.1", "100.64.0.1", "[fd00::1]", "[fe80::1]",
-                  "good.example@169.254.169.254"]
+METADATA_FORMS = [
+    "169.254.169.254",
+    "2852039166",
+    "0251.0376.0251.0376",
+    "0xa9fea9fe",
+    "[::ffff:169.254.169.254]",
+    "[64:ff9b::a9fe:a9fe]",
+    "[2002:a9fe:a9fe::1]",
+    "[::a9fe:a9fe]",
+    "[2001:0:4136:e378:8000:63bf:5601:5601]",  # Teredo → .254
+    "10.0.0.1",
+    "192.168.1.1",
+    "100.64.0.1",
+    "[fd00::1]",
+    "[fe80::1]",
+    "good.example@169.254.169.254",
+]
 
 
 @pytest.mark.skipif(IN_NAMESPACE, reason="this is the namespace itself")
 def test_ssrf_cases_pass_in_a_loopback_only_namespace():
     if shutil.which("unshare") is None or shutil.which("ip") is None:
         pytest.skip("unshare or ip is missing: the SSRF cases cannot be isolated here")
-    command = (f"ip link set lo up && exec {sys.executable} -m pytest -q -p no:cacheprovider "
-               f"-o addopts= {__file__}")
-    result = subprocess.run(["unshare", "-n", "--", "bash", "-c", command], cwd=ROOT,
-                            env={**os.environ, "QWEN_EDIT_LOOPBACK_ONLY": "1"},
-                            capture_output=True, text=True, timeout=600)
+    command = (
+        f"ip link set lo up && exec {sys.executable} -m pytest -q -p no:cacheprovider "
+        f"-o addopts= {__file__}"
+    )
+    result = subprocess.run(
+        ["unshare", "-n", "--", "bash", "-c", command],
+        cwd=ROOT,
+        env={**os.environ, "QWEN_EDIT_LOOPBACK_ONLY": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if result.returncode != 0 and "unshare failed" in result.stderr:
         pytest.skip(f"no network namespace here: {result.stderr.strip()}")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -46,6 +65,7 @@ def test_ssrf_cases_pass_in_a_loopback_only_namespace():
 @inside
 def test_nothing_but_loopback_is_reachable_here():
     import socket
+
     with socket.socket() as probe:
         probe.settimeout(1)
         assert probe.connect_ex(("10.0.0.1", 80)) != 0
@@ -54,8 +74,11 @@ def test_nothing_but_loopback_is_reachable_here():
 @inside
 @pytest.mark.parametrize("host", METADATA_FORMS)
 def test_webhook_targets_of_every_spelling_are_refused(stack, host):
-    answer = call(stack, "api-create-edit",
-                  body={**EDIT, "images": [data_url()], "webhook_url": f"https://{host}/hook"})
+    answer = call(
+        stack,
+        "api-create-edit",
+        body={**EDIT, "images": [data_url()], "webhook_url": f"https://{host}/hook"},
+    )
     assert answer.status == 422, answer
     assert "webhook_url" in [d["field"] for d in answer.body["error"]["details"]]
     assert stack.emulator.fake.counters.total() == 0
@@ -64,8 +87,9 @@ def test_webhook_targets_of_every_spelling_are_refused(stack, host):
 @inside
 @pytest.mark.parametrize("host", METADATA_FORMS)
 def test_image_urls_to_private_addresses_cost_no_provider_call(stack, host):
-    answer = call(stack, "api-create-edit",
-                  body={**EDIT, "images": [f"http://{host}/latest/meta-data/x.png"]})
+    answer = call(
+        stack, "api-create-edit", body={**EDIT, "images": [f"http://{host}/latest/meta-data/x.png"]}
+    )
     assert answer.status == 422, answer
     assert answer.body["error"]["details"][0]["rule"] == "public-url"
     assert stack.emulator.fake.counters.total() == 0

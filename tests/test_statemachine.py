@@ -11,10 +11,11 @@ import jsonschema
 import pytest
 from cfnlint.data.schemas.other import step_functions
 
-from conftest import ROOT
-from qwen_edit.domain import errors
 from qwen_edit.app import workflow
+from qwen_edit.domain import errors
 from qwen_edit_cli.local.template import substitute
+
+from conftest import ROOT
 from yaml_loader import template
 
 ASL = ROOT / "statemachine" / "job.asl.json"
@@ -23,8 +24,10 @@ AWS_ERRORS = {"States.ALL", "States.Timeout", "ClientError"}
 
 
 def definition(poll_interval: int = 10) -> dict:
-    values = {name: f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
-              for name in STATE_MACHINE["DefinitionSubstitutions"]}
+    values = {
+        name: f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
+        for name in STATE_MACHINE["DefinitionSubstitutions"]
+    }
     values["PollIntervalSeconds"] = poll_interval
     return json.loads(substitute(ASL.read_text(), values))
 
@@ -55,7 +58,9 @@ def test_every_task_runs_the_workflow_step_of_its_name():
         if state["Type"] != "Task":
             continue
         function = state["Resource"].rsplit(":", 1)[-1].removesuffix("Arn")
-        step = re.sub(r"(?<!^)([A-Z])", r"_\1", state_name).lower()  # RecordFailure → record_failure
+        step = re.sub(
+            r"(?<!^)([A-Z])", r"_\1", state_name
+        ).lower()  # RecordFailure → record_failure
         assert callable(getattr(workflow, step))
         app = ROOT / resources[function]["Properties"]["CodeUri"] / "app.py"
         assert f"workflow_task(workflow.{step})" in app.read_text(), (state_name, app)
@@ -63,11 +68,15 @@ def test_every_task_runs_the_workflow_step_of_its_name():
 
 def test_error_names_are_domain_errors_with_the_matching_outcome():
     states = definition()["States"]
-    outcome_of = {"Admit": {"NotAdmitted": errors.Outcome.WAIT_FOR_SLOT},
-                  "Poll": {"TaskPending": errors.Outcome.POLL_AGAIN},
-                  "Submit": {"ProviderRetryable": errors.Outcome.RETRY,
-                             "NotAdmitted": errors.Outcome.WAIT_FOR_SLOT},
-                  "Store": {"ProviderRetryable": errors.Outcome.RETRY}}
+    outcome_of = {
+        "Admit": {"NotAdmitted": errors.Outcome.WAIT_FOR_SLOT},
+        "Poll": {"TaskPending": errors.Outcome.POLL_AGAIN},
+        "Submit": {
+            "ProviderRetryable": errors.Outcome.RETRY,
+            "NotAdmitted": errors.Outcome.WAIT_FOR_SLOT,
+        },
+        "Store": {"ProviderRetryable": errors.Outcome.RETRY},
+    }
     for state_name, state in states.items():
         for rule in state.get("Retry", []) + state.get("Catch", []):
             for name in rule["ErrorEquals"]:
@@ -80,15 +89,24 @@ def test_error_names_are_domain_errors_with_the_matching_outcome():
 def test_every_failure_is_caught_into_record_failure():
     for name, state in definition()["States"].items():
         if state["Type"] == "Task" and name not in ("RecordFailure", "Notify"):
-            assert state["Catch"][-1] == {"ErrorEquals": ["States.ALL"],
-                                          "ResultPath": "$.failure", "Next": "RecordFailure"}
+            assert state["Catch"][-1] == {
+                "ErrorEquals": ["States.ALL"],
+                "ResultPath": "$.failure",
+                "Next": "RecordFailure",
+            }
     states = definition()["States"]
     assert states["RecordFailure"]["Next"] == "Notify" and states["Notify"]["End"]
 
 
-@pytest.mark.parametrize("sample", sorted(p for p in (ROOT / "events").glob("*.json")
-                                           if not p.stem.startswith(("api-", "trigger-", "s3-", "webhook-"))),
-                         ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "sample",
+    sorted(
+        p
+        for p in (ROOT / "events").glob("*.json")
+        if not p.stem.startswith(("api-", "trigger-", "s3-", "webhook-"))
+    ),
+    ids=lambda p: p.stem,
+)
 def test_workflow_sample_events_match_their_handlers(sample):
     event = json.loads(sample.read_text())
     if sample.stem == "reconcile":
@@ -102,7 +120,9 @@ def test_workflow_sample_events_match_their_handlers(sample):
 def test_failure_records_keep_our_code_or_the_error_name():
     sample = json.loads((ROOT / "events" / "record_failure.json").read_text())
     assert errors.failure_of(sample["failure"]["Error"], sample["failure"]["Cause"]) == (
-        "DataInspectionFailed", "Input data may contain inappropriate content.")
+        "DataInspectionFailed",
+        "Input data may contain inappropriate content.",
+    )
     crash = json.dumps({"errorType": "KeyError", "errorMessage": "'images'"})
     assert errors.failure_of("KeyError", crash) == ("KeyError", "'images'")
     assert errors.failure_of("States.Timeout", None) == ("States.Timeout", "States.Timeout")

@@ -7,10 +7,11 @@ import time
 import httpx
 import pytest
 
-from conftest import data_url, png_size
+from qwen_edit.adapters.task_api import TaskApiClient
 from qwen_edit.domain.catalog import Capability
 from qwen_edit.domain.provider import ProviderError, ProviderRequest, TaskStatus
-from qwen_edit.adapters.task_api import TaskApiClient
+
+from conftest import data_url, png_size
 
 
 @pytest.fixture
@@ -21,8 +22,13 @@ def task_api(emulator):
 
 
 def call(model="qwen_image_edit_plus", **parameters):
-    return ProviderRequest(model=model, capability=Capability.EDIT, prompt="swap the dress",
-                           images=(data_url("png", (700, 700)),), parameters=parameters)
+    return ProviderRequest(
+        model=model,
+        capability=Capability.EDIT,
+        prompt="swap the dress",
+        images=(data_url("png", (700, 700)),),
+        parameters=parameters,
+    )
 
 
 def until_final(client, task):
@@ -54,7 +60,10 @@ def test_errors_keep_code_and_message(task_api):
     with pytest.raises(ProviderError) as caught:
         task_api.fetch("missing")
     assert (caught.value.code, caught.value.http_status, caught.value.retryable) == (
-        "404", 404, False)
+        "404",
+        404,
+        False,
+    )
     with pytest.raises(ProviderError) as caught:
         task_api.submit(call("qwen-image-edit-plus"))  # a DashScope model, not this provider's
     assert caught.value.code == "404" and "Model not exist" in caught.value.message
@@ -73,12 +82,29 @@ def test_cancel_is_not_offered():
 
 
 def test_statuses_map_onto_the_shared_ones():
-    answers = iter([{"task_id": "t", "status": "processing"},
-                    {"task_id": "t", "status": "something-new"},
-                    {"task_id": "t", "status": "completed", "output": [{"content": [
-                        {"type": "text", "text": "x"}, {"type": "image", "url": "https://u"}]}]}])
-    client = TaskApiClient("k", base_url="https://tasks.example.com/v1", transport=
-                           httpx.MockTransport(lambda r: httpx.Response(200, json=next(answers))))
+    answers = iter(
+        [
+            {"task_id": "t", "status": "processing"},
+            {"task_id": "t", "status": "something-new"},
+            {
+                "task_id": "t",
+                "status": "completed",
+                "output": [
+                    {
+                        "content": [
+                            {"type": "text", "text": "x"},
+                            {"type": "image", "url": "https://u"},
+                        ]
+                    }
+                ],
+            },
+        ]
+    )
+    client = TaskApiClient(
+        "k",
+        base_url="https://tasks.example.com/v1",
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, json=next(answers))),
+    )
     assert client.fetch("t").status is TaskStatus.RUNNING
     assert client.fetch("t").status is TaskStatus.RUNNING  # unrecognised: keep polling
     done = client.fetch("t")

@@ -10,14 +10,15 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import pytest
 
-from conftest import ROOT, image_bytes, png_size
-from jobs_support import wait_execution
 from qwen_edit.app import uploads
 from qwen_edit.domain.jobs import JobSource, JobStatus
+from qwen_edit.entrypoints import s3_events
 from qwen_edit_cli.local.lambdas import FakeLambdaContext
 
-RECIPE = {"model": "qwen-image-edit-plus", "prompt": "Turn the photo into a watercolor",
-          "seed": 3}
+from conftest import ROOT, image_bytes, png_size
+from jobs_support import wait_execution
+
+RECIPE = {"model": "qwen-image-edit-plus", "prompt": "Turn the photo into a watercolor", "seed": 3}
 
 
 @pytest.fixture
@@ -25,8 +26,9 @@ def s3(stack):
     client = boto3.client("s3")
     client.inbox = stack.physical["InputBucket"]
     client.outbox = stack.physical["OutputBucket"]
-    client.put_object(Bucket=client.inbox, Key="recipes/watercolor.json",
-                      Body=json.dumps(RECIPE).encode())
+    client.put_object(
+        Bucket=client.inbox, Key="recipes/watercolor.json", Body=json.dumps(RECIPE).encode()
+    )
     return client
 
 
@@ -47,8 +49,9 @@ def finish(stack, job_ids) -> None:
 
 
 def upload_jobs(stack) -> list:
-    return [job for job in stack.ctx.jobs.list_for_tenant(uploads.UPLOAD_TENANT, 100, None,
-                                                          None)[0]]
+    return [
+        job for job in stack.ctx.jobs.list_for_tenant(uploads.UPLOAD_TENANT, 100, None, None)[0]
+    ]
 
 
 def test_recipe_upload_end_to_end(stack, s3):
@@ -67,8 +70,9 @@ def test_recipe_upload_end_to_end(stack, s3):
 
 
 def test_two_outputs_are_numbered(stack, s3):
-    s3.put_object(Bucket=s3.inbox, Key="recipes/pair.json",
-                  Body=json.dumps({**RECIPE, "n": 2}).encode())
+    s3.put_object(
+        Bucket=s3.inbox, Key="recipes/pair.json", Body=json.dumps({**RECIPE, "n": 2}).encode()
+    )
     upload(s3, "inbox/pair/boat.png", image_bytes("png"))
     stack.pump()
     finish(stack, [j.id for j in upload_jobs(stack)])
@@ -79,22 +83,32 @@ def test_two_outputs_are_numbered(stack, s3):
 
 def test_recipe_reference_images_follow_the_upload(stack, s3):
     s3.put_object(Bucket=s3.inbox, Key="assets/dress.png", Body=image_bytes("png"))
-    s3.put_object(Bucket=s3.inbox, Key="recipes/outfit.json",
-                  Body=json.dumps({**RECIPE, "images": ["assets/dress.png"]}).encode())
+    s3.put_object(
+        Bucket=s3.inbox,
+        Key="recipes/outfit.json",
+        Body=json.dumps({**RECIPE, "images": ["assets/dress.png"]}).encode(),
+    )
     upload(s3, "inbox/outfit/ana.jpg")
     stack.pump()
     [job] = upload_jobs(stack)
-    assert job.request["images"] == [f"s3://{s3.inbox}/inbox/outfit/ana.jpg",
-                                      f"s3://{s3.inbox}/assets/dress.png"]
+    assert job.request["images"] == [
+        f"s3://{s3.inbox}/inbox/outfit/ana.jpg",
+        f"s3://{s3.inbox}/assets/dress.png",
+    ]
 
 
 def test_manifest_with_three_images(stack, s3):
     for name in ("girl", "dress", "pose"):
         s3.put_object(Bucket=s3.inbox, Key=f"assets/{name}.png", Body=image_bytes("png"))
-    manifest = {"model": "qwen-image-2.0", "prompt": "The girl in Image 1 wears the dress "
-                "from Image 2 in the pose of Image 3",
-                "images": ["assets/girl.png", f"s3://{s3.inbox}/assets/dress.png",
-                           "https://example.com/pose.png"]}
+    manifest = {
+        "model": "qwen-image-2.0",
+        "prompt": "The girl in Image 1 wears the dress from Image 2 in the pose of Image 3",
+        "images": [
+            "assets/girl.png",
+            f"s3://{s3.inbox}/assets/dress.png",
+            "https://example.com/pose.png",
+        ],
+    }
     upload(s3, "inbox/fitting.json", json.dumps(manifest).encode())
     stack.pump()
     [job] = upload_jobs(stack)
@@ -103,20 +117,41 @@ def test_manifest_with_three_images(stack, s3):
     assert output(s3, "outbox/fitting.png") and output(s3, "outbox/fitting.json")
 
 
-@pytest.mark.parametrize("key, body, code, words", [
-    ("inbox/watercolor/notes.png", b"not an image at all", "InvalidRequest", "not a PNG, JPEG"),
-    ("inbox/watercolor/huge.png", b"\x89PNG\r\n\x1a\n" + b"\0" * (10 * 1024 * 1024),
-     "InvalidRequest", "the limit is"),
-    ("inbox/nosuchrecipe/a.jpg", None, "NotFound", "unknown recipe 'nosuchrecipe'"),
-    ("inbox/broken.json", b"{\"prompt\": ", "MalformedJson", "not valid JSON"),
-    ("inbox/missing.json", json.dumps({"prompt": "x", "images": ["assets/nope.png"]}).encode(),
-     "InvalidRequest", "does not exist or is not yours"),
-    ("inbox/rule.json", json.dumps({"model": "qwen-image-edit", "n": 3, "prompt": "x",
-                                    "images": ["https://example.com/a.png"]}).encode(),
-     "InvalidRequest", "exactly 1"),
-    ("inbox/watercolor/readme.txt", b"hello", "NotAnImage", "image extension"),
-    ("inbox/loose.jpg", None, "NotInARecipe", "inbox/<recipe>/"),
-])
+@pytest.mark.parametrize(
+    "key, body, code, words",
+    [
+        ("inbox/watercolor/notes.png", b"not an image at all", "InvalidRequest", "not a PNG, JPEG"),
+        (
+            "inbox/watercolor/huge.png",
+            b"\x89PNG\r\n\x1a\n" + b"\0" * (10 * 1024 * 1024),
+            "InvalidRequest",
+            "the limit is",
+        ),
+        ("inbox/nosuchrecipe/a.jpg", None, "NotFound", "unknown recipe 'nosuchrecipe'"),
+        ("inbox/broken.json", b'{"prompt": ', "MalformedJson", "not valid JSON"),
+        (
+            "inbox/missing.json",
+            json.dumps({"prompt": "x", "images": ["assets/nope.png"]}).encode(),
+            "InvalidRequest",
+            "does not exist or is not yours",
+        ),
+        (
+            "inbox/rule.json",
+            json.dumps(
+                {
+                    "model": "qwen-image-edit",
+                    "n": 3,
+                    "prompt": "x",
+                    "images": ["https://example.com/a.png"],
+                }
+            ).encode(),
+            "InvalidRequest",
+            "exactly 1",
+        ),
+        ("inbox/watercolor/readme.txt", b"hello", "NotAnImage", "image extension"),
+        ("inbox/loose.jpg", None, "NotInARecipe", "inbox/<recipe>/"),
+    ],
+)
 def test_rejected_uploads_explain_themselves_and_cost_nothing(stack, s3, key, body, code, words):
     upload(s3, key, body)
     stack.pump()
@@ -134,8 +169,9 @@ def test_the_same_event_delivered_twice_makes_one_job(stack, s3):
     queue = stack.physical["TriggerQueue"]
     [message] = sqs.receive_message(QueueUrl=queue)["Messages"]
     sqs.send_message(QueueUrl=queue, MessageBody=message["Body"])  # S3 delivers it again
-    sqs.change_message_visibility(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"],
-                                  VisibilityTimeout=0)
+    sqs.change_message_visibility(
+        QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+    )
     assert stack.pump() == 2
     [job] = upload_jobs(stack)
     finish(stack, [job.id])
@@ -153,15 +189,18 @@ def test_a_new_upload_to_the_same_key_is_a_new_job(stack, s3):
 
 def test_an_upload_that_died_before_its_workflow_is_restarted(stack, s3):
     notification = json.loads((ROOT / "events" / "s3-notification.json").read_text())
-    [upload_] = uploads.from_s3_notification(notification)
+    [upload_] = s3_events.from_s3_notification(notification)
     job_id = uploads.upload_job_id(upload_)
     assert job_id.startswith("s3-") and upload_.key == "inbox/portraits/2026/Ana María.jpg"
     assert upload_.identity == "0062E99A88DC407460"  # the sequencer names the version
 
 
 def test_unicode_spaces_and_plus_in_keys(stack, s3):
-    keys = ["inbox/watercolor/Ana María.jpg", "inbox/watercolor/a+b c.jpg",
-            "inbox/watercolor/日本/猫.jpg"]
+    keys = [
+        "inbox/watercolor/Ana María.jpg",
+        "inbox/watercolor/a+b c.jpg",
+        "inbox/watercolor/日本/猫.jpg",
+    ]
     for key in keys:
         upload(s3, key)
     assert stack.pump() == 3
@@ -195,14 +234,18 @@ def test_fifty_uploads_at_once_none_lost(stack, s3):
     jobs = upload_jobs(stack)
     assert len(jobs) == 50
     finish(stack, [j.id for j in jobs])
-    failed = [(j.id, j.error) for j in map(stack.ctx.jobs.get, [j.id for j in jobs])
-              if j.status is not JobStatus.SUCCEEDED]
+    failed = [
+        (j.id, j.error)
+        for j in map(stack.ctx.jobs.get, [j.id for j in jobs])
+        if j.status is not JobStatus.SUCCEEDED
+    ]
     assert failed == []
-    assert all(output(s3, key.replace("inbox/", "outbox/").replace(".jpg", ".png"))
-               for key in keys)
+    assert all(output(s3, key.replace("inbox/", "outbox/").replace(".jpg", ".png")) for key in keys)
     calls, refused = fake.counters["calls.multimodal-generation"], fake.counters["rate_limited"]
-    print(f"\n50 uploads: {time.monotonic() - started:.1f} s, {calls} provider calls, "
-          f"{refused} refused by the provider's limit")
+    print(
+        f"\n50 uploads: {time.monotonic() - started:.1f} s, {calls} provider calls, "
+        f"{refused} refused by the provider's limit"
+    )
     # Every refused call was retried and its job still succeeded: nothing lost, no duplicate.
     # Refusals stay rare (none in a quiet run; this one process also hosts moto and the
     # emulator, so under a loaded CI a call can arrive later after its claim than it would).

@@ -9,6 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import pytest
 
+from qwen_edit.app import service
+from qwen_edit.domain.catalog import Capability
+from qwen_edit.domain.errors import JobConflict
+from qwen_edit.domain.jobs import JobStatus
+from qwen_edit_cli.emulator.faults import LimitOverride
+
 from conftest import data_url, png_size
 from jobs_support import (
     billed_transitions,
@@ -18,11 +24,6 @@ from jobs_support import (
     wait_execution,
     wait_until,
 )
-from qwen_edit.app import service
-from qwen_edit.domain.catalog import Capability
-from qwen_edit.domain.errors import JobConflict
-from qwen_edit.domain.jobs import JobStatus
-from qwen_edit_cli.emulator.faults import LimitOverride
 
 EDIT = {"model": "qwen-image-edit-plus", "prompt": "add a red scarf", "n": 2}
 
@@ -42,15 +43,20 @@ def test_sync_edit_succeeds_with_results_in_s3(stack):
     assert wait_execution(stack, job.id)["status"] == "SUCCEEDED"
     done = job_of(stack, job.id)
     assert done.status is JobStatus.SUCCEEDED and done.completed_at and not done.error
-    assert [o.s3_uri.rsplit("/", 2)[-2:] for o in done.outputs] == [[job.id, "0.png"],
-                                                                     [job.id, "1.png"]]
+    assert [o.s3_uri.rsplit("/", 2)[-2:] for o in done.outputs] == [
+        [job.id, "0.png"],
+        [job.id, "1.png"],
+    ]
     for output in done.outputs:
         stored = output_object(stack, output.s3_uri)
         assert stored["ContentType"] == "image/png"
         assert png_size(stored["Body"].read()) == (output.width, output.height)
     assert done.usage.image_count == 2 and done.provider.request_id
-    record = json.loads(output_object(stack, f"s3://{stack.physical['OutputBucket']}/results/"
-                                             f"{job.id}/job.json")["Body"].read())
+    record = json.loads(
+        output_object(stack, f"s3://{stack.physical['OutputBucket']}/results/{job.id}/job.json")[
+            "Body"
+        ].read()
+    )
     assert record["status"] == "succeeded" and "tenant" not in record
     events = history(stack, job.id)
     assert billed_transitions(events) == 6  # Admit, WaitForSlot, Submit, IsAsyncTask, Store, Notify
@@ -60,8 +66,9 @@ def test_sync_edit_succeeds_with_results_in_s3(stack):
 def test_async_text_to_image_succeeds_after_polls(stack):
     stack.emulator.fake.faults.pending_s = 1.0
     stack.emulator.fake.faults.running_s = 1.5
-    job = start(stack, {"model": "qwen-image-plus", "prompt": "a lighthouse"},
-                Capability.TEXT_TO_IMAGE)
+    job = start(
+        stack, {"model": "qwen-image-plus", "prompt": "a lighthouse"}, Capability.TEXT_TO_IMAGE
+    )
     assert wait_execution(stack, job.id)["status"] == "SUCCEEDED"
     done = job_of(stack, job.id)
     assert done.status is JobStatus.SUCCEEDED and done.provider.task_id
@@ -103,8 +110,10 @@ def test_failed_task_fails_the_job_with_the_provider_code(stack):
     wait_execution(stack, job.id)
     failed = job_of(stack, job.id)
     assert failed.status is JobStatus.FAILED
-    assert (failed.error.code, failed.error.message) == ("InternalError.Algo",
-                                                         "Algorithm process error.")
+    assert (failed.error.code, failed.error.message) == (
+        "InternalError.Algo",
+        "Algorithm process error.",
+    )
 
 
 def test_result_url_expired_before_store(stack):
@@ -118,8 +127,12 @@ def test_result_url_expired_before_store(stack):
 
 def test_deadline_fails_the_job_with_a_clear_code(stack):
     stack.emulator.fake.faults.running_s = 60
-    job = start(stack, {"model": "qwen-image-plus", "prompt": "slow"}, Capability.TEXT_TO_IMAGE,
-                job_deadline_seconds=3)
+    job = start(
+        stack,
+        {"model": "qwen-image-plus", "prompt": "slow"},
+        Capability.TEXT_TO_IMAGE,
+        job_deadline_seconds=3,
+    )
     wait_execution(stack, job.id)
     failed = job_of(stack, job.id)
     assert failed.status is JobStatus.FAILED and failed.error.code == "DeadlineExceeded"
@@ -128,8 +141,9 @@ def test_deadline_fails_the_job_with_a_clear_code(stack):
 
 def test_cancel_while_pending_stops_everything(stack):
     stack.emulator.fake.faults.pending_s = 60
-    job = start(stack, {"model": "qwen-image-plus", "prompt": "never mind"},
-                Capability.TEXT_TO_IMAGE)
+    job = start(
+        stack, {"model": "qwen-image-plus", "prompt": "never mind"}, Capability.TEXT_TO_IMAGE
+    )
     running = wait_until(lambda: (j := job_of(stack, job.id)).provider and j, what="a task id")
     canceled = service.cancel(stack.ctx, job.id, "tenant-a")
     assert canceled.status is JobStatus.CANCELED and canceled.error.code == "Canceled"
@@ -142,6 +156,7 @@ def test_cancel_while_pending_stops_everything(stack):
 
 def canceled_model_provider(job):
     from qwen_edit.domain.catalog import get_model
+
     return get_model(job.model).provider
 
 
@@ -158,7 +173,8 @@ def test_the_same_job_started_twice_makes_one_execution(stack):
     wait_execution(stack, job.id)
     stack.ctx.executions.start(job.id, {"job_id": job.id})  # once finished: refused, swallowed
     executions = boto3.client("stepfunctions").list_executions(
-        stateMachineArn=stack.state_machine_arn)["executions"]
+        stateMachineArn=stack.state_machine_arn
+    )["executions"]
     assert [e["name"] for e in executions] == [job.id]
     with pytest.raises(JobConflict):
         stack.ctx.jobs.create(job)
@@ -176,15 +192,17 @@ def test_a_burst_never_exceeds_the_provider_limit(stack):
     assert fake.counters["rate_limited"] == 0
     calls = sorted(c["at"] for c in fake.calls if c["route"] == "multimodal-generation")
     assert len(calls) == 20
-    assert all(later - earlier >= 1.0 for earlier, later in zip(calls, calls[2:]))
+    assert all(later - earlier >= 1.0 for earlier, later in zip(calls, calls[2:], strict=False))
 
 
 def test_async_concurrency_is_capped_at_two_tasks(stack):
     fake = stack.emulator.fake
     fake.faults.enforce_rate_limits = True
     fake.faults.running_s = 2.0
-    jobs = [start(stack, {"model": "qwen-image", "prompt": f"p{i}"}, Capability.TEXT_TO_IMAGE)
-            for i in range(4)]
+    jobs = [
+        start(stack, {"model": "qwen-image", "prompt": f"p{i}"}, Capability.TEXT_TO_IMAGE)
+        for i in range(4)
+    ]
     for job in jobs:
         assert wait_execution(stack, job.id, timeout=120)["status"] == "SUCCEEDED"
     assert fake.counters["concurrency_limited"] == 0 and fake.counters["rate_limited"] == 0
@@ -193,6 +211,7 @@ def test_async_concurrency_is_capped_at_two_tasks(stack):
 
 def test_submit_never_calls_the_provider_for_a_finished_job(stack):
     from qwen_edit.app import workflow
+
     job = start(stack, edit(n=1))
     wait_execution(stack, job.id)
     calls = stack.emulator.fake.counters["calls.multimodal-generation"]

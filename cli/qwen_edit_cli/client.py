@@ -26,8 +26,9 @@ class ApiError(Exception):
 
 class QwenEditClient:
     def __init__(self, api_url: str, api_key: str, timeout: float = 60.0):
-        self.http = httpx.Client(base_url=api_url.rstrip("/"), timeout=timeout,
-                                 headers={"x-api-key": api_key})
+        self.http = httpx.Client(
+            base_url=api_url.rstrip("/"), timeout=timeout, headers={"x-api-key": api_key}
+        )
         self.files = httpx.Client(timeout=timeout)  # presigned URLs: no API key
 
     def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
@@ -38,8 +39,12 @@ class QwenEditClient:
         body = answer.json() if answer.content else {}
         if answer.status_code >= 400:
             error = body.get("error", {}) if isinstance(body, dict) else {}
-            raise ApiError(answer.status_code, error.get("code", f"HTTP{answer.status_code}"),
-                           error.get("message", answer.text[:200]), error.get("details"))
+            raise ApiError(
+                answer.status_code,
+                error.get("code", f"HTTP{answer.status_code}"),
+                error.get("message", answer.text[:200]),
+                error.get("details"),
+            )
         return body
 
     def upload(self, path: Path) -> str:
@@ -48,32 +53,45 @@ class QwenEditClient:
         if content_type is None:
             raise ApiError(None, "NotAnImage", f"{path} is not a JPG, PNG, BMP, TIFF, WEBP or GIF")
         data = path.read_bytes()
-        ticket = self.request("POST", "/uploads", json={"content_type": content_type,
-                                                        "content_length": len(data)})
+        ticket = self.request(
+            "POST", "/uploads", json={"content_type": content_type, "content_length": len(data)}
+        )
         put = self.files.put(ticket["upload_url"], content=data, headers=ticket["headers"])
         if put.status_code >= 300:
-            raise ApiError(put.status_code, "UploadFailed", f"storing {path} failed: {put.text[:200]}")
+            raise ApiError(
+                put.status_code, "UploadFailed", f"storing {path} failed: {put.text[:200]}"
+            )
         return ticket["image"]
 
-    def create(self, kind: str, body: dict[str, Any],
-               idempotency_key: str | None = None) -> dict[str, Any]:
+    def create(
+        self, kind: str, body: dict[str, Any], idempotency_key: str | None = None
+    ) -> dict[str, Any]:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return self.request("POST", f"/{kind}", json=body, headers=headers)
 
     def get(self, job_id: str) -> dict[str, Any]:
         return self.request("GET", f"/jobs/{job_id}")
 
-    def list(self, limit: int = 20, cursor: str | None = None,
-             status: str | None = None) -> dict[str, Any]:
-        params = {k: v for k, v in {"limit": limit, "cursor": cursor, "status": status}.items()
-                  if v is not None}
+    def list(
+        self, limit: int = 20, cursor: str | None = None, status: str | None = None
+    ) -> dict[str, Any]:
+        params = {
+            k: v
+            for k, v in {"limit": limit, "cursor": cursor, "status": status}.items()
+            if v is not None
+        }
         return self.request("GET", "/jobs", params=params)
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self.request("POST", f"/jobs/{job_id}/cancel")
 
-    def wait(self, job_id: str, on_progress: Callable[[dict[str, Any], float], None] | None = None,
-             interval: float = 1.0, timeout: float = 3600) -> dict[str, Any]:
+    def wait(
+        self,
+        job_id: str,
+        on_progress: Callable[[dict[str, Any], float], None] | None = None,
+        interval: float = 1.0,
+        timeout: float = 3600,
+    ) -> dict[str, Any]:
         started = time.monotonic()
         while True:
             job = self.get(job_id)

@@ -17,12 +17,16 @@ from PIL import Image, ImageDraw
 from qwen_edit_cli.client import ApiError, QwenEditClient
 from qwen_edit_cli.local.serve import Ready, local_service
 
-RECIPE = {"model": "qwen-image-edit-plus", "prompt": "Turn the photo into a watercolor painting",
-          "seed": 7}
+RECIPE = {
+    "model": "qwen-image-edit-plus",
+    "prompt": "Turn the photo into a watercolor painting",
+    "seed": 7,
+}
 
 
-def sample_photo(sky: tuple[int, int, int] = (135, 190, 235),
-                 thing: tuple[int, int, int] = (200, 80, 60)) -> bytes:
+def sample_photo(
+    sky: tuple[int, int, int] = (135, 190, 235), thing: tuple[int, int, int] = (200, 80, 60)
+) -> bytes:
     """A small stand-in photo, so the demo needs no files and no network."""
     image = Image.new("RGB", (960, 640), sky)
     draw = ImageDraw.Draw(image)
@@ -36,31 +40,36 @@ def sample_photo(sky: tuple[int, int, int] = (135, 190, 235),
 
 def upload_triggered(ready: Ready, out_dir: Path) -> tuple[str, str, list[Path]]:
     s3 = boto3.client("s3", endpoint_url=ready.s3_endpoint_url, region_name=ready.region)
-    s3.put_object(Bucket=ready.input_bucket, Key="recipes/watercolor.json",
-                  Body=json.dumps(RECIPE).encode())
-    s3.put_object(Bucket=ready.input_bucket, Key="inbox/watercolor/demo/harbor.jpg",
-                  Body=sample_photo())
+    s3.put_object(
+        Bucket=ready.input_bucket, Key="recipes/watercolor.json", Body=json.dumps(RECIPE).encode()
+    )
+    s3.put_object(
+        Bucket=ready.input_bucket, Key="inbox/watercolor/demo/harbor.jpg", Body=sample_photo()
+    )
     prefix = "outbox/watercolor/demo/harbor"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         for suffix in (".json", ".error.json"):
             try:
-                record = json.loads(s3.get_object(Bucket=ready.output_bucket,
-                                                  Key=prefix + suffix)["Body"].read())
+                record = json.loads(
+                    s3.get_object(Bucket=ready.output_bucket, Key=prefix + suffix)["Body"].read()
+                )
             except s3.exceptions.NoSuchKey:
                 continue
             if suffix == ".error.json":
                 return "rejected", record["error"]["message"], []
             path = out_dir / "upload-harbor.png"
-            path.write_bytes(s3.get_object(Bucket=ready.output_bucket,
-                                           Key=f"{prefix}.png")["Body"].read())
+            path.write_bytes(
+                s3.get_object(Bucket=ready.output_bucket, Key=f"{prefix}.png")["Body"].read()
+            )
             return record["status"], record["model"], [path]
         time.sleep(0.5)
     return "timed out", RECIPE["model"], []
 
 
-def api_job(client: QwenEditClient, out_dir: Path, kind: str, body: dict,
-            name: str) -> tuple[str, str, list[Path]]:
+def api_job(
+    client: QwenEditClient, out_dir: Path, kind: str, body: dict, name: str
+) -> tuple[str, str, list[Path]]:
     job = client.create(kind, body)
     job = client.wait(job["id"], interval=0.5, timeout=120)
     saved = client.download(job, out_dir, name) if job["status"] == "succeeded" else []
@@ -69,12 +78,17 @@ def api_job(client: QwenEditClient, out_dir: Path, kind: str, body: dict,
 
 def run_demo(out_dir: Path) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
-    print("qwen-edit demo: starting the local stack (emulated AWS, the DashScope emulator, "
-          "the REST API)…", flush=True)
+    print(
+        "qwen-edit demo: starting the local stack (emulated AWS, the DashScope emulator, "
+        "the REST API)…",
+        flush=True,
+    )
     started = time.monotonic()
     # The handlers' own logs stay quiet (LogLevel, as in a deployment): the summary says it all.
-    with local_service(port=0, poll_interval=1, log_level="WARNING") as ready, \
-            tempfile.TemporaryDirectory() as scratch:
+    with (
+        local_service(port=0, poll_interval=1, log_level="WARNING") as ready,
+        tempfile.TemporaryDirectory() as scratch,
+    ):
         print(f"ready in {time.monotonic() - started:.1f} s: {ready.api_url}\n", flush=True)
         client = QwenEditClient(ready.api_url, ready.api_key)
         photos = []
@@ -83,18 +97,38 @@ def run_demo(out_dir: Path) -> int:
             path.write_bytes(sample_photo(thing=thing))
             photos.append(path)
         runs: list[tuple[str, Callable[[], tuple[str, str, list[Path]]]]] = [
-            ("upload-triggered recipe edit",
-             lambda: upload_triggered(ready, out_dir)),
-            ("API edit, two input images",
-             lambda: api_job(client, out_dir, "edits", {
-                 "model": "qwen-image-edit-plus", "seed": 42,
-                 "prompt": "Paint the house from Image 1 in the colors of Image 2",
-                 "images": [client.upload(p) for p in photos]}, "api-edit")),
-            ("async text-to-image",
-             lambda: api_job(client, out_dir, "generations", {
-                 "model": "qwen-image-plus", "seed": 42, "size": "1328*1328",
-                 "prompt": "A hand-drawn poster of three puppies playing ball on green grass"},
-                 "generation")),
+            ("upload-triggered recipe edit", lambda: upload_triggered(ready, out_dir)),
+            (
+                "API edit, two input images",
+                lambda: api_job(
+                    client,
+                    out_dir,
+                    "edits",
+                    {
+                        "model": "qwen-image-edit-plus",
+                        "seed": 42,
+                        "prompt": "Paint the house from Image 1 in the colors of Image 2",
+                        "images": [client.upload(p) for p in photos],
+                    },
+                    "api-edit",
+                ),
+            ),
+            (
+                "async text-to-image",
+                lambda: api_job(
+                    client,
+                    out_dir,
+                    "generations",
+                    {
+                        "model": "qwen-image-plus",
+                        "seed": 42,
+                        "size": "1328*1328",
+                        "prompt": "A hand-drawn poster of three puppies playing ball on "
+                        "green grass",
+                    },
+                    "generation",
+                ),
+            ),
         ]
         print(f"{'job':<30} {'model':<22} {'status':<10} {'seconds':>7}  outputs")
         failures = 0
@@ -106,8 +140,13 @@ def run_demo(out_dir: Path) -> int:
                 status, model, saved = "error", error.code, []
                 print(f"  {label}: {error.message}")
             failures += status != "succeeded"
-            print(f"{label:<30} {model:<22} {status:<10} {time.monotonic() - began:>7.1f}  "
-                  f"{', '.join(str(p) for p in saved) or '-'}", flush=True)
-    print(f"\n{'all three jobs succeeded' if not failures else f'{failures} job(s) did not succeed'}"
-          f" in {time.monotonic() - started:.1f} s; outputs in {out_dir}/")
+            print(
+                f"{label:<30} {model:<22} {status:<10} {time.monotonic() - began:>7.1f}  "
+                f"{', '.join(str(p) for p in saved) or '-'}",
+                flush=True,
+            )
+    print(
+        f"\n{'all three jobs succeeded' if not failures else f'{failures} job(s) did not succeed'}"
+        f" in {time.monotonic() - started:.1f} s; outputs in {out_dir}/"
+    )
     return 1 if failures else 0

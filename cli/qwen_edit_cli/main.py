@@ -36,10 +36,16 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     def client_options(command: argparse.ArgumentParser) -> None:
-        command.add_argument("--api-url", default=os.environ.get("QWEN_EDIT_API_URL"),
-                             help="the deployment's API URL, ending in /v1 (QWEN_EDIT_API_URL)")
-        command.add_argument("--api-key", default=os.environ.get("QWEN_EDIT_API_KEY"),
-                             help="your API key (QWEN_EDIT_API_KEY)")
+        command.add_argument(
+            "--api-url",
+            default=os.environ.get("QWEN_EDIT_API_URL"),
+            help="the deployment's API URL, ending in /v1 (QWEN_EDIT_API_URL)",
+        )
+        command.add_argument(
+            "--api-key",
+            default=os.environ.get("QWEN_EDIT_API_KEY"),
+            help="your API key (QWEN_EDIT_API_KEY)",
+        )
         command.add_argument("--json", action="store_true", help="print JSON for scripts")
 
     def job_options(command: argparse.ArgumentParser) -> None:
@@ -74,8 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     listing = jobs_commands.add_parser("list", help="your jobs, newest first")
     listing.add_argument("--limit", type=int, default=20)
     listing.add_argument("--cursor")
-    listing.add_argument("--status", choices=["queued", "running", "succeeded", "failed",
-                                              "canceled"])
+    listing.add_argument(
+        "--status", choices=["queued", "running", "succeeded", "failed", "canceled"]
+    )
     client_options(listing)
     listing.set_defaults(run=_list)
     cancel = jobs_commands.add_parser("cancel", help="cancel a job that has not finished")
@@ -87,8 +94,12 @@ def _parser() -> argparse.ArgumentParser:
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--port", type=int, default=8089)
     fake.add_argument("--api-key", help="accept only this bearer key (default: any non-empty)")
-    fake.add_argument("--faults", type=json.loads, default={},
-                      help='fault injection as JSON, e.g. \'{"throttle_rate": 0.2}\'')
+    fake.add_argument(
+        "--faults",
+        type=json.loads,
+        default={},
+        help="fault injection as JSON, e.g. '{\"throttle_rate\": 0.2}'",
+    )
     fake.add_argument("--ready-file", type=Path, help="write {url, api_base_url} here once up")
     fake.add_argument("--verbose", action="store_true", help="log every request")
     fake.set_defaults(run=_fake_dashscope)
@@ -99,14 +110,26 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=3000, help="the REST API's port (0: any)")
     serve.add_argument("--poll-interval", type=int, default=2, help="seconds between polls")
-    serve.add_argument("--api-key", action="append", dest="api_keys",
-                       help="a tenant's key (repeat for more; default: one generated)")
-    serve.add_argument("--operator-api-key", action="append", dest="operator_keys",
-                       help="a key that acts for the operator: it lists, reads and cancels "
-                            "upload-triggered jobs (OperatorApiKeyIds)")
+    serve.add_argument(
+        "--api-key",
+        action="append",
+        dest="api_keys",
+        help="a tenant's key (repeat for more; default: one generated)",
+    )
+    serve.add_argument(
+        "--operator-api-key",
+        action="append",
+        dest="operator_keys",
+        help="a key that acts for the operator: it lists, reads and cancels "
+        "upload-triggered jobs (OperatorApiKeyIds)",
+    )
     serve.add_argument("--ready-file", type=Path)
-    serve.add_argument("--provider", choices=["emulator", "dashscope"], default="emulator",
-                       help="dashscope: the real provider, with DASHSCOPE_API_KEY")
+    serve.add_argument(
+        "--provider",
+        choices=["emulator", "dashscope"],
+        default="emulator",
+        help="dashscope: the real provider, with DASHSCOPE_API_KEY",
+    )
     serve.add_argument("--region", choices=["singapore", "beijing"], default="singapore")
     serve.set_defaults(run=_serve)
     demo = local_commands.add_parser("demo", help="the offline demo (what `make demo` runs)")
@@ -121,22 +144,29 @@ def _parser() -> argparse.ArgumentParser:
 
 # ---- client commands ---------------------------------------------------------------------------
 
+
 def _client(args: argparse.Namespace) -> QwenEditClient:
     if not args.api_url or not args.api_key:
-        raise SystemExit("qwen-edit: give --api-url and --api-key (or QWEN_EDIT_API_URL and "
-                         "QWEN_EDIT_API_KEY)")
+        raise SystemExit(
+            "qwen-edit: give --api-url and --api-key (or QWEN_EDIT_API_URL and QWEN_EDIT_API_KEY)"
+        )
     return QwenEditClient(args.api_url, args.api_key)
 
 
 def _submit(args: argparse.Namespace) -> int:
     client = _client(args)
     images = [client.upload(Path(i)) if Path(i).is_file() else i for i in args.images]
-    body: dict[str, Any] = {"prompt": args.prompt, "model": args.model, "n": args.n,
-                            "size": args.size, "seed": args.seed,
-                            "negative_prompt": args.negative_prompt,
-                            "prompt_extend": False if args.no_prompt_extend else None,
-                            "watermark": True if args.watermark else None,
-                            "webhook_url": args.webhook_url}
+    body: dict[str, Any] = {
+        "prompt": args.prompt,
+        "model": args.model,
+        "n": args.n,
+        "size": args.size,
+        "seed": args.seed,
+        "negative_prompt": args.negative_prompt,
+        "prompt_extend": False if args.no_prompt_extend else None,
+        "watermark": True if args.watermark else None,
+        "webhook_url": args.webhook_url,
+    }
     body = {k: v for k, v in body.items() if v is not None}
     if images:
         body["images"] = images
@@ -187,8 +217,18 @@ def _list(args: argparse.Namespace) -> int:
 
 def _say_error(error: ApiError, as_json: bool) -> None:
     if as_json:
-        print(json.dumps({"error": {"status": error.status, "code": error.code,
-                                    "message": error.message, "details": error.details}}))
+        print(
+            json.dumps(
+                {
+                    "error": {
+                        "status": error.status,
+                        "code": error.code,
+                        "message": error.message,
+                        "details": error.details,
+                    }
+                }
+            )
+        )
         return
     print(f"qwen-edit: {error.code}: {error.message}", file=sys.stderr)
     for detail in error.details:
@@ -196,6 +236,7 @@ def _say_error(error: ApiError, as_json: bool) -> None:
 
 
 # ---- the local side ----------------------------------------------------------------------------
+
 
 def _until_signalled() -> None:
     """Block until SIGINT or SIGTERM. Stopping never hangs: a second signal, or a shutdown still
@@ -210,8 +251,9 @@ def _until_signalled() -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
     stop.wait()
-    watchdog = threading.Timer(SHUTDOWN_GRACE_SECONDS, _exit_now,
-                               args=(f"shutdown took over {SHUTDOWN_GRACE_SECONDS} s",))
+    watchdog = threading.Timer(
+        SHUTDOWN_GRACE_SECONDS, _exit_now, args=(f"shutdown took over {SHUTDOWN_GRACE_SECONDS} s",)
+    )
     watchdog.daemon = True
     watchdog.start()
 
@@ -224,10 +266,18 @@ def _exit_now(why: str) -> None:
 def _fake_dashscope(args: argparse.Namespace) -> int:
     from qwen_edit_cli.emulator.server import EmulatorServer
 
-    with EmulatorServer(args.host, args.port, api_key=args.api_key,
-                        faults=Faults.model_validate(args.faults), verbose=args.verbose) as server:
-        ready = {"url": server.url, "api_base_url": server.api_base_url,
-                 "task_api_base_url": server.task_api_base_url}
+    with EmulatorServer(
+        args.host,
+        args.port,
+        api_key=args.api_key,
+        faults=Faults.model_validate(args.faults),
+        verbose=args.verbose,
+    ) as server:
+        ready = {
+            "url": server.url,
+            "api_base_url": server.api_base_url,
+            "task_api_base_url": server.task_api_base_url,
+        }
         print(json.dumps(ready), flush=True)
         if args.ready_file:
             args.ready_file.write_text(json.dumps(ready))
@@ -238,10 +288,15 @@ def _fake_dashscope(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from qwen_edit_cli.local.serve import announce_ready, local_service
 
-    with local_service(host=args.host, port=args.port, poll_interval=args.poll_interval,
-                       api_keys=args.api_keys, operator_keys=args.operator_keys,
-                       provider=args.provider,
-                       region=args.region) as ready:
+    with local_service(
+        host=args.host,
+        port=args.port,
+        poll_interval=args.poll_interval,
+        api_keys=args.api_keys,
+        operator_keys=args.operator_keys,
+        provider=args.provider,
+        region=args.region,
+    ) as ready:
         announce_ready(ready, args.ready_file)
         _until_signalled()
     return 0

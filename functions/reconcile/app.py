@@ -6,7 +6,6 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 
 from qwen_edit import runtime
-
 from qwen_edit.app import workflow
 from qwen_edit.entrypoints.lambda_handlers import logger
 

@@ -1,4 +1,5 @@
-"""Workflow task: record failure (see qwen_edit.app.workflow.record_failure and statemachine/job.asl.json)."""
+"""Workflow task: record failure (see qwen_edit.app.workflow.record_failure and
+statemachine/job.asl.json)."""
 
 from qwen_edit.app import workflow
 from qwen_edit.entrypoints.lambda_handlers import workflow_task

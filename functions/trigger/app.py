@@ -12,19 +12,20 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from qwen_edit import runtime
-
 from qwen_edit.app import uploads
+from qwen_edit.entrypoints import s3_events
 from qwen_edit.entrypoints.lambda_handlers import logger
 
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def record_handler(record: SQSRecord) -> None:
-    for upload in uploads.from_s3_notification(record.json_body):
+    for upload in s3_events.from_s3_notification(record.json_body):
         uploads.handle(runtime.context(), upload)
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=record_handler,
-                                    processor=processor, context=context)
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

@@ -12,7 +12,6 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from qwen_edit import runtime
-
 from qwen_edit.app import webhooks
 from qwen_edit.domain.jobs import DeliveryStatus
 from qwen_edit.entrypoints.lambda_handlers import logger
@@ -25,12 +24,14 @@ def record_handler(record: SQSRecord) -> None:
     logger.append_keys(job_id=delivery.job_id, webhook_id=delivery.webhook_id)
     status = webhooks.deliver(runtime.context(), delivery)
     if status is DeliveryStatus.FAILED:  # one EMF record, written now (failures are rare)
-        with single_metric(name="WebhookDeliveriesFailed", unit=MetricUnit.Count, value=1,
-                           namespace="qwen-edit"):
+        with single_metric(
+            name="WebhookDeliveriesFailed", unit=MetricUnit.Count, value=1, namespace="qwen-edit"
+        ):
             pass
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=record_handler,
-                                    processor=processor, context=context)
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

@@ -18,13 +18,14 @@ import traceback
 import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 from pydantic import ValidationError
 
+from qwen_edit.adapters.dashscope import ASYNC_PATH, SYNC_PATH
 from qwen_edit.domain.catalog import (
     MAX_PROMPT_CHARS,
     SEED_MAX,
@@ -39,7 +40,6 @@ from qwen_edit.domain.catalog import (
     get_model,
 )
 from qwen_edit.domain.images import ImageRejected, InlineImage, check_image_bytes, parse_image_ref
-from qwen_edit.adapters.dashscope import ASYNC_PATH, SYNC_PATH
 from qwen_edit_cli.emulator.faults import Faults
 from qwen_edit_cli.emulator.render import (
     STAND_IN_SIZE,
@@ -64,16 +64,16 @@ def invalid(message: str) -> ProviderFault:
     return ProviderFault(400, "InvalidParameter", message)
 
 
-def internal_error(error: Exception, where: str, request_id: str,
-                   verbose: bool) -> ProviderFault:
+def internal_error(error: Exception, where: str, request_id: str, verbose: bool) -> ProviderFault:
     """An emulator bug as a 500 the client can read: a dropped connection only makes it retry."""
     name = type(error).__name__
     if verbose:
         print(f"emulator error in {where} (request {request_id}):", file=sys.stderr)
         traceback.print_exception(error)
     else:
-        _log.error("emulator error in %s (request %s): %s %.120r", where, request_id, name,
-                   str(error))
+        _log.error(
+            "emulator error in %s (request %s): %s %.120r", where, request_id, name, str(error)
+        )
     return ProviderFault(500, "InternalError", f"emulator error: {name}")
 
 
@@ -88,10 +88,14 @@ class Reply:
         return self.body if isinstance(self.body, bytes) else json.dumps(self.body).encode()
 
 
-def error_reply(fault: ProviderFault, request_id: str, headers: dict[str, str] | None = None
-                ) -> Reply:
-    return Reply(fault.status, {"code": fault.code, "message": fault.message,
-                                "request_id": request_id}, headers=headers or {})
+def error_reply(
+    fault: ProviderFault, request_id: str, headers: dict[str, str] | None = None
+) -> Reply:
+    return Reply(
+        fault.status,
+        {"code": fault.code, "message": fault.message, "request_id": request_id},
+        headers=headers or {},
+    )
 
 
 @dataclass(frozen=True)
@@ -144,14 +148,14 @@ def _stamp(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
-# Rules of qwen_edit.domain.image_headers for bytes that cannot be decoded: refused by that check or by
+# Rules of qwen_edit.domain.image_headers for bytes that cannot be decoded: refused by that check
+# or by
 # Pillow's decode (_decoded_size), an image gets the same answer.
 _UNDECODABLE_RULES = frozenset({"corrupt", "truncated", "pixels"})
 
 
 def _undecodable(index: int, reason: object) -> ProviderFault:
-    return invalid(f"The image at images[{index}] cannot be decoded: "
-                   f"{str(reason).rstrip('.')}.")
+    return invalid(f"The image at images[{index}] cannot be decoded: {str(reason).rstrip('.')}.")
 
 
 def _refusal(index: int, rejected: ImageRejected, where: str) -> ProviderFault:
@@ -180,8 +184,14 @@ def _is_loopback(url: str) -> bool:
 
 
 class FakeDashScope:
-    def __init__(self, *, api_key: str | None = None, faults: Faults | None = None,
-                 public_url: str = "", verbose: bool = False):
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        faults: Faults | None = None,
+        public_url: str = "",
+        verbose: bool = False,
+    ):
         self.api_key = api_key
         self.faults = faults or Faults()
         self.public_url = public_url
@@ -201,19 +211,27 @@ class FakeDashScope:
 
     # ---- routing ---------------------------------------------------------------------------
 
-    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes,
-               arrived: float | None = None) -> Reply:
+    def handle(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes,
+        arrived: float | None = None,
+    ) -> Reply:
         """`arrived`: when the request began to arrive (monotonic), which rate limits count.
         Never raises: an emulator bug is a 500 answer."""
         try:
             return self._dispatch(method, path, headers, body, arrived)
         except Exception as error:  # noqa: BLE001 - whatever went wrong, the client gets an answer
             request_id = str(uuid.uuid4())
-            return error_reply(internal_error(error, f"{method} {path}", request_id,
-                                              self.verbose), request_id)
+            return error_reply(
+                internal_error(error, f"{method} {path}", request_id, self.verbose), request_id
+            )
 
-    def _dispatch(self, method: str, path: str, headers: dict[str, str], body: bytes,
-                  arrived: float | None) -> Reply:
+    def _dispatch(
+        self, method: str, path: str, headers: dict[str, str], body: bytes, arrived: float | None
+    ) -> Reply:
         self._arrival.at = arrived if arrived is not None else time.monotonic()
         path = urlsplit(path).path
         headers = {k.lower(): v for k, v in headers.items()}
@@ -223,8 +241,10 @@ class FakeDashScope:
             return self._control(method, path.removeprefix("/_emulator/"), body)
         route = self._route(method, path)
         if route is None:
-            return Reply(404, {"code": "NotFound", "message": f"{method} {path} is not an "
-                                                                "endpoint of this API"})
+            return Reply(
+                404,
+                {"code": "NotFound", "message": f"{method} {path} is not an endpoint of this API"},
+            )
         name, handler, task_api = route
         return self._provider_call(name, handler, task_api, headers, body)
 
@@ -246,8 +266,9 @@ class FakeDashScope:
             return "task-api-fetch", lambda *a: self._fetch_task_api(task_id, *a), True
         return None
 
-    def _provider_call(self, name: str, handler, task_api: bool, headers: dict[str, str],
-                       body: bytes) -> Reply:
+    def _provider_call(
+        self, name: str, handler, task_api: bool, headers: dict[str, str], body: bytes
+    ) -> Reply:
         request_id = str(uuid.uuid4())
         model = None
         try:
@@ -258,14 +279,21 @@ class FakeDashScope:
                 time.sleep(self.faults.latency_s)
             reply = handler(key, payload, headers, request_id)
         except Exception as error:  # noqa: BLE001 - a bug answers 500, in the route's error shape
-            fault = (error if isinstance(error, ProviderFault)
-                     else internal_error(error, name, request_id, self.verbose))
+            fault = (
+                error
+                if isinstance(error, ProviderFault)
+                else internal_error(error, name, request_id, self.verbose)
+            )
             self._record(name, model, fault.status, fault.code, request_id)
             if not task_api:
                 return error_reply(fault, request_id)
-            return Reply(fault.status, {"error": {"code": fault.status,
-                                                  "error_message": fault.message},
-                                        "request_id": request_id})
+            return Reply(
+                fault.status,
+                {
+                    "error": {"code": fault.status, "error_message": fault.message},
+                    "request_id": request_id,
+                },
+            )
         self._record(name, model, 200, None, request_id)
         return Reply(200, {**reply, "request_id": request_id})
 
@@ -301,9 +329,14 @@ class FakeDashScope:
         if spec.provider is not expected:
             raise ProviderFault(404, "ModelNotFound", "Model not exist.")
         if endpoint not in spec.endpoints:
-            raise invalid(f"Model {model_id} does not support this API"
-                          + (" (only qwen-image-plus and qwen-image take async calls)."
-                             if endpoint is Endpoint.IMAGE_SYNTHESIS_ASYNC else "."))
+            raise invalid(
+                f"Model {model_id} does not support this API"
+                + (
+                    " (only qwen-image-plus and qwen-image take async calls)."
+                    if endpoint is Endpoint.IMAGE_SYNTHESIS_ASYNC
+                    else "."
+                )
+            )
         return spec
 
     def _admit(self, key: str, spec: ModelSpec) -> None:
@@ -311,16 +344,22 @@ class FakeDashScope:
         with self._lock:
             if self.faults.enforce_rate_limits:
                 override = self.faults.rate_limits.get(spec.family)
-                limit = (RateLimit(override.requests, override.per_seconds) if override
-                         else spec.rate_limit)
+                limit = (
+                    RateLimit(override.requests, override.per_seconds)
+                    if override
+                    else spec.rate_limit
+                )
                 window = self._windows.setdefault((key, spec.family), deque())
                 now = self._arrival.at
                 while window and now - window[0] >= limit.per_seconds:
                     window.popleft()
                 if len(window) >= limit.requests:
                     self.counters["rate_limited"] += 1
-                    raise ProviderFault(429, "Throttling.RateQuota", "Requests rate limit "
-                                        "exceeded, please try again later.")
+                    raise ProviderFault(
+                        429,
+                        "Throttling.RateQuota",
+                        "Requests rate limit exceeded, please try again later.",
+                    )
                 window.append(now)
             roll = self._rng.random()
         faults = self.faults
@@ -331,35 +370,54 @@ class FakeDashScope:
         if roll < faults.server_error_rate:
             self.counters["injected_5xx"] += 1
             if self._rng.random() < 0.5:
-                raise ProviderFault(500, "InternalError", "An internal error has occured, "
-                                    "please try again later or contact service support.")
-            raise ProviderFault(503, "ModelUnavailable", "Model is unavailable, please try "
-                                "again later.")
+                raise ProviderFault(
+                    500,
+                    "InternalError",
+                    "An internal error has occured, "
+                    "please try again later or contact service support.",
+                )
+            raise ProviderFault(
+                503, "ModelUnavailable", "Model is unavailable, please try again later."
+            )
         roll -= faults.server_error_rate
         if roll < faults.final_error_rate:
             self.counters["injected_final"] += 1
-            raise ProviderFault(400, "DataInspectionFailed", "Input data may contain "
-                                "inappropriate content.")
+            raise ProviderFault(
+                400, "DataInspectionFailed", "Input data may contain inappropriate content."
+            )
 
     def _parameters(self, payload: dict[str, Any]) -> dict[str, Any]:
         params = payload.get("parameters") or {}
         if not isinstance(params, dict):
             raise invalid("parameters must be an object.")
-        for name, kind in (("n", int), ("seed", int), ("size", str), ("negative_prompt", str),
-                           ("prompt_extend", bool), ("watermark", bool)):
+        for name, kind in (
+            ("n", int),
+            ("seed", int),
+            ("size", str),
+            ("negative_prompt", str),
+            ("prompt_extend", bool),
+            ("watermark", bool),
+        ):
             value = params.get(name)
-            if value is not None and (not isinstance(value, kind)
-                                      or (kind is int and isinstance(value, bool))):
+            if value is not None and (
+                not isinstance(value, kind) or (kind is int and isinstance(value, bool))
+            ):
                 raise invalid(f"parameters.{name} must be of type {kind.__name__}.")
         seed = params.get("seed")
         if seed is not None and not SEED_MIN <= seed <= SEED_MAX:
             raise invalid(f"parameters.seed must be in [{SEED_MIN}, {SEED_MAX}].")
         return params
 
-    def _check_rules(self, spec: ModelSpec, capability: Capability, image_count: int,
-                     params: dict[str, Any]) -> None:
-        violations = check_request(spec, capability=capability, image_count=image_count,
-                                   n=params.get("n"), size=params.get("size"))
+    def _check_rules(
+        self, spec: ModelSpec, capability: Capability, image_count: int, params: dict[str, Any]
+    ) -> None:
+        violations = check_request(
+            spec,
+            capability=capability,
+            image_count=image_count,
+            n=params.get("n"),
+            size=params.get("size"),
+        )
         if violations:
             raise invalid(violations[0].message)
 
@@ -380,7 +438,7 @@ class FakeDashScope:
             elif isinstance(part, dict) and set(part) == {"text"} and isinstance(part["text"], str):
                 texts.append(part["text"])
             else:
-                raise invalid("Each content item must be {\"image\": ...} or {\"text\": ...}.")
+                raise invalid('Each content item must be {"image": ...} or {"text": ...}.')
         if len(texts) != 1:
             raise invalid("The content must contain exactly one text.")
         return images, texts[0]
@@ -398,26 +456,39 @@ class FakeDashScope:
         try:
             response = httpx.get(ref, timeout=10.0)
         except httpx.HTTPError:
-            raise ProviderFault(400, "InvalidURL", f"Failed to download the image from "
-                                f"{ref}.") from None
+            raise ProviderFault(
+                400, "InvalidURL", f"Failed to download the image from {ref}."
+            ) from None
         if response.status_code != 200:
-            raise ProviderFault(400, "InvalidURL", f"Failed to download the image from {ref} "
-                                f"(HTTP {response.status_code}).")
+            raise ProviderFault(
+                400,
+                "InvalidURL",
+                f"Failed to download the image from {ref} (HTTP {response.status_code}).",
+            )
         try:
             check_image_bytes(response.content)
         except ImageRejected as rejected:
             raise _refusal(index, rejected, f" at {ref}") from None
-        return InputImage(response.content, _decoded_size(index, response.content),
-                          response.content)
+        return InputImage(
+            response.content, _decoded_size(index, response.content), response.content
+        )
 
     # ---- results ---------------------------------------------------------------------------
 
-    def _render(self, spec: ModelSpec, prompt: str, params: dict[str, Any],
-                inputs: list[InputImage], available_at: float
-                ) -> tuple[list[str], dict[str, int]]:
-        width, height = output_size(spec.size_rule, params.get("size"),
-                                    inputs[-1].size if inputs else None,
-                                    spec.text_to_image_default_size)
+    def _render(
+        self,
+        spec: ModelSpec,
+        prompt: str,
+        params: dict[str, Any],
+        inputs: list[InputImage],
+        available_at: float,
+    ) -> tuple[list[str], dict[str, int]]:
+        width, height = output_size(
+            spec.size_rule,
+            params.get("size"),
+            inputs[-1].size if inputs else None,
+            spec.text_to_image_default_size,
+        )
         n = params.get("n") or 1
         base = hashlib.sha256(json.dumps([spec.id, prompt, params.get("seed")]).encode())
         for image in inputs:
@@ -438,9 +509,12 @@ class FakeDashScope:
             stored = self._files.get(token)
         if stored is None or time.time() >= stored.expires_at:
             # Object storage answers an expired presigned URL with 403 and an XML body.
-            return Reply(403, b"<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code>"
-                              b"<Message>Request has expired.</Message></Error>",
-                         content_type="application/xml")
+            return Reply(
+                403,
+                b'<?xml version="1.0"?><Error><Code>AccessDenied</Code>'
+                b"<Message>Request has expired.</Message></Error>",
+                content_type="application/xml",
+            )
         return Reply(200, stored.png, content_type="image/png")
 
     # ---- endpoints -------------------------------------------------------------------------
@@ -456,38 +530,72 @@ class FakeDashScope:
         return spec, params, prompt[:MAX_PROMPT_CHARS], inputs
 
     def _generate(self, key, payload, headers, request_id) -> dict[str, Any]:
-        spec, params, prompt, inputs = self._edit_or_generate(payload,
-                                                              Endpoint.MULTIMODAL_SYNC, key)
+        spec, params, prompt, inputs = self._edit_or_generate(
+            payload, Endpoint.MULTIMODAL_SYNC, key
+        )
         time.sleep(self.faults.sync_latency_s)
         urls, usage = self._render(spec, prompt, params, inputs, time.time())
         if not inputs:  # seed 004: text-to-image usage carries the compatibility token fields
             usage = {"input_tokens": 0, "output_tokens": 0, **usage}
-        return {"output": {"choices": [{"finish_reason": "stop", "message": {
-            "role": "assistant", "content": [{"image": url} for url in urls]}}]},
-            "usage": usage}
+        return {
+            "output": {
+                "choices": [
+                    {
+                        "finish_reason": "stop",
+                        "message": {
+                            "role": "assistant",
+                            "content": [{"image": url} for url in urls],
+                        },
+                    }
+                ]
+            },
+            "usage": usage,
+        }
 
-    def _new_task(self, key: str, spec: ModelSpec, prompt: str, params: dict[str, Any],
-                  inputs: list[InputImage]) -> FakeTask:
+    def _new_task(
+        self,
+        key: str,
+        spec: ModelSpec,
+        prompt: str,
+        params: dict[str, Any],
+        inputs: list[InputImage],
+    ) -> FakeTask:
         now = time.time()
         faults = self.faults
         with self._lock:
             if spec.max_concurrent_tasks is not None and faults.enforce_rate_limits:
-                running = sum(1 for t in self._tasks.values() if t.key == key
-                              and t.spec.family == spec.family
-                              and t.status(now) in ("PENDING", "RUNNING"))
+                running = sum(
+                    1
+                    for t in self._tasks.values()
+                    if t.key == key
+                    and t.spec.family == spec.family
+                    and t.status(now) in ("PENDING", "RUNNING")
+                )
                 if running >= spec.max_concurrent_tasks:
                     # Emulator choice: a task over the concurrency limit is refused, not queued.
                     self.counters["concurrency_limited"] += 1
-                    raise ProviderFault(429, "Throttling.AllocationQuota", "Too many running "
-                                        f"tasks; at most {spec.max_concurrent_tasks} at once.")
+                    raise ProviderFault(
+                        429,
+                        "Throttling.AllocationQuota",
+                        f"Too many running tasks; at most {spec.max_concurrent_tasks} at once.",
+                    )
             fails = self._rng.random() < faults.task_failure_rate
-        urls, usage = self._render(spec, prompt, params, inputs,
-                                   now + faults.pending_s + faults.running_s)
-        task = FakeTask(id=str(uuid.uuid4()), key=key, spec=spec, created=now,
-                        pending_s=faults.pending_s, running_s=faults.running_s, urls=urls,
-                        usage=usage, prompt=prompt, actual_prompt=prompt,
-                        failure=("InternalError.Algo", "Algorithm process error.")
-                        if fails else None)
+        urls, usage = self._render(
+            spec, prompt, params, inputs, now + faults.pending_s + faults.running_s
+        )
+        task = FakeTask(
+            id=str(uuid.uuid4()),
+            key=key,
+            spec=spec,
+            created=now,
+            pending_s=faults.pending_s,
+            running_s=faults.running_s,
+            urls=urls,
+            usage=usage,
+            prompt=prompt,
+            actual_prompt=prompt,
+            failure=("InternalError.Algo", "Algorithm process error.") if fails else None,
+        )
         with self._lock:
             self._tasks[task.id] = task
             self.counters["tasks_failed" if fails else "tasks_succeeded"] += 1
@@ -495,8 +603,9 @@ class FakeDashScope:
 
     def _create_synthesis(self, key, payload, headers, request_id) -> dict[str, Any]:
         if headers.get("x-dashscope-async", "").lower() != "enable":
-            raise ProviderFault(403, "AccessDenied", "current user api does not support "
-                                "synchronous calls")
+            raise ProviderFault(
+                403, "AccessDenied", "current user api does not support synchronous calls"
+            )
         spec = self._model(payload, Endpoint.IMAGE_SYNTHESIS_ASYNC)
         params = self._parameters(payload)
         task_input = payload.get("input") or {}
@@ -521,16 +630,21 @@ class FakeDashScope:
         if task is None or task.spec.provider is not Provider.DASHSCOPE:
             return {"output": {"task_id": task_id, "task_status": "UNKNOWN"}}
         status = task.status(time.time())
-        output: dict[str, Any] = {"task_id": task.id, "task_status": status,
-                                  "submit_time": _stamp(task.created)}
+        output: dict[str, Any] = {
+            "task_id": task.id,
+            "task_status": status,
+            "submit_time": _stamp(task.created),
+        }
         if status in ("RUNNING", "SUCCEEDED", "FAILED"):
             output["scheduled_time"] = _stamp(task.scheduled)
         if status in ("SUCCEEDED", "FAILED"):
             output["end_time"] = _stamp(task.ends)
         answer: dict[str, Any] = {"output": output}
         if status == "SUCCEEDED":
-            output["results"] = [{"url": url, "orig_prompt": task.prompt,
-                                  "actual_prompt": task.actual_prompt} for url in task.urls]
+            output["results"] = [
+                {"url": url, "orig_prompt": task.prompt, "actual_prompt": task.actual_prompt}
+                for url in task.urls
+            ]
             answer["usage"] = {"image_count": task.usage["image_count"]}
         elif status == "FAILED":
             output["code"], output["message"] = task.failure
@@ -541,14 +655,16 @@ class FakeDashScope:
         with self._lock:
             if task is None or task.status(time.time()) != "PENDING":
                 # Emulator choice of code; seed 004 says only PENDING tasks can be canceled.
-                raise ProviderFault(400, "UnsupportedOperation", "Failed to cancel the task, "
-                                    "please confirm if the task is in PENDING status.")
+                raise ProviderFault(
+                    400,
+                    "UnsupportedOperation",
+                    "Failed to cancel the task, please confirm if the task is in PENDING status.",
+                )
             task.canceled_at = time.time()
         return {"output": {"task_id": task.id, "task_status": "CANCELED"}}
 
     def _create_task_api(self, key, payload, headers, request_id) -> dict[str, Any]:
-        spec, params, prompt, inputs = self._edit_or_generate(payload, Endpoint.TASK_API_ASYNC,
-                                                              key)
+        spec, params, prompt, inputs = self._edit_or_generate(payload, Endpoint.TASK_API_ASYNC, key)
         task = self._new_task(key, spec, prompt, params, inputs)
         return {"task_id": task.id, "status": "pending"}
 
@@ -556,14 +672,20 @@ class FakeDashScope:
         task = self._task_for(key, task_id)
         if task is None or task.spec.provider is not Provider.TASK_API:
             raise ProviderFault(404, "NotFound", f"Task {task_id} not found.")
-        status = {"PENDING": "pending", "RUNNING": "processing", "SUCCEEDED": "completed",
-                  "FAILED": "failed", "CANCELED": "canceled"}[task.status(time.time())]
-        answer: dict[str, Any] = {"task_id": task.id, "status": status,
-                                  "metadata": {"model": task.spec.id,
-                                               "created_at": _stamp(task.created)}}
+        status = {
+            "PENDING": "pending",
+            "RUNNING": "processing",
+            "SUCCEEDED": "completed",
+            "FAILED": "failed",
+            "CANCELED": "canceled",
+        }[task.status(time.time())]
+        answer: dict[str, Any] = {
+            "task_id": task.id,
+            "status": status,
+            "metadata": {"model": task.spec.id, "created_at": _stamp(task.created)},
+        }
         if status == "completed":
-            answer["output"] = [{"content": [{"type": "image", "url": url}
-                                             for url in task.urls]}]
+            answer["output"] = [{"content": [{"type": "image", "url": url} for url in task.urls]}]
             answer["usage"] = task.usage
         elif status == "failed":
             answer["error"] = {"code": 500, "error_message": task.failure[1]}
@@ -571,12 +693,21 @@ class FakeDashScope:
 
     # ---- control and statistics ------------------------------------------------------------
 
-    def _record(self, route: str, model: str | None, status: int, code: str | None,
-                request_id: str) -> None:
+    def _record(
+        self, route: str, model: str | None, status: int, code: str | None, request_id: str
+    ) -> None:
         with self._lock:
             self.counters[f"calls.{route}"] += 1
-            self.calls.append({"at": time.time(), "route": route, "model": model,
-                               "status": status, "code": code, "request_id": request_id})
+            self.calls.append(
+                {
+                    "at": time.time(),
+                    "route": route,
+                    "model": model,
+                    "status": status,
+                    "code": code,
+                    "request_id": request_id,
+                }
+            )
 
     def task_end(self, task_id: str) -> float | None:
         """When a task finished (or will), epoch seconds; None for an unknown task."""
@@ -586,8 +717,12 @@ class FakeDashScope:
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {"counters": dict(self.counters), "calls": list(self.calls),
-                    "tasks": len(self._tasks), "files": len(self._files)}
+            return {
+                "counters": dict(self.counters),
+                "calls": list(self.calls),
+                "tasks": len(self._tasks),
+                "files": len(self._files),
+            }
 
     def expire_results(self) -> None:
         with self._lock:

@@ -23,11 +23,13 @@ class Faults(BaseModel):
     running_s: float = Field(1.0, ge=0, description="time an async task stays RUNNING")
     throttle_rate: float = Field(0.0, ge=0, le=1, description="share of calls answered 429")
     server_error_rate: float = Field(0.0, ge=0, le=1, description="share answered 500/503")
-    final_error_rate: float = Field(0.0, ge=0, le=1,
-                                    description="share refused as DataInspectionFailed (400)")
+    final_error_rate: float = Field(
+        0.0, ge=0, le=1, description="share refused as DataInspectionFailed (400)"
+    )
     task_failure_rate: float = Field(0.0, ge=0, le=1, description="share of tasks that FAIL")
     result_ttl_s: float = Field(RESULT_URL_TTL_SECONDS, ge=0, description="lifetime of result URLs")
     enforce_rate_limits: bool = True
     rate_limits: dict[str, LimitOverride] = Field(
-        default_factory=dict, description="per model family, replacing the catalog's limit")
+        default_factory=dict, description="per model family, replacing the catalog's limit"
+    )
     random_seed: int = 0

@@ -13,6 +13,7 @@ from qwen_edit.domain.image_headers import MAX_INPUT_PIXELS
 
 STAND_IN_SIZE = (1024, 768)  # inputs the emulator cannot download (it never leaves loopback)
 
+
 class UndecodableImage(ValueError):
     """Image bytes Pillow cannot decode; the message is a short reason."""
 
@@ -24,15 +25,16 @@ def image_size(data: bytes) -> tuple[int, int]:
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.width * image.height > MAX_INPUT_PIXELS:
-                raise UndecodableImage(f"{image.width}x{image.height} pixels is over the "
-                                       f"limit of {MAX_INPUT_PIXELS:,}")
+                raise UndecodableImage(
+                    f"{image.width}x{image.height} pixels is over the limit of {MAX_INPUT_PIXELS:,}"
+                )
             image.load()
             return image.size
     except UndecodableImage:
         raise
     # Pillow's plugins raise many types on malformed data (OSError, SyntaxError, struct.error,
     # zlib.error...); for untrusted bytes each means "undecodable".
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         raise UndecodableImage(_reason(error)) from error
 
 
@@ -55,7 +57,7 @@ def render_png(width: int, height: int, material: bytes, base: bytes | None = No
             image = Image.blend(source.convert("RGB").resize((width, height)), tint, 0.35)
     draw = ImageDraw.Draw(image)
     for i in range(4):  # four shapes whose colours and places come from the digest
-        r, g, b, x, y, s = digest[3 + 6 * i: 9 + 6 * i]
+        r, g, b, x, y, s = digest[3 + 6 * i : 9 + 6 * i]
         left, top = x * width // 256, y * height // 256
         extent = max(8, (s + 32) * min(width, height) // 512)
         draw.ellipse([left, top, left + extent, top + extent], fill=(r, g, b))
@@ -65,16 +67,22 @@ def render_png(width: int, height: int, material: bytes, base: bytes | None = No
 
 
 def _round16(value: float) -> int:
-    return max(16, int(round(value / 16)) * 16)
+    return max(16, round(value / 16) * 16)
 
 
-def output_size(rule: SizeRule, requested: str | None, last_input: tuple[int, int] | None,
-                text_default: str | None) -> tuple[int, int]:
+def output_size(
+    rule: SizeRule,
+    requested: str | None,
+    last_input: tuple[int, int] | None,
+    text_default: str | None,
+) -> tuple[int, int]:
     """The size the provider would produce (seeds 002, 003, 004)."""
     if requested and rule is not SizeRule.NOT_SETTABLE:
         width, height = (int(v) for v in requested.split("*"))
         # Seed 003: the edit-plus family snaps a requested size to multiples of 16.
-        return (_round16(width), _round16(height)) if rule is SizeRule.EACH_SIDE else (width, height)
+        return (
+            (_round16(width), _round16(height)) if rule is SizeRule.EACH_SIDE else (width, height)
+        )
     if last_input is None:  # text-to-image without a size
         width, height = (int(v) for v in (text_default or "1024*1024").split("*"))
         return width, height

@@ -7,7 +7,6 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from qwen_edit_cli.emulator.faults import Faults
 from qwen_edit_cli.emulator.fake import (
     FakeDashScope,
     Reply,
@@ -15,6 +14,7 @@ from qwen_edit_cli.emulator.fake import (
     internal_error,
     invalid,
 )
+from qwen_edit_cli.emulator.faults import Faults
 
 # Where a request's body ends is unknown after these answers, so the connection is not reused.
 _CLOSE = {"Connection": "close"}
@@ -31,8 +31,13 @@ class _Handler(BaseHTTPRequestHandler):
             payload = reply.payload()
         except Exception as error:  # noqa: BLE001 - a dropped connection makes clients retry
             request_id = str(uuid.uuid4())
-            reply = error_reply(internal_error(error, f"{self.command} {self.path}", request_id,
-                                               self.server.verbose), request_id, _CLOSE)
+            reply = error_reply(
+                internal_error(
+                    error, f"{self.command} {self.path}", request_id, self.server.verbose
+                ),
+                request_id,
+                _CLOSE,
+            )
             payload = reply.payload()
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
@@ -45,8 +50,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _reply(self, arrived: float) -> Reply:
         length = self._content_length()
         if length is None:
-            return error_reply(invalid("Content-Length must be a non-negative integer."),
-                               str(uuid.uuid4()), _CLOSE)
+            return error_reply(
+                invalid("Content-Length must be a non-negative integer."), str(uuid.uuid4()), _CLOSE
+            )
         body = self.rfile.read(length) if length else b""
         return self.server.fake.handle(self.command, self.path, dict(self.headers), body, arrived)
 
@@ -58,7 +64,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_DELETE = _serve
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args) -> None:
         if self.server.verbose:
             super().log_message(format, *args)
 
@@ -72,14 +78,22 @@ class _Server(ThreadingHTTPServer):
 class EmulatorServer:
     """The emulator listening on HOST:PORT (port 0 picks a free one); use as a context manager."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None,
-                 faults: Faults | None = None, verbose: bool = False):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        api_key: str | None = None,
+        faults: Faults | None = None,
+        verbose: bool = False,
+    ):
         self._httpd = _Server((host, port), _Handler)
         self._httpd.verbose = verbose
         bound_host, bound_port = self._httpd.server_address[:2]
         self.url = f"http://{bound_host}:{bound_port}"
-        self.fake = self._httpd.fake = FakeDashScope(api_key=api_key, faults=faults,
-                                                     public_url=self.url, verbose=verbose)
+        self.fake = self._httpd.fake = FakeDashScope(
+            api_key=api_key, faults=faults, public_url=self.url, verbose=verbose
+        )
         self._thread: threading.Thread | None = None
 
     @property
@@ -93,8 +107,9 @@ class EmulatorServer:
 
     def start(self) -> EmulatorServer:
         # A short poll interval lets stop() return at once (the default waits up to 0.5 s).
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
-                                        name="fake-dashscope", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(0.05,), name="fake-dashscope", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -38,8 +38,9 @@ class LocalApiGateway:
             protocol_version = "HTTP/1.1"
 
             def _serve(self) -> None:
-                status, headers, body = gateway.handle(self.command, self.path,
-                                                       dict(self.headers), self._body())
+                status, headers, body = gateway.handle(
+                    self.command, self.path, dict(self.headers), self._body()
+                )
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -63,8 +64,9 @@ class LocalApiGateway:
         self.server.daemon_threads = True
         self.url = f"http://{host}:{self.server.server_address[1]}{STAGE}"
 
-    def handle(self, method: str, raw_path: str, headers: dict[str, str],
-               body: bytes | None) -> tuple[int, dict[str, str], bytes]:
+    def handle(
+        self, method: str, raw_path: str, headers: dict[str, str], body: bytes | None
+    ) -> tuple[int, dict[str, str], bytes]:
         json_type = {"Content-Type": "application/json"}
         parts = urlsplit(raw_path)
         if not parts.path.startswith(STAGE + "/"):
@@ -72,25 +74,47 @@ class LocalApiGateway:
         lowered = {k.lower(): v for k, v in headers.items()}
         tenant = self.keys.get(lowered.get("x-api-key", ""))
         if tenant is None:
-            return 401, json_type, _envelope("InvalidApiKey",
-                                             "send a valid API key in the x-api-key header")
+            return (
+                401,
+                json_type,
+                _envelope("InvalidApiKey", "send a valid API key in the x-api-key header"),
+            )
         if body is None or len(body) > LAMBDA_PAYLOAD_LIMIT:
-            return 413, json_type, _envelope("RequestTooLarge", "the body is over the limit "
-                                             "(10 MB at API Gateway, 6 MB into Lambda); upload "
-                                             "images with POST /v1/uploads")
+            return (
+                413,
+                json_type,
+                _envelope(
+                    "RequestTooLarge",
+                    "the body is over the limit "
+                    "(10 MB at API Gateway, 6 MB into Lambda); upload "
+                    "images with POST /v1/uploads",
+                ),
+            )
         query = dict(parse_qsl(parts.query)) or None
         event = {
-            "resource": parts.path.removeprefix(STAGE), "path": parts.path.removeprefix(STAGE),
-            "httpMethod": method, "headers": headers,
+            "resource": parts.path.removeprefix(STAGE),
+            "path": parts.path.removeprefix(STAGE),
+            "httpMethod": method,
+            "headers": headers,
             "multiValueHeaders": {k: [v] for k, v in headers.items()},
             "queryStringParameters": query,
             "multiValueQueryStringParameters": {k: [v] for k, v in (query or {}).items()} or None,
-            "pathParameters": None, "stageVariables": None, "isBase64Encoded": False,
+            "pathParameters": None,
+            "stageVariables": None,
+            "isBase64Encoded": False,
             "body": body.decode() if body else None,
-            "requestContext": {"stage": STAGE.strip("/"), "path": parts.path,
-                               "httpMethod": method, "requestId": str(uuid.uuid4()),
-                               "identity": {"apiKeyId": tenant, "apiKey": lowered["x-api-key"],
-                                            "sourceIp": "127.0.0.1"}}}
+            "requestContext": {
+                "stage": STAGE.strip("/"),
+                "path": parts.path,
+                "httpMethod": method,
+                "requestId": str(uuid.uuid4()),
+                "identity": {
+                    "apiKeyId": tenant,
+                    "apiKey": lowered["x-api-key"],
+                    "sourceIp": "127.0.0.1",
+                },
+            },
+        }
         function = self.stack.physical["ApiFunction"]
         answer = self.stack.dispatcher.call(function, event, FakeLambdaContext(function, function))
         out_headers = {k: v[0] for k, v in (answer.get("multiValueHeaders") or {}).items()}
@@ -98,8 +122,9 @@ class LocalApiGateway:
         return answer["statusCode"], out_headers, (answer.get("body") or "").encode()
 
     def start(self) -> LocalApiGateway:
-        threading.Thread(target=self.server.serve_forever, args=(0.1,), daemon=True,
-                         name="local-api-gateway").start()
+        threading.Thread(
+            target=self.server.serve_forever, args=(0.1,), daemon=True, name="local-api-gateway"
+        ).start()
         return self
 
     def stop(self) -> None:

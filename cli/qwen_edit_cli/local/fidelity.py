@@ -27,10 +27,12 @@ def atomic_dynamodb() -> Iterator[None]:
         def call(*args, **kwargs):
             with lock:
                 return method(*args, **kwargs)
+
         return call
 
     with ExitStack() as patches:
         for name in _ATOMIC:
-            patches.enter_context(mock.patch.object(
-                DynamoDBBackend, name, serialized(getattr(DynamoDBBackend, name))))
+            patches.enter_context(
+                mock.patch.object(DynamoDBBackend, name, serialized(getattr(DynamoDBBackend, name)))
+            )
         yield

@@ -26,14 +26,19 @@ from qwen_edit_cli.local.stack import LocalStack, build_stack
 
 # moto logs every Choice `IsPresent` test of a missing path as an ERROR; it is not one.
 logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setLevel(
-    logging.CRITICAL)
+    logging.CRITICAL
+)
 
 # One process runs moto, every handler and the emulator, so a call reaches the provider later
 # after its admission claim than it would from its own Lambda: calls are spaced a little wider.
 LOCAL_ADMISSION_MARGIN = "0.3"
 REGION = "us-east-1"
-FAKE_AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION}
+FAKE_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+}
 
 
 def offline_resolve(host: str, port: int) -> list[str]:
@@ -43,18 +48,22 @@ def offline_resolve(host: str, port: int) -> list[str]:
     if host == "localhost":
         return ["127.0.0.1"]
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                   flags=socket.AI_NUMERICHOST)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
     except (socket.gaierror, UnicodeError, ValueError):
         return []
     return sorted({str(info[4][0]) for info in infos})
 
 
 @contextmanager
-def in_process_stack(emulator: EmulatorServer | None, *, poll_interval: int = 1,
-                     aws_endpoint: str | None = None, dashscope_key: str = "sk-local",
-                     resolve: Callable[[str, int], list[str]] | None = None,
-                     **parameters_: Any) -> Iterator[LocalStack]:
+def in_process_stack(
+    emulator: EmulatorServer | None,
+    *,
+    poll_interval: int = 1,
+    aws_endpoint: str | None = None,
+    dashscope_key: str = "sk-local",
+    resolve: Callable[[str, int], list[str]] | None = None,
+    **parameters_: Any,
+) -> Iterator[LocalStack]:
     """Yields the stack with `.ctx` (what the API and trigger functions get) and `.emulator`.
 
     `aws_endpoint`: a moto server to use (else moto runs in-process). Without an emulator the
@@ -67,28 +76,47 @@ def in_process_stack(emulator: EmulatorServer | None, *, poll_interval: int = 1,
         with ExitStack() as scope:
             scope.enter_context(atomic_dynamodb())
             if aws_endpoint is None:
-                scope.enter_context(mock_aws(config={"stepfunctions": {
-                    "execute_state_machine": True}}))
+                scope.enter_context(
+                    mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+                )
             else:
                 os.environ["AWS_ENDPOINT_URL"] = aws_endpoint  # every boto3 client, handlers too
                 os.environ["MOTO_PORT"] = aws_endpoint.rsplit(":", 1)[-1]  # its interpreter's calls
-                httpx.post(f"{aws_endpoint}/moto-api/config",
-                           json={"stepfunctions": {"execute_state_machine": True}}).raise_for_status()
+                httpx.post(
+                    f"{aws_endpoint}/moto-api/config",
+                    json={"stepfunctions": {"execute_state_machine": True}},
+                ).raise_for_status()
             parameters.clear_caches()
             secret = boto3.client("secretsmanager").create_secret(
-                Name="dashscope", SecretString=dashscope_key)["ARN"]
-            provider = ({"DashScopeBaseUrl": emulator.api_base_url,
-                         "TaskApiBaseUrl": emulator.task_api_base_url} if emulator else {})
-            stack = build_stack({"DashScopeApiKeySecretArn": secret,
-                                 "PollIntervalSeconds": poll_interval, **provider, **parameters_},
-                                endpoint_url=aws_endpoint)
+                Name="dashscope", SecretString=dashscope_key
+            )["ARN"]
+            provider = (
+                {
+                    "DashScopeBaseUrl": emulator.api_base_url,
+                    "TaskApiBaseUrl": emulator.task_api_base_url,
+                }
+                if emulator
+                else {}
+            )
+            stack = build_stack(
+                {
+                    "DashScopeApiKeySecretArn": secret,
+                    "PollIntervalSeconds": poll_interval,
+                    **provider,
+                    **parameters_,
+                },
+                endpoint_url=aws_endpoint,
+            )
             os.environ["ADMISSION_MARGIN_SECONDS"] = LOCAL_ADMISSION_MARGIN
-            os.environ["ALLOW_LOOPBACK_URLS"] = "true"  # receivers and images on this machine (SPEC §7)
+            os.environ["ALLOW_LOOPBACK_URLS"] = (
+                "true"  # receivers and images on this machine (SPEC §7)
+            )
             runtime.context.cache_clear()
             if resolve is not None:
                 runtime.context().resolve = resolve  # the handlers' context, built once
-            stack.ctx = replace(runtime.context(),
-                                executions=StepFunctionsExecutions(stack.state_machine_arn))
+            stack.ctx = replace(
+                runtime.context(), executions=StepFunctionsExecutions(stack.state_machine_arn)
+            )
             stack.emulator = emulator
             scope.enter_context(stack.dispatcher.installed())
             stack.pump()  # S3's s3:TestEvent, sent when the notification was configured
@@ -112,7 +140,7 @@ class Pump(threading.Thread):
             try:
                 if not any(source.poll_once(wait_seconds=1) for source in self.stack.event_sources):
                     self.stopping.wait(0.2)
-            except Exception:  # noqa: BLE001 - keep polling, as Lambda's pollers do
+            except Exception:
                 logging.getLogger(__name__).exception("SQS poller")
                 self.stopping.wait(1)
 

@@ -45,7 +45,8 @@ class FakeLambdaContext:
 def load_handler(code_dir: Path, handler: str) -> Callable[[dict, Any], Any]:
     module_name, _, attribute = handler.rpartition(".")
     spec = importlib.util.spec_from_file_location(
-        f"qwen_edit_functions.{code_dir.name}.{module_name}", code_dir / f"{module_name}.py")
+        f"qwen_edit_functions.{code_dir.name}.{module_name}", code_dir / f"{module_name}.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # as an import would: pydantic resolves annotations here
     spec.loader.exec_module(module)
@@ -78,11 +79,21 @@ class LambdaDispatcher:
     def invoke(self, function: LambdaFunction, event: Any) -> tuple[str, bool, str]:
         context = FakeLambdaContext(function.function_name, function.function_arn)
         try:
-            result = self.call(function.function_name, event if isinstance(event, dict) else {},
-                               context)
-        except Exception as error:  # the Lambda runtime's error payload
-            return json.dumps({"errorType": type(error).__name__, "errorMessage": str(error),
-                               "stackTrace": traceback.format_tb(error.__traceback__)}), True, ""
+            result = self.call(
+                function.function_name, event if isinstance(event, dict) else {}, context
+            )
+        except Exception as error:  # noqa: BLE001 - as the Lambda runtime: any error is a payload
+            return (
+                json.dumps(
+                    {
+                        "errorType": type(error).__name__,
+                        "errorMessage": str(error),
+                        "stackTrace": traceback.format_tb(error.__traceback__),
+                    }
+                ),
+                True,
+                "",
+            )
         return json.dumps(result), False, ""
 
     @contextmanager

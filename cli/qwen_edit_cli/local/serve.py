@@ -20,7 +20,6 @@ from qwen_edit_cli.emulator.server import EmulatorServer
 from qwen_edit_cli.local.apigateway import LocalApiGateway, key_id
 from qwen_edit_cli.local.inprocess import REGION, Pump, in_process_stack
 
-
 logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
 
 
@@ -43,15 +42,24 @@ def _free_port(host: str) -> int:
 
 
 @contextmanager
-def local_service(*, host: str = "127.0.0.1", port: int = 3000, poll_interval: int = 2,
-                  api_keys: list[str] | None = None, operator_keys: list[str] | None = None,
-                  provider: str = "emulator", region: str = "singapore",
-                  log_level: str = "INFO") -> Iterator[Ready]:
+def local_service(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 3000,
+    poll_interval: int = 2,
+    api_keys: list[str] | None = None,
+    operator_keys: list[str] | None = None,
+    provider: str = "emulator",
+    region: str = "singapore",
+    log_level: str = "INFO",
+) -> Iterator[Ready]:
     api_keys = api_keys or [f"qe-local-{secrets.token_hex(12)}"]
     operator_keys = operator_keys or []
     # As OperatorApiKeyIds in a deployment: these keys act for the upload-triggered jobs.
-    parameters = {"OperatorApiKeyIds": ",".join(key_id(key) for key in operator_keys),
-                 "LogLevel": log_level}
+    parameters = {
+        "OperatorApiKeyIds": ",".join(key_id(key) for key in operator_keys),
+        "LogLevel": log_level,
+    }
     with ExitStack() as scope:
         aws_port = _free_port(host)
         moto = ThreadedMotoServer(ip_address=host, port=aws_port, verbose=False)
@@ -60,16 +68,26 @@ def local_service(*, host: str = "127.0.0.1", port: int = 3000, poll_interval: i
         aws_url = f"http://{host}:{aws_port}"
         if provider == "emulator":
             emulator = scope.enter_context(EmulatorServer(host))
-            stack = scope.enter_context(in_process_stack(
-                emulator, poll_interval=poll_interval, aws_endpoint=aws_url, **parameters))
+            stack = scope.enter_context(
+                in_process_stack(
+                    emulator, poll_interval=poll_interval, aws_endpoint=aws_url, **parameters
+                )
+            )
             dashscope_url = emulator.api_base_url
         else:
             key = os.environ.get("DASHSCOPE_API_KEY")
             if not key:
                 raise SystemExit("--provider dashscope needs DASHSCOPE_API_KEY")
-            stack = scope.enter_context(in_process_stack(
-                None, poll_interval=poll_interval, aws_endpoint=aws_url, dashscope_key=key,
-                DashScopeRegion=region, **parameters))
+            stack = scope.enter_context(
+                in_process_stack(
+                    None,
+                    poll_interval=poll_interval,
+                    aws_endpoint=aws_url,
+                    dashscope_key=key,
+                    DashScopeRegion=region,
+                    **parameters,
+                )
+            )
             dashscope_url = stack.ctx.provider(Provider.DASHSCOPE).base_url
         pump = Pump(stack)
         pump.start()
@@ -77,11 +95,18 @@ def local_service(*, host: str = "127.0.0.1", port: int = 3000, poll_interval: i
         gateway = LocalApiGateway(stack, [*api_keys, *operator_keys], host, port).start()
         scope.callback(gateway.stop)
         secret = boto3.client("secretsmanager").get_secret_value(
-            SecretId=stack.physical["WebhookSecret"])["SecretString"]
-        yield Ready(api_url=gateway.url, api_key=api_keys[0], s3_endpoint_url=aws_url,
-                    region=REGION, input_bucket=stack.physical["InputBucket"],
-                    output_bucket=stack.physical["OutputBucket"], dashscope_url=dashscope_url,
-                    webhook_secret=f"whsec_{secret}")
+            SecretId=stack.physical["WebhookSecret"]
+        )["SecretString"]
+        yield Ready(
+            api_url=gateway.url,
+            api_key=api_keys[0],
+            s3_endpoint_url=aws_url,
+            region=REGION,
+            input_bucket=stack.physical["InputBucket"],
+            output_bucket=stack.physical["OutputBucket"],
+            dashscope_url=dashscope_url,
+            webhook_secret=f"whsec_{secret}",
+        )
 
 
 def announce_ready(ready: Ready, ready_file: Path | None) -> None:

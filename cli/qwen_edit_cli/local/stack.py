@@ -61,8 +61,13 @@ def _zip() -> bytes:
     return out.getvalue()
 
 
-def build_stack(parameters: dict[str, Any], *, name: str = "qwen-edit-local",
-                region: str = "us-east-1", endpoint_url: str | None = None) -> LocalStack:
+def build_stack(
+    parameters: dict[str, Any],
+    *,
+    name: str = "qwen-edit-local",
+    region: str = "us-east-1",
+    endpoint_url: str | None = None,
+) -> LocalStack:
     """Create the stack's resources through boto3 (moto must be active or `endpoint_url` set)
     and point this process's environment at them, as Lambda would for each function."""
     template = load_template()
@@ -71,8 +76,7 @@ def build_stack(parameters: dict[str, Any], *, name: str = "qwen-edit-local",
 
     def client(service: str) -> Any:
         if service not in clients:
-            clients[service] = boto3.client(service, region_name=region,
-                                            endpoint_url=endpoint_url)
+            clients[service] = boto3.client(service, region_name=region, endpoint_url=endpoint_url)
         return clients[service]
 
     def ref(logical: str) -> str:
@@ -97,14 +101,20 @@ def build_stack(parameters: dict[str, Any], *, name: str = "qwen-edit-local",
         if resource["Type"] == "AWS::DynamoDB::Table":
             spec = resolve.value(props)
             client("dynamodb").create_table(
-                TableName=physical, KeySchema=spec["KeySchema"],
+                TableName=physical,
+                KeySchema=spec["KeySchema"],
                 AttributeDefinitions=spec["AttributeDefinitions"],
                 BillingMode=spec.get("BillingMode", "PAY_PER_REQUEST"),
-                **({"GlobalSecondaryIndexes": spec["GlobalSecondaryIndexes"]}
-                   if "GlobalSecondaryIndexes" in spec else {}))
+                **(
+                    {"GlobalSecondaryIndexes": spec["GlobalSecondaryIndexes"]}
+                    if "GlobalSecondaryIndexes" in spec
+                    else {}
+                ),
+            )
             if "TimeToLiveSpecification" in spec:
                 client("dynamodb").update_time_to_live(
-                    TableName=physical, TimeToLiveSpecification=spec["TimeToLiveSpecification"])
+                    TableName=physical, TimeToLiveSpecification=spec["TimeToLiveSpecification"]
+                )
             stack.physical[logical] = physical
             stack.arns[logical] = f"arn:aws:dynamodb:{region}:{ACCOUNT}:table/{physical}"
         elif resource["Type"] == "AWS::S3::Bucket":
@@ -113,8 +123,9 @@ def build_stack(parameters: dict[str, Any], *, name: str = "qwen-edit-local",
             stack.physical[logical], stack.arns[logical] = bucket, f"arn:aws:s3:::{bucket}"
         elif resource["Type"] == "AWS::SecretsManager::Secret":
             length = props.get("GenerateSecretString", {}).get("PasswordLength", 32)
-            value = "".join(secrets.choice(string.ascii_letters + string.digits)
-                            for _ in range(length))
+            value = "".join(
+                secrets.choice(string.ascii_letters + string.digits) for _ in range(length)
+            )
             arn = client("secretsmanager").create_secret(Name=physical, SecretString=value)["ARN"]
             stack.physical[logical] = stack.arns[logical] = arn
         elif resource["Type"] == "AWS::SQS::Queue":
@@ -127,20 +138,29 @@ def build_stack(parameters: dict[str, Any], *, name: str = "qwen-edit-local",
             continue
         props = resolve.value(resource.get("Properties", {}))
         if resource["Type"] == "AWS::SQS::Queue":
-            attributes = {name: (json.dumps(value) if isinstance(value, dict) else str(value))
-                          for name, value in props.items()
-                          if name in ("VisibilityTimeout", "RedrivePolicy",
-                                      "MessageRetentionPeriod")}
+            attributes = {
+                name: (json.dumps(value) if isinstance(value, dict) else str(value))
+                for name, value in props.items()
+                if name in ("VisibilityTimeout", "RedrivePolicy", "MessageRetentionPeriod")
+            }
             if attributes:
-                client("sqs").set_queue_attributes(QueueUrl=stack.physical[logical],
-                                                   Attributes=attributes)
+                client("sqs").set_queue_attributes(
+                    QueueUrl=stack.physical[logical], Attributes=attributes
+                )
         elif resource["Type"] == "AWS::S3::Bucket" and "NotificationConfiguration" in props:
             client("s3").put_bucket_notification_configuration(
-                Bucket=stack.physical[logical], NotificationConfiguration={
-                    "QueueConfigurations": [{
-                        "QueueArn": rule["Queue"], "Events": [rule["Event"]],
-                        "Filter": {"Key": {"FilterRules": rule["Filter"]["S3Key"]["Rules"]}}}
-                        for rule in props["NotificationConfiguration"]["QueueConfigurations"]]})
+                Bucket=stack.physical[logical],
+                NotificationConfiguration={
+                    "QueueConfigurations": [
+                        {
+                            "QueueArn": rule["Queue"],
+                            "Events": [rule["Event"]],
+                            "Filter": {"Key": {"FilterRules": rule["Filter"]["S3Key"]["Rules"]}},
+                        }
+                        for rule in props["NotificationConfiguration"]["QueueConfigurations"]
+                    ]
+                },
+            )
 
     globals_env = template.get("Globals", {}).get("Function", {}).get("Environment", {})
     functions = {k: r for k, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
@@ -153,15 +173,19 @@ def build_stack(parameters: dict[str, Any], *, name: str = "qwen-edit-local",
     for logical, resource in resources.items():
         if resource["Type"] == "AWS::Serverless::StateMachine":
             props = resource["Properties"]
-            definition = substitute((ROOT / props["DefinitionUri"]).read_text(),
-                                    resolve.value(props.get("DefinitionSubstitutions", {})))
+            definition = substitute(
+                (ROOT / props["DefinitionUri"]).read_text(),
+                resolve.value(props.get("DefinitionSubstitutions", {})),
+            )
             answer = client("stepfunctions").create_state_machine(
-                name=f"{name}-{logical}", definition=definition, roleArn=role_arn,
-                type=props.get("Type", "STANDARD"))
+                name=f"{name}-{logical}",
+                definition=definition,
+                roleArn=role_arn,
+                type=props.get("Type", "STANDARD"),
+            )
             stack.physical[logical] = stack.arns[logical] = answer["stateMachineArn"]
     for logical in deferred:
-        _create_function(stack, client, resolve, logical, functions[logical], globals_env,
-                         role_arn)
+        _create_function(stack, client, resolve, logical, functions[logical], globals_env, role_arn)
 
     # In-process handlers share this process's environment: the union of their variables.
     os.environ.update(stack.environment)
@@ -169,17 +193,30 @@ def build_stack(parameters: dict[str, Any], *, name: str = "qwen-edit-local",
     return stack
 
 
-def _create_function(stack: LocalStack, client, resolve: Resolver, logical: str,
-                     resource: dict, globals_env: dict, role_arn: str) -> None:
+def _create_function(
+    stack: LocalStack,
+    client,
+    resolve: Resolver,
+    logical: str,
+    resource: dict,
+    globals_env: dict,
+    role_arn: str,
+) -> None:
     props = resource["Properties"]
-    variables = {**globals_env.get("Variables", {}),
-                 **props.get("Environment", {}).get("Variables", {})}
+    variables = {
+        **globals_env.get("Variables", {}),
+        **props.get("Environment", {}).get("Variables", {}),
+    }
     environment = {k: str(v) for k, v in resolve.value(variables).items() if v is not None}
     function_name = f"{stack.name}-{logical}"[:64]
     answer = client("lambda").create_function(
-        FunctionName=function_name, Runtime="python3.12", Role=role_arn,
-        Handler=props["Handler"], Code={"ZipFile": _zip()},
-        Environment={"Variables": environment})
+        FunctionName=function_name,
+        Runtime="python3.12",
+        Role=role_arn,
+        Handler=props["Handler"],
+        Code={"ZipFile": _zip()},
+        Environment={"Variables": environment},
+    )
     stack.physical[logical], stack.arns[logical] = function_name, answer["FunctionArn"]
     stack.environment.update(environment)
     stack.dispatcher.register(function_name, ROOT / props["CodeUri"], props["Handler"])
@@ -187,6 +224,14 @@ def _create_function(stack: LocalStack, client, resolve: Resolver, logical: str,
         if event["Type"] == "SQS":
             queue_arn = resolve.value(event["Properties"]["Queue"])
             queue = next(k for k, arn in stack.arns.items() if arn == queue_arn)
-            stack.event_sources.append(SqsEventSource(
-                client("sqs"), stack.physical[queue], queue_arn, function_name,
-                stack.dispatcher, event["Properties"].get("BatchSize", 10), stack.region))
+            stack.event_sources.append(
+                SqsEventSource(
+                    client("sqs"),
+                    stack.physical[queue],
+                    queue_arn,
+                    function_name,
+                    stack.dispatcher,
+                    event["Properties"].get("BatchSize", 10),
+                    stack.region,
+                )
+            )

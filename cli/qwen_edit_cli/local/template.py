@@ -30,11 +30,17 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
 class Resolver:
     """Evaluates Ref, Fn::GetAtt, Fn::Sub, Fn::If and conditions against known values."""
 
-    def __init__(self, template: dict[str, Any], parameters: dict[str, Any],
-                 ref: Callable[[str], Any], get_att: Callable[[str, str], Any]):
+    def __init__(
+        self,
+        template: dict[str, Any],
+        parameters: dict[str, Any],
+        ref: Callable[[str], Any],
+        get_att: Callable[[str, str], Any],
+    ):
         self.template = template
-        defaults = {name: spec.get("Default") for name, spec in
-                    template.get("Parameters", {}).items()}
+        defaults = {
+            name: spec.get("Default") for name, spec in template.get("Parameters", {}).items()
+        }
         self.parameters = {**defaults, **parameters}
         self._ref, self._get_att = ref, get_att
 
@@ -51,7 +57,7 @@ class Resolver:
         if not isinstance(node, dict):
             return node
         if len(node) == 1:
-            (key, arg), = node.items()
+            ((key, arg),) = node.items()
             if key == "Ref":
                 return self._reference(arg)
             if key == "Fn::GetAtt":
@@ -69,8 +75,9 @@ class Resolver:
                 return not self._resolve(arg[0])
             if key == "Condition":
                 return self.condition(arg)
-        return {k: v for k, v in ((k, self._resolve(x)) for k, x in node.items())
-                if v is not _NO_VALUE}
+        return {
+            k: v for k, v in ((k, self._resolve(x)) for k, x in node.items()) if v is not _NO_VALUE
+        }
 
     def _reference(self, name: str) -> Any:
         if name == "AWS::NoValue":
@@ -85,11 +92,14 @@ class Resolver:
             if "." in name and not name.startswith("AWS::"):
                 return str(self._get_att(*name.split(".", 1)))
             return str(self._reference(name))
+
         return re.sub(r"\$\{([^}!]+)\}", one, text)
 
 
 def substitute(definition: str, values: dict[str, Any]) -> str:
     """DefinitionSubstitutions as Step Functions applies them: ${Name} replaced textually."""
+
     def one(match: re.Match) -> str:
         return str(values[match.group(1)])
+
     return re.sub(r"\$\{(\w+)\}", one, definition)

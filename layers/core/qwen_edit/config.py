@@ -1,4 +1,5 @@
-"""Runtime settings of the Lambda functions, read once from the environment (template.yaml sets it)."""
+"""Runtime settings of the Lambda functions, read once from the environment (template.yaml
+sets it)."""
 
 from __future__ import annotations
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from qwen_edit.domain.catalog import Provider
 from qwen_edit.config import Settings
+from qwen_edit.domain.catalog import Provider
 from qwen_edit.ports import (
     EventPublisher,
     Executions,
+    ImageProvider,
     JobStore,
     LimitStore,
     ObjectStore,
     WebhookOutbox,
     WebhookSender,
 )
-from qwen_edit.ports import ImageProvider
 
 
 @dataclass

@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from qwen_edit.domain.catalog import RateLimit
-from qwen_edit.domain.provider import ProviderRequest, ProviderTask
 from qwen_edit.domain.jobs import DeliveryStatus, Job, JobStatus, WebhookAttempt
+from qwen_edit.domain.provider import ProviderRequest, ProviderTask
 
 
 class JobStore(Protocol):
@@ -25,12 +25,12 @@ class JobStore(Protocol):
     def update(self, job_id: str, at: datetime, **fields: Any) -> Job:
         """Set fields of a job that is not final; JobConflict once it is."""
 
-    def record_webhook(self, job_id: str, attempt: WebhookAttempt,
-                       status: DeliveryStatus) -> None:
+    def record_webhook(self, job_id: str, attempt: WebhookAttempt, status: DeliveryStatus) -> None:
         """Append a delivery attempt and set the delivery status (the job's own status stays)."""
 
-    def list_for_tenant(self, tenant: str, limit: int, cursor: str | None,
-                        status: JobStatus | None) -> tuple[list[Job], str | None]:
+    def list_for_tenant(
+        self, tenant: str, limit: int, cursor: str | None, status: JobStatus | None
+    ) -> tuple[list[Job], str | None]:
         """The tenant's jobs, newest first, a page at a time; InvalidRequest on a bad cursor."""
 
 
@@ -41,8 +41,9 @@ class LimitStore(Protocol):
     def claim_call(self, family: str, limit: RateLimit, now: float) -> float:
         """Record a call at `now` if the limit allows it (0.0), else the seconds to wait."""
 
-    def acquire_lease(self, family: str, holder: str, max_holders: int, until: float,
-                      now: float) -> bool:
+    def acquire_lease(
+        self, family: str, holder: str, max_holders: int, until: float, now: float
+    ) -> bool:
         """Hold one of `max_holders` places until `until`; True if held (again)."""
 
     def release_lease(self, family: str, holder: str) -> None: ...
@@ -56,8 +57,9 @@ class ObjectStore(Protocol):
 
     def presigned_get(self, bucket: str, key: str, expires_in: int) -> str: ...
 
-    def presigned_put(self, bucket: str, key: str, content_type: str,
-                      content_length: int | None, expires_in: int) -> str: ...
+    def presigned_put(
+        self, bucket: str, key: str, content_type: str, content_length: int | None, expires_in: int
+    ) -> str: ...
 
     def peek(self, bucket: str, key: str, length: int) -> tuple[int, bytes] | None:
         """The object's size and first bytes, or None when there is no such object."""
@@ -84,8 +86,9 @@ class WebhookOutbox(Protocol):
 
 
 class WebhookSender(Protocol):
-    def post(self, url: str, addresses: list[str], headers: dict[str, str],
-             body: str) -> tuple[int | None, str | None]:
+    def post(
+        self, url: str, addresses: list[str], headers: dict[str, str], body: str
+    ) -> tuple[int | None, str | None]:
         """POST to one of the checked addresses (never re-resolving the name), no redirects:
         (HTTP status or None, error text or None)."""
 

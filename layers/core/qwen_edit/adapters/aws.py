@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -29,15 +30,16 @@ class S3ObjectStore:
 
     def presigned_get(self, bucket: str, key: str, expires_in: int) -> str:
         return self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in)
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in
+        )
 
-    def presigned_put(self, bucket: str, key: str, content_type: str,
-                      content_length: int | None, expires_in: int) -> str:
+    def presigned_put(
+        self, bucket: str, key: str, content_type: str, content_length: int | None, expires_in: int
+    ) -> str:
         params = {"Bucket": bucket, "Key": key, "ContentType": content_type}
         if content_length is not None:  # signed: S3 refuses a body of any other size
             params["ContentLength"] = content_length
-        return self.client.generate_presigned_url("put_object", Params=params,
-                                                  ExpiresIn=expires_in)
+        return self.client.generate_presigned_url("put_object", Params=params, ExpiresIn=expires_in)
 
     def peek(self, bucket: str, key: str, length: int) -> tuple[int, bytes] | None:
         try:
@@ -64,18 +66,16 @@ class StepFunctionsExecutions:
         # Step Functions answers a repeated name with the same input with the running
         # execution, and a finished or different one with ExecutionAlreadyExists: either way
         # the job has its one execution.
-        try:
-            self.client.start_execution(stateMachineArn=self.state_machine_arn, name=name,
-                                        input=json.dumps(payload))
-        except self.client.exceptions.ExecutionAlreadyExists:
-            pass
+        with contextlib.suppress(self.client.exceptions.ExecutionAlreadyExists):
+            self.client.start_execution(
+                stateMachineArn=self.state_machine_arn, name=name, input=json.dumps(payload)
+            )
 
     def stop(self, name: str, cause: str) -> None:
-        try:
-            self.client.stop_execution(executionArn=self.execution_arn(name),
-                                       error="JobCanceled", cause=cause)
-        except self.client.exceptions.ExecutionDoesNotExist:
-            pass
+        with contextlib.suppress(self.client.exceptions.ExecutionDoesNotExist):
+            self.client.stop_execution(
+                executionArn=self.execution_arn(name), error="JobCanceled", cause=cause
+            )
 
 
 class EventBridgePublisher:
@@ -86,10 +86,17 @@ class EventBridgePublisher:
         self.client = client or boto3.client("events")
 
     def publish(self, job: Job) -> None:
-        answer = self.client.put_events(Entries=[{
-            "Source": EVENT_SOURCE, "DetailType": f"Job {job.status.value.title()}",
-            "Detail": json.dumps(job.public()), "EventBusName": self.bus_name,
-            "Resources": []}])
+        answer = self.client.put_events(
+            Entries=[
+                {
+                    "Source": EVENT_SOURCE,
+                    "DetailType": f"Job {job.status.value.title()}",
+                    "Detail": json.dumps(job.public()),
+                    "EventBusName": self.bus_name,
+                    "Resources": [],
+                }
+            ]
+        )
         if answer.get("FailedEntryCount"):
             raise RuntimeError(f"EventBridge refused the event: {answer['Entries']}")
 
@@ -102,9 +109,13 @@ class SqsWebhookOutbox:
         self.client = client or boto3.client("sqs")
 
     def send(self, delivery: Any, delay_seconds: float) -> None:
-        self.client.send_message(QueueUrl=self.queue_url, MessageBody=delivery.model_dump_json(),
-                                 DelaySeconds=int(min(self.MAX_DELAY, max(0, delay_seconds))))
+        self.client.send_message(
+            QueueUrl=self.queue_url,
+            MessageBody=delivery.model_dump_json(),
+            DelaySeconds=int(min(self.MAX_DELAY, max(0, delay_seconds))),
+        )
 
     def dead_letter(self, delivery: Any) -> None:
-        self.client.send_message(QueueUrl=self.dead_letter_queue_url,
-                                 MessageBody=delivery.model_dump_json())
+        self.client.send_message(
+            QueueUrl=self.dead_letter_queue_url, MessageBody=delivery.model_dump_json()
+        )

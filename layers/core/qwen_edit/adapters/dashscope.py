@@ -12,17 +12,16 @@ from typing import Any
 
 import httpx
 
+from qwen_edit.adapters.provider_http import SYNC_TIMEOUT, ProviderHttp
 from qwen_edit.domain.catalog import Capability
 from qwen_edit.domain.provider import (
-    Region,
     ProviderError,
     ProviderRequest,
     ProviderTask,
+    Region,
     TaskStatus,
     Usage,
 )
-from qwen_edit.adapters.provider_http import SYNC_TIMEOUT, ProviderHttp
-
 
 BASE_URLS = {
     Region.SINGAPORE: "https://dashscope-intl.aliyuncs.com/api/v1",
@@ -39,11 +38,16 @@ def base_url_for(region: Region | str, override: str | None = None) -> str:
 class DashScopeClient:
     name = "dashscope"
 
-    def __init__(self, api_key: str, *, region: Region | str = Region.SINGAPORE,
-                 base_url: str | None = None, transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        region: Region | str = Region.SINGAPORE,
+        base_url: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ):
         self.region = Region(region)
-        self._http = ProviderHttp(base_url_for(self.region, base_url), api_key,
-                                  transport=transport)
+        self._http = ProviderHttp(base_url_for(self.region, base_url), api_key, transport=transport)
 
     @property
     def base_url(self) -> str:
@@ -51,11 +55,16 @@ class DashScopeClient:
 
     def submit(self, request: ProviderRequest, *, asynchronous: bool) -> ProviderTask:
         if asynchronous:
-            body = self._http.call("POST", ASYNC_PATH, json=_synthesis_body(request),
-                                   headers={"X-DashScope-Async": "enable"})
+            body = self._http.call(
+                "POST",
+                ASYNC_PATH,
+                json=_synthesis_body(request),
+                headers={"X-DashScope-Async": "enable"},
+            )
             return _task_of(body)
-        body = self._http.call("POST", SYNC_PATH, json=multimodal_body(request),
-                               timeout=SYNC_TIMEOUT)
+        body = self._http.call(
+            "POST", SYNC_PATH, json=multimodal_body(request), timeout=SYNC_TIMEOUT
+        )
         return _sync_result_of(body)
 
     def fetch(self, task_id: str) -> ProviderTask:
@@ -77,9 +86,11 @@ def multimodal_body(request: ProviderRequest) -> dict[str, Any]:
     parameters = dict(request.parameters)
     if request.negative_prompt is not None:
         parameters["negative_prompt"] = request.negative_prompt
-    return {"model": request.model,
-            "input": {"messages": [{"role": "user", "content": content}]},
-            "parameters": parameters}
+    return {
+        "model": request.model,
+        "input": {"messages": [{"role": "user", "content": content}]},
+        "parameters": parameters,
+    }
 
 
 def _synthesis_body(request: ProviderRequest) -> dict[str, Any]:
@@ -96,13 +107,23 @@ def _sync_result_of(body: dict[str, Any]) -> ProviderTask:
     choices = output.get("choices") or []
     if not choices:
         # A 200 without choices carries the failure in code/message, like an error answer.
-        raise ProviderError(body.get("code") or "EmptyOutput",
-                            body.get("message") or "the provider answered without images",
-                            http_status=200, request_id=body.get("request_id"))
-    urls = [part["image"] for part in choices[0].get("message", {}).get("content", [])
-            if part.get("image")]
-    return ProviderTask(status=TaskStatus.SUCCEEDED, request_id=body.get("request_id"),
-                        image_urls=urls, usage=Usage(**_usage_fields(body)))
+        raise ProviderError(
+            body.get("code") or "EmptyOutput",
+            body.get("message") or "the provider answered without images",
+            http_status=200,
+            request_id=body.get("request_id"),
+        )
+    urls = [
+        part["image"]
+        for part in choices[0].get("message", {}).get("content", [])
+        if part.get("image")
+    ]
+    return ProviderTask(
+        status=TaskStatus.SUCCEEDED,
+        request_id=body.get("request_id"),
+        image_urls=urls,
+        usage=Usage(**_usage_fields(body)),
+    )
 
 
 def _task_of(body: dict[str, Any]) -> ProviderTask:

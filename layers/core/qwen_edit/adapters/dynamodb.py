@@ -42,6 +42,7 @@ def _to_dynamo(value: Any) -> dict:
         if isinstance(v, list):
             return [convert(x) for x in v]
         return v
+
     return _serialize(convert(to_jsonable_python(value)))
 
 
@@ -54,6 +55,7 @@ def _from_dynamo(attribute: dict) -> Any:
         if isinstance(v, list):
             return [convert(x) for x in v]
         return v
+
     return convert(_deserialize(attribute))
 
 
@@ -73,8 +75,12 @@ def _decode_cursor(cursor: str, tenant: str) -> dict[str, Any]:
             raise ValueError("not a cursor")
         for name, longest in _CURSOR_FIELDS.items():
             value = key[name]
-            if (not isinstance(value, dict) or set(value) != {"S"} or not isinstance(value["S"], str)
-                    or not 0 < len(value["S"]) <= longest):
+            if (
+                not isinstance(value, dict)
+                or set(value) != {"S"}
+                or not isinstance(value["S"], str)
+                or not 0 < len(value["S"]) <= longest
+            ):
                 raise ValueError(f"bad {name}")
         if key["tenant"]["S"] != tenant:
             raise ValueError("not this tenant's cursor")
@@ -84,8 +90,10 @@ def _decode_cursor(cursor: str, tenant: str) -> dict[str, Any]:
 
 
 def _bad_cursor() -> InvalidRequest:
-    return InvalidRequest("cursor is not one this API gave out", [{
-        "field": "cursor", "rule": "cursor", "message": "pass next_cursor unchanged"}])
+    return InvalidRequest(
+        "cursor is not one this API gave out",
+        [{"field": "cursor", "rule": "cursor", "message": "pass next_cursor unchanged"}],
+    )
 
 
 def _conditional_failed(error: ClientError) -> bool:
@@ -98,47 +106,61 @@ class DynamoJobStore:
         self.client = client or boto3.client("dynamodb")
 
     def create(self, job: Job) -> None:
-        item = {name: _to_dynamo(value)
-                for name, value in job.model_dump(mode="json", exclude_none=True).items()}
+        item = {
+            name: _to_dynamo(value)
+            for name, value in job.model_dump(mode="json", exclude_none=True).items()
+        }
         item["expires_at"] = _to_dynamo(int((job.created_at + RECORD_RETENTION).timestamp()))
         try:
-            self.client.put_item(TableName=self.table, Item=item,
-                                 ConditionExpression="attribute_not_exists(id)")
+            self.client.put_item(
+                TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(id)"
+            )
         except ClientError as error:
             if _conditional_failed(error):
                 raise JobConflict(f"job {job.id} already exists") from None
             raise
 
     def get(self, job_id: str) -> Job:
-        item = self.client.get_item(TableName=self.table, Key={"id": {"S": job_id}},
-                                    ConsistentRead=True).get("Item")
+        item = self.client.get_item(
+            TableName=self.table, Key={"id": {"S": job_id}}, ConsistentRead=True
+        ).get("Item")
         if item is None:
             raise JobNotFound(f"no job {job_id}")
         return self._job(item)
 
     def transition(self, job_id: str, to: JobStatus, at: datetime, **fields: Any) -> Job:
-        return self._update(job_id, ALLOWED_FROM[to], {"status": to, "updated_at": at, **fields},
-                            f"cannot become {to.value}")
+        return self._update(
+            job_id,
+            ALLOWED_FROM[to],
+            {"status": to, "updated_at": at, **fields},
+            f"cannot become {to.value}",
+        )
 
     def update(self, job_id: str, at: datetime, **fields: Any) -> Job:
         unfinished = frozenset(JobStatus) - FINAL_STATUSES
-        return self._update(job_id, unfinished, {"updated_at": at, **fields},
-                            "is final and cannot change")
+        return self._update(
+            job_id, unfinished, {"updated_at": at, **fields}, "is final and cannot change"
+        )
 
-    def _update(self, job_id: str, allowed: frozenset[JobStatus], fields: dict[str, Any],
-                refusal: str) -> Job:
+    def _update(
+        self, job_id: str, allowed: frozenset[JobStatus], fields: dict[str, Any], refusal: str
+    ) -> Job:
         names = {f"#f{i}": name for i, name in enumerate(fields)}
         values = {f":v{i}": _to_dynamo(value) for i, value in enumerate(fields.values())}
         names["#status"] = "status"
         values.update({f":s{i}": {"S": status.value} for i, status in enumerate(sorted(allowed))})
         try:
             answer = self.client.update_item(
-                TableName=self.table, Key={"id": {"S": job_id}},
+                TableName=self.table,
+                Key={"id": {"S": job_id}},
                 UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
                 ConditionExpression="attribute_exists(id) AND #status IN ("
-                                    + ", ".join(f":s{i}" for i in range(len(allowed))) + ")",
-                ExpressionAttributeNames=names, ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW")
+                + ", ".join(f":s{i}" for i in range(len(allowed)))
+                + ")",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
         except ClientError as error:
             if not _conditional_failed(error):
                 raise
@@ -146,24 +168,32 @@ class DynamoJobStore:
             raise JobConflict(f"job {job_id} is {current.status.value} and {refusal}") from None
         return self._job(answer["Attributes"])
 
-    def record_webhook(self, job_id: str, attempt: WebhookAttempt,
-                       status: DeliveryStatus) -> None:
+    def record_webhook(self, job_id: str, attempt: WebhookAttempt, status: DeliveryStatus) -> None:
         # No condition on the job's status: deliveries happen after it is final, and only the
         # webhook field changes. list_append keeps concurrent attempts.
         self.client.update_item(
-            TableName=self.table, Key={"id": {"S": job_id}},
+            TableName=self.table,
+            Key={"id": {"S": job_id}},
             UpdateExpression="SET #w.#a = list_append(#w.#a, :attempt), #w.#s = :status",
             ConditionExpression="attribute_exists(#w)",
             ExpressionAttributeNames={"#w": "webhook", "#a": "attempts", "#s": "status"},
-            ExpressionAttributeValues={":attempt": _to_dynamo([attempt]),
-                                       ":status": {"S": status.value}})
+            ExpressionAttributeValues={
+                ":attempt": _to_dynamo([attempt]),
+                ":status": {"S": status.value},
+            },
+        )
 
-    def list_for_tenant(self, tenant: str, limit: int, cursor: str | None,
-                        status: JobStatus | None) -> tuple[list[Job], str | None]:
+    def list_for_tenant(
+        self, tenant: str, limit: int, cursor: str | None, status: JobStatus | None
+    ) -> tuple[list[Job], str | None]:
         query: dict[str, Any] = {
-            "TableName": self.table, "IndexName": "by-tenant", "Limit": limit,
-            "ScanIndexForward": False, "KeyConditionExpression": "tenant = :t",
-            "ExpressionAttributeValues": {":t": {"S": tenant}}}
+            "TableName": self.table,
+            "IndexName": "by-tenant",
+            "Limit": limit,
+            "ScanIndexForward": False,
+            "KeyConditionExpression": "tenant = :t",
+            "ExpressionAttributeValues": {":t": {"S": tenant}},
+        }
         if status is not None:
             query["FilterExpression"] = "#status = :s"
             query["ExpressionAttributeNames"] = {"#status": "status"}
@@ -181,18 +211,24 @@ class DynamoJobStore:
 
     @staticmethod
     def _job(item: dict) -> Job:
-        return Job.model_validate({k: _from_dynamo(v) for k, v in item.items()
-                                   if k != "expires_at"})
+        return Job.model_validate(
+            {k: _from_dynamo(v) for k, v in item.items() if k != "expires_at"}
+        )
 
 
 class DynamoLimitStore:
     """One item per family and kind: RATE#<family> (reservations), CALLS#<family> (actual
-    calls), LEASES#<family> (async task places), each with a `version`. Every change is a read-modify-write guarded by `version`."""
+    calls), LEASES#<family> (async task places), each with a `version`.
+    Every change is a read-modify-write guarded by `version`."""
 
     ATTEMPTS = 40
 
-    def __init__(self, table_name: str, client: Any = None,
-                 margin_seconds: float = admission.DEFAULT_MARGIN_SECONDS):
+    def __init__(
+        self,
+        table_name: str,
+        client: Any = None,
+        margin_seconds: float = admission.DEFAULT_MARGIN_SECONDS,
+    ):
         self.table = table_name
         self.client = client or boto3.client("dynamodb")
         self.margin = margin_seconds
@@ -201,21 +237,25 @@ class DynamoLimitStore:
         def change(state: dict) -> tuple[dict, float]:
             slot, kept = admission.reserve(state.get("times", []), limit, now, self.margin)
             return {"times": kept}, slot
+
         return self._change(f"RATE#{family}", change)
 
     def claim_call(self, family: str, limit: RateLimit, now: float) -> float:
         def change(state: dict) -> tuple[dict | None, float]:
             wait, calls = admission.claim(state.get("times", []), limit, now, self.margin)
             return ({"times": calls} if wait == 0 else None), wait
+
         return self._change(f"CALLS#{family}", change)
 
-    def acquire_lease(self, family: str, holder: str, max_holders: int, until: float,
-                      now: float) -> bool:
+    def acquire_lease(
+        self, family: str, holder: str, max_holders: int, until: float, now: float
+    ) -> bool:
         def change(state: dict) -> tuple[dict | None, bool]:
             holders = admission.live_leases(state.get("holders", {}), now)
             if holder not in holders and len(holders) >= max_holders:
                 return None, False
             return {"holders": {**holders, holder: until}}, True
+
         return self._change(f"LEASES#{family}", change)
 
     def release_lease(self, family: str, holder: str) -> None:
@@ -223,11 +263,13 @@ class DynamoLimitStore:
         # version still moves, so an acquire that read the old holders cannot write them back.
         try:
             self.client.update_item(
-                TableName=self.table, Key={"pk": {"S": f"LEASES#{family}"}},
+                TableName=self.table,
+                Key={"pk": {"S": f"LEASES#{family}"}},
                 UpdateExpression="REMOVE holders.#h SET version = version + :one",
                 ConditionExpression="attribute_exists(holders.#h)",
                 ExpressionAttributeNames={"#h": holder},
-                ExpressionAttributeValues={":one": {"N": "1"}})
+                ExpressionAttributeValues={":one": {"N": "1"}},
+            )
         except ClientError as error:
             if not _conditional_failed(error):
                 raise
@@ -235,8 +277,9 @@ class DynamoLimitStore:
 
     def _change(self, key: str, change: Callable[[dict], tuple[dict | None, Any]]) -> Any:
         for attempt in range(self.ATTEMPTS):
-            item = self.client.get_item(TableName=self.table, Key={"pk": {"S": key}},
-                                        ConsistentRead=True).get("Item", {})
+            item = self.client.get_item(
+                TableName=self.table, Key={"pk": {"S": key}}, ConsistentRead=True
+            ).get("Item", {})
             state = {k: _from_dynamo(v) for k, v in item.items()}
             version = state.get("version", 0)
             new_state, result = change(state)
@@ -245,15 +288,19 @@ class DynamoLimitStore:
             try:
                 self.client.put_item(
                     TableName=self.table,
-                    Item={"pk": {"S": key}, "version": {"N": str(version + 1)},
-                          **{k: _to_dynamo(v) for k, v in new_state.items()}},
+                    Item={
+                        "pk": {"S": key},
+                        "version": {"N": str(version + 1)},
+                        **{k: _to_dynamo(v) for k, v in new_state.items()},
+                    },
                     ConditionExpression="attribute_not_exists(pk) OR version = :v",
-                    ExpressionAttributeValues={":v": {"N": str(version)}})
+                    ExpressionAttributeValues={":v": {"N": str(version)}},
+                )
                 return result
             except ClientError as error:
                 if not _conditional_failed(error):
                     raise
                 # Another execution won: back off (exponential, full jitter) and read again.
-                time.sleep(random.uniform(0, min(1.0, 0.01 * 2 ** attempt)))
+                time.sleep(random.uniform(0, min(1.0, 0.01 * 2**attempt)))
         # Still contended: the workflow asks again later (Admit's Retry, or Submit → Admit).
         raise NotAdmitted(f"admission state {key} stayed contended for {self.ATTEMPTS} tries")

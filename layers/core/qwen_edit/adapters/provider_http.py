@@ -16,41 +16,60 @@ USER_AGENT = "qwen-edit/0.1 (+https://github.com/qwen-edit)"
 
 
 class ProviderHttp:
-    def __init__(self, base_url: str, api_key: str, *, transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self, base_url: str, api_key: str, *, transport: httpx.BaseTransport | None = None
+    ):
         if not api_key:
             raise ValueError("a provider API key is required")
-        self._api = httpx.Client(base_url=base_url.rstrip("/"), transport=transport,
-                                 timeout=TASK_TIMEOUT, headers={
-                                     "Authorization": f"Bearer {api_key}",
-                                     "User-Agent": USER_AGENT})
+        self._api = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            transport=transport,
+            timeout=TASK_TIMEOUT,
+            headers={"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT},
+        )
         # Result URLs are presigned: they get no Authorization header, so the key never leaves.
-        self._files = httpx.Client(transport=transport, timeout=DOWNLOAD_TIMEOUT,
-                                   headers={"User-Agent": USER_AGENT}, follow_redirects=True)
+        self._files = httpx.Client(
+            transport=transport,
+            timeout=DOWNLOAD_TIMEOUT,
+            headers={"User-Agent": USER_AGENT},
+            follow_redirects=True,
+        )
 
     @property
     def base_url(self) -> str:
         return str(self._api.base_url)
 
-    def call(self, method: str, path: str, *, json: Any = None, headers: dict | None = None,
-             timeout: httpx.Timeout = TASK_TIMEOUT) -> dict[str, Any]:
-        response = self._send(self._api, method, path, json=json, headers=headers,
-                              timeout=timeout)
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        headers: dict | None = None,
+        timeout: httpx.Timeout = TASK_TIMEOUT,
+    ) -> dict[str, Any]:
+        response = self._send(self._api, method, path, json=json, headers=headers, timeout=timeout)
         body = _json_or_empty(response)
         if response.status_code >= 400:
             code, message = _error_fields(body)
-            raise ProviderError.from_http(response.status_code, code, message or response.text[:200],
-                                          body.get("request_id"))
+            raise ProviderError.from_http(
+                response.status_code, code, message or response.text[:200], body.get("request_id")
+            )
         return body
 
     def download(self, url: str) -> bytes:
         response = self._send(self._files, "GET", url)
         if response.status_code in (403, 404, 410):
             # Result URLs expire after 24 h; the object storage answers 403 or 404 after that.
-            raise ProviderError("ResultExpired", f"the result URL answered {response.status_code}"
-                                ": it expired or was purged", http_status=response.status_code)
+            raise ProviderError(
+                "ResultExpired",
+                f"the result URL answered {response.status_code}: it expired or was purged",
+                http_status=response.status_code,
+            )
         if response.status_code >= 400:
-            raise ProviderError.from_http(response.status_code, None,
-                                          "downloading a result failed", None)
+            raise ProviderError.from_http(
+                response.status_code, None, "downloading a result failed", None
+            )
         return response.content
 
     def close(self) -> None:
@@ -62,11 +81,17 @@ class ProviderHttp:
         try:
             return client.request(method, url, **kwargs)
         except httpx.TimeoutException as error:
-            raise ProviderError("RequestTimeout", f"the provider did not answer in time "
-                                f"({type(error).__name__})", retryable=True) from None
+            raise ProviderError(
+                "RequestTimeout",
+                f"the provider did not answer in time ({type(error).__name__})",
+                retryable=True,
+            ) from None
         except httpx.TransportError as error:
-            raise ProviderError("ConnectionError", f"could not reach the provider "
-                                f"({type(error).__name__})", retryable=True) from None
+            raise ProviderError(
+                "ConnectionError",
+                f"could not reach the provider ({type(error).__name__})",
+                retryable=True,
+            ) from None
 
 
 def _json_or_empty(response: httpx.Response) -> dict[str, Any]:
@@ -78,7 +103,8 @@ def _json_or_empty(response: httpx.Response) -> dict[str, Any]:
 
 
 def _error_fields(body: dict[str, Any]) -> tuple[str | None, str | None]:
-    """DashScope answers {code, message}; the seed-003 API answers {error: {code, error_message}}."""
+    """DashScope answers {code, message}; the Vtrix-style task API answers
+    {error: {code, error_message}}."""
     nested = body.get("error") if isinstance(body.get("error"), dict) else {}
     code = body.get("code") or nested.get("code")
     message = body.get("message") or nested.get("error_message") or nested.get("message")

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import httpx
 
-from qwen_edit.domain.catalog import Provider
-from qwen_edit.config import Settings
-from qwen_edit.ports import ImageProvider
 from qwen_edit.adapters.dashscope import DashScopeClient
 from qwen_edit.adapters.task_api import TaskApiClient
+from qwen_edit.config import Settings
+from qwen_edit.domain.catalog import Provider
+from qwen_edit.ports import ImageProvider
 
 
-def provider_client(provider: Provider, settings: Settings, api_key: str, *,
-                    transport: httpx.BaseTransport | None = None) -> ImageProvider:
+def provider_client(
+    provider: Provider,
+    settings: Settings,
+    api_key: str,
+    *,
+    transport: httpx.BaseTransport | None = None,
+) -> ImageProvider:
     if provider is Provider.TASK_API:
         if not settings.task_api_base_url:
             raise ValueError("TASK_API_BASE_URL is not configured for the task-api provider")
         return TaskApiClient(api_key, base_url=settings.task_api_base_url, transport=transport)
-    return DashScopeClient(api_key, region=settings.region, base_url=settings.base_url,
-                           transport=transport)
+    return DashScopeClient(
+        api_key, region=settings.region, base_url=settings.base_url, transport=transport
+    )

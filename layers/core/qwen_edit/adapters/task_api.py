@@ -11,9 +11,15 @@ from typing import Any
 
 import httpx
 
-from qwen_edit.domain.provider import ProviderError, ProviderRequest, ProviderTask, TaskStatus, Usage
 from qwen_edit.adapters.dashscope import multimodal_body
 from qwen_edit.adapters.provider_http import ProviderHttp
+from qwen_edit.domain.provider import (
+    ProviderError,
+    ProviderRequest,
+    ProviderTask,
+    TaskStatus,
+    Usage,
+)
 
 STATUSES = {
     "pending": TaskStatus.PENDING,
@@ -30,8 +36,9 @@ STATUSES = {
 class TaskApiClient:
     name = "task-api"
 
-    def __init__(self, api_key: str, *, base_url: str,
-                 transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self, api_key: str, *, base_url: str, transport: httpx.BaseTransport | None = None
+    ):
         self._http = ProviderHttp(base_url, api_key, transport=transport)
 
     def submit(self, request: ProviderRequest, *, asynchronous: bool = True) -> ProviderTask:
@@ -42,8 +49,10 @@ class TaskApiClient:
         return _task_of(self._http.call("GET", f"/tasks/{task_id}"))
 
     def cancel(self, task_id: str) -> None:
-        raise ProviderError("CancelNotSupported", "the task API has no cancel operation; the "
-                            "task runs to its end at the provider")
+        raise ProviderError(
+            "CancelNotSupported",
+            "the task API has no cancel operation; the task runs to its end at the provider",
+        )
 
     def download(self, url: str) -> bytes:
         return self._http.download(url)
@@ -61,11 +70,19 @@ def _task_of(body: dict[str, Any]) -> ProviderTask:
         status=status,
         task_id=body.get("task_id") or body.get("id"),
         request_id=body.get("request_id"),
-        image_urls=[part["url"] for item in body.get("output") or []
-                    for part in item.get("content") or []
-                    if part.get("type") == "image" and part.get("url")],
-        usage=Usage(image_count=usage.get("image_count", 0), width=usage.get("width"),
-                    height=usage.get("height")) if usage else None,
+        image_urls=[
+            part["url"]
+            for item in body.get("output") or []
+            for part in item.get("content") or []
+            if part.get("type") == "image" and part.get("url")
+        ],
+        usage=Usage(
+            image_count=usage.get("image_count", 0),
+            width=usage.get("width"),
+            height=usage.get("height"),
+        )
+        if usage
+        else None,
         error_code=str(error["code"]) if error.get("code") is not None else None,
         error_message=error.get("error_message"),
     )

@@ -23,23 +23,41 @@ def resolve_host(host: str, port: int) -> list[str]:
 
 class HttpWebhookSender:
     def __init__(self, transport: httpx.BaseTransport | None = None):
-        self.client = httpx.Client(timeout=TIMEOUT, follow_redirects=False, transport=transport,
-                                   headers={"User-Agent": "qwen-edit-webhooks/1"})
+        self.client = httpx.Client(
+            timeout=TIMEOUT,
+            follow_redirects=False,
+            transport=transport,
+            headers={"User-Agent": "qwen-edit-webhooks/1"},
+        )
 
-    def post(self, url: str, addresses: list[str], headers: dict[str, str],
-             body: str) -> tuple[int | None, str | None]:
+    def post(
+        self, url: str, addresses: list[str], headers: dict[str, str], body: str
+    ) -> tuple[int | None, str | None]:
         parts = urlsplit(url)
         address = addresses[0]
         host = f"[{address}]" if ":" in address else address
-        pinned = urlunsplit((parts.scheme, f"{host}:{parts.port}" if parts.port else host,
-                             parts.path or "/", parts.query, ""))
+        pinned = urlunsplit(
+            (
+                parts.scheme,
+                f"{host}:{parts.port}" if parts.port else host,
+                parts.path or "/",
+                parts.query,
+                "",
+            )
+        )
         extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
         try:
-            answer = self.client.post(pinned, content=body.encode(), extensions=extensions,
-                                      headers={**headers, "Host": parts.netloc.rsplit("@", 1)[-1]})
+            answer = self.client.post(
+                pinned,
+                content=body.encode(),
+                extensions=extensions,
+                headers={**headers, "Host": parts.netloc.rsplit("@", 1)[-1]},
+            )
         except httpx.TimeoutException:
             return None, "timed out"
         except httpx.TransportError as error:
             return None, f"could not connect ({type(error).__name__})"
-        return answer.status_code, None if 200 <= answer.status_code < 300 else \
-            f"answered HTTP {answer.status_code}"
+        return (
+            answer.status_code,
+            None if 200 <= answer.status_code < 300 else f"answered HTTP {answer.status_code}",
+        )

@@ -11,12 +11,11 @@ from urllib.parse import urlsplit
 
 from aws_lambda_powertools import Logger
 
-from qwen_edit.domain import keys
-
 from qwen_edit.app import webhooks
+from qwen_edit.context import Context
+from qwen_edit.domain import keys
 from qwen_edit.domain.addresses import is_public
 from qwen_edit.domain.catalog import MAX_IMAGE_BYTES, Capability, RuleViolation, get_model
-from qwen_edit.context import Context
 from qwen_edit.domain.errors import JobNotFound
 from qwen_edit.domain.images import (
     EXTENSION_OF_FORMAT,
@@ -27,7 +26,15 @@ from qwen_edit.domain.images import (
     UrlImage,
     check_image_bytes,
 )
-from qwen_edit.domain.jobs import Job, JobError, JobSource, JobStatus, OutputTarget, new_job, now_utc
+from qwen_edit.domain.jobs import (
+    Job,
+    JobError,
+    JobSource,
+    JobStatus,
+    OutputTarget,
+    new_job,
+    now_utc,
+)
 from qwen_edit.domain.provider import ProviderError
 from qwen_edit.domain.requests import ValidRequest, invalid, parse_request
 
@@ -39,12 +46,16 @@ UPLOAD_URL_SECONDS = 900  # presigned input uploads
 
 def default_model(ctx: Context, capability: Capability) -> str:
     settings = ctx.settings
-    return settings.default_model if capability is Capability.EDIT \
+    return (
+        settings.default_model
+        if capability is Capability.EDIT
         else settings.default_generation_model
+    )
 
 
-def validate(ctx: Context, capability: Capability, payload: Mapping[str, Any], *,
-             tenant: str) -> ValidRequest:
+def validate(
+    ctx: Context, capability: Capability, payload: Mapping[str, Any], *, tenant: str
+) -> ValidRequest:
     """parse_request, then what only storage and DNS can tell: every s3:// input is one this
     tenant may use, exists, and is a well-formed image of at most 10 MB; image URLs and the
     webhook_url do not point at private, loopback or metadata addresses."""
@@ -53,12 +64,16 @@ def validate(ctx: Context, capability: Capability, payload: Mapping[str, Any], *
     for index, ref in enumerate(valid.images):
         field = f"images[{index}]"
         if isinstance(ref, S3Image):
-            problems += [RuleViolation(field, rule, f"{field}: {message}")
-                         for rule, message in [_stored_image_problem(ctx, tenant, ref)] if rule]
+            problems += [
+                RuleViolation(field, rule, f"{field}: {message}")
+                for rule, message in [_stored_image_problem(ctx, tenant, ref)]
+                if rule
+            ]
         elif isinstance(ref, UrlImage) and (problem := _url_problem(ctx, ref.url)):
             problems.append(RuleViolation(field, "public-url", f"{field}: {problem}"))
-    webhook = webhooks.target_violation(valid.body.webhook_url, ctx.resolve,
-                                        allow_loopback_http=ctx.settings.allow_loopback_urls)
+    webhook = webhooks.target_violation(
+        valid.body.webhook_url, ctx.resolve, allow_loopback_http=ctx.settings.allow_loopback_urls
+    )
     problems += [webhook] if webhook else []
     if problems:
         raise invalid(problems)
@@ -72,13 +87,18 @@ def _url_problem(ctx: Context, url: str) -> str | None:
     parts = urlsplit(url)
     host = parts.hostname or ""
     found = ctx.resolve(host, parts.port or (443 if parts.scheme == "https" else 80))
-    if ctx.settings.allow_loopback_urls and found and all(
-            ipaddress.ip_address(a).is_loopback for a in found):
+    if (
+        ctx.settings.allow_loopback_urls
+        and found
+        and all(ipaddress.ip_address(a).is_loopback for a in found)
+    ):
         return None  # the local stack only: images served on this machine
     hidden = [address for address in found if not is_public(address)]
     if hidden:
-        return (f"{host} resolves to {hidden[0]}, which is not a public address; the provider "
-                "can only fetch public URLs")
+        return (
+            f"{host} resolves to {hidden[0]}, which is not a public address; the provider "
+            "can only fetch public URLs"
+        )
     return None
 
 
@@ -97,7 +117,8 @@ def may_read(ctx: Context, tenant: str, ref: S3Image) -> bool:
         if tenant == UPLOAD_TENANT:
             return not ref.key.startswith((keys.UPLOADS, keys.INPUTS))
         return keys.is_tenant_upload(ref.key, tenant) or any(
-            ref.key.startswith(prefix) for prefix in settings.shared_input_prefixes)
+            ref.key.startswith(prefix) for prefix in settings.shared_input_prefixes
+        )
     if ref.bucket == settings.output_bucket:
         if tenant == UPLOAD_TENANT:
             return ref.key.startswith(keys.OUTBOX)
@@ -111,8 +132,11 @@ def may_read(ctx: Context, tenant: str, ref: S3Image) -> bool:
 
 def _stored_image_problem(ctx: Context, tenant: str, ref: S3Image) -> tuple[str | None, str]:
     # One answer for "not yours" and "no such object", so nobody can probe which keys exist.
-    hint = ("upload it to the input bucket first" if tenant == UPLOAD_TENANT
-            else "upload it with POST /v1/uploads and pass the `image` it returns")
+    hint = (
+        "upload it to the input bucket first"
+        if tenant == UPLOAD_TENANT
+        else "upload it with POST /v1/uploads and pass the `image` it returns"
+    )
     unavailable = ("not-available", f"{ref.uri} does not exist or is not yours to use: {hint}")
     if not may_read(ctx, tenant, ref):
         return unavailable
@@ -129,17 +153,32 @@ def _stored_image_problem(ctx: Context, tenant: str, ref: S3Image) -> tuple[str 
     return None, ""
 
 
-def accept(ctx: Context, valid: ValidRequest, *, tenant: str, source: JobSource,
-           job_id: str | None = None, output: OutputTarget | None = None) -> Job:
+def accept(
+    ctx: Context,
+    valid: ValidRequest,
+    *,
+    tenant: str,
+    source: JobSource,
+    job_id: str | None = None,
+    output: OutputTarget | None = None,
+) -> Job:
     """Record a valid request as a queued job and start its workflow (execution name = job id).
 
     Inline images are stored in the input bucket first, so only s3:// references enter the
     record and the workflow state. Starting twice with one id makes one execution.
     """
-    job = new_job(tenant=tenant, capability=valid.capability, model=valid.spec.id,
-                  source=source, request={}, deadline_seconds=ctx.settings.job_deadline_seconds,
-                  job_id=job_id, output=output, metadata=valid.body.metadata,
-                  webhook_url=valid.body.webhook_url)
+    job = new_job(
+        tenant=tenant,
+        capability=valid.capability,
+        model=valid.spec.id,
+        source=source,
+        request={},
+        deadline_seconds=ctx.settings.job_deadline_seconds,
+        job_id=job_id,
+        output=output,
+        metadata=valid.body.metadata,
+        webhook_url=valid.body.webhook_url,
+    )
     images = [_stored(ctx, job.id, index, ref) for index, ref in enumerate(valid.images)]
     request = valid.body.model_dump(exclude_none=True, exclude={"webhook_url", "metadata"})
     if images:
@@ -150,8 +189,13 @@ def accept(ctx: Context, valid: ValidRequest, *, tenant: str, source: JobSource,
         ctx.executions.start(job.id, {"job_id": job.id})
     except Exception as error:
         # Never leave an accepted job queued with nothing to run it.
-        ctx.jobs.transition(job.id, JobStatus.FAILED, now_utc(), completed_at=now_utc(),
-                            error=JobError(code="WorkflowStartFailed", message=str(error)))
+        ctx.jobs.transition(
+            job.id,
+            JobStatus.FAILED,
+            now_utc(),
+            completed_at=now_utc(),
+            error=JobError(code="WorkflowStartFailed", message=str(error)),
+        )
         raise
     return job
 
@@ -166,31 +210,43 @@ def _stored(ctx: Context, job_id: str, index: int, ref: Any) -> str:
 
 def view(ctx: Context, job: Job) -> dict[str, Any]:
     """The job as the API shows it: outputs carry presigned download URLs."""
-    outputs = [output.model_copy(update={"url": ctx.objects.presigned_get(
-        *output.s3_uri.removeprefix("s3://").split("/", 1), OUTPUT_URL_SECONDS)})
-        for output in job.outputs]
+    outputs = [
+        output.model_copy(
+            update={
+                "url": ctx.objects.presigned_get(
+                    *output.s3_uri.removeprefix("s3://").split("/", 1), OUTPUT_URL_SECONDS
+                )
+            }
+        )
+        for output in job.outputs
+    ]
     return job.model_copy(update={"outputs": outputs}).public()
 
 
-def list_jobs(ctx: Context, tenant: str, *, limit: int, cursor: str | None,
-              status: JobStatus | None) -> tuple[list[Job], str | None]:
+def list_jobs(
+    ctx: Context, tenant: str, *, limit: int, cursor: str | None, status: JobStatus | None
+) -> tuple[list[Job], str | None]:
     return ctx.jobs.list_for_tenant(tenant, limit, cursor, status)
 
 
-def new_upload(ctx: Context, tenant: str, content_type: str,
-               content_length: int | None) -> dict[str, Any]:
+def new_upload(
+    ctx: Context, tenant: str, content_type: str, content_length: int | None
+) -> dict[str, Any]:
     """A presigned PUT for one input image, in the tenant's own folder, and the s3:// reference
     to pass in `images` (only this tenant may use it)."""
-    extension = EXTENSION_OF_FORMAT[next(fmt for fmt, mimes in MIME_TYPES.items()
-                                         if content_type in mimes)]
+    extension = EXTENSION_OF_FORMAT[
+        next(fmt for fmt, mimes in MIME_TYPES.items() if content_type in mimes)
+    ]
     key = keys.upload_key(tenant, extension)
     bucket = ctx.settings.input_bucket
-    url = ctx.objects.presigned_put(bucket, key, content_type, content_length,
-                                    UPLOAD_URL_SECONDS)
+    url = ctx.objects.presigned_put(bucket, key, content_type, content_length, UPLOAD_URL_SECONDS)
     expires = now_utc() + timedelta(seconds=UPLOAD_URL_SECONDS)
-    return {"upload_url": url, "headers": {"Content-Type": content_type},
-            "image": S3Image(bucket, key).uri,
-            "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    return {
+        "upload_url": url,
+        "headers": {"Content-Type": content_type},
+        "image": S3Image(bucket, key).uri,
+        "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
 
 
 def get_for_tenant(ctx: Context, job_id: str, tenant: str) -> Job:
@@ -208,16 +264,20 @@ def cancel(ctx: Context, job_id: str, tenant: str) -> Job:
     out at the provider and its result is never stored.
     """
     get_for_tenant(ctx, job_id, tenant)
-    job = ctx.jobs.transition(job_id, JobStatus.CANCELED, now_utc(), completed_at=now_utc(),
-                              error=JobError(code="Canceled", message="canceled by the client"))
+    job = ctx.jobs.transition(
+        job_id,
+        JobStatus.CANCELED,
+        now_utc(),
+        completed_at=now_utc(),
+        error=JobError(code="Canceled", message="canceled by the client"),
+    )
     ctx.executions.stop(job.id, "canceled by the client")
     spec = get_model(job.model)
     if job.provider and job.provider.task_id and spec.is_async:
         try:
             ctx.provider(spec.provider).cancel(job.provider.task_id)
         except ProviderError as error:
-            logger.info("provider task not canceled", extra={"job_id": job.id,
-                                                              "code": error.code})
+            logger.info("provider task not canceled", extra={"job_id": job.id, "code": error.code})
     if spec.max_concurrent_tasks is not None:
         ctx.limits.release_lease(spec.family, job.id)
     write_record(ctx, job)
@@ -234,5 +294,9 @@ def announce(ctx: Context, job: Job) -> None:
 
 def write_record(ctx: Context, job: Job) -> None:
     """The job as clients see it, beside its outputs (results/<id>/job.json or <stem>.json)."""
-    ctx.objects.put(ctx.settings.output_bucket, job.output.record_key,
-                    json.dumps(job.public(), indent=2).encode(), "application/json")
+    ctx.objects.put(
+        ctx.settings.output_bucket,
+        job.output.record_key,
+        json.dumps(job.public(), indent=2).encode(),
+        "application/json",
+    )

@@ -14,17 +14,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.data_classes import S3Event
 from pydantic import BaseModel
 
-from qwen_edit.domain import keys
-
 from qwen_edit.app import service
-from qwen_edit.domain.catalog import Capability
 from qwen_edit.context import Context
+from qwen_edit.domain import keys
+from qwen_edit.domain.catalog import Capability
 from qwen_edit.domain.errors import InvalidRequest, JobConflict
 from qwen_edit.domain.images import FORMAT_OF_EXTENSION
 from qwen_edit.domain.jobs import Job, JobSource, JobStatus, OutputTarget
@@ -54,23 +51,6 @@ class Plan:
     output: OutputTarget
 
 
-def from_s3_notification(body: dict[str, Any]) -> list[Upload]:
-    """The object creations in an S3 notification (an s3:TestEvent has none)."""
-    uploads = []
-    for record in S3Event(body).records if "Records" in body else []:
-        if not record.event_name.startswith("ObjectCreated"):
-            continue
-        stored = record.s3.get_object
-        # The object version names the job: versionId (versioned buckets), else the sequencer
-        # (always sent by S3), else eTag@eventTime (emulators that send neither).
-        identity = (stored.get("versionId") or stored.get("sequencer")
-                    or f"{stored.get('eTag')}@{record.event_time}")
-        # Keys arrive URL-encoded ("+" for a space); Powertools decodes only the first record's.
-        uploads.append(Upload(bucket=record.s3.bucket.name, key=unquote_plus(stored.key),
-                              size=stored.size, identity=identity))
-    return uploads
-
-
 def upload_job_id(upload: Upload) -> str:
     digest = hashlib.sha256(f"{upload.bucket}\n{upload.key}\n{upload.identity}".encode())
     return f"s3-{digest.hexdigest()[:40]}"
@@ -92,8 +72,9 @@ def handle(ctx: Context, upload: Upload) -> Job | None:
         _write_rejection(ctx, upload, Rejected("InvalidRequest", invalid.message, invalid.details))
         return None
     try:
-        return service.accept(ctx, valid, tenant=UPLOAD_TENANT, source=JobSource.S3,
-                              job_id=job_id, output=plan.output)
+        return service.accept(
+            ctx, valid, tenant=UPLOAD_TENANT, source=JobSource.S3, job_id=job_id, output=plan.output
+        )
     except JobConflict:
         job = ctx.jobs.get(job_id)
         if job.status is JobStatus.QUEUED:  # an earlier delivery died before starting it
@@ -106,8 +87,9 @@ def _inbox_key(upload: Upload) -> keys.InboxKey:
     try:
         return keys.parse_inbox_key(upload.key)
     except keys.UnsafeKey as unsafe:
-        raise Rejected("UnsafeKey", f"{unsafe}: rename the file; nothing was read or "
-                                    "written for it") from None
+        raise Rejected(
+            "UnsafeKey", f"{unsafe}: rename the file; nothing was read or written for it"
+        ) from None
 
 
 def _plan(ctx: Context, upload: Upload, inbox: keys.InboxKey) -> Plan:
@@ -117,26 +99,40 @@ def _plan(ctx: Context, upload: Upload, inbox: keys.InboxKey) -> Plan:
     output = OutputTarget(prefix=inbox.outbox_prefix, stem=inbox.stem)
     if inbox.recipe is None:
         if inbox.extension != "json":
-            raise Rejected("NotInARecipe", "put images under inbox/<recipe>/ (a recipe is "
-                                           "recipes/<recipe>.json), or a manifest at inbox/<name>.json")
-        what, document = "the manifest", _read_json(ctx, upload.key, what="the manifest",
-                                                    missing="the manifest is gone")
+            raise Rejected(
+                "NotInARecipe",
+                "put images under inbox/<recipe>/ (a recipe is "
+                "recipes/<recipe>.json), or a manifest at inbox/<name>.json",
+            )
+        what, document = (
+            "the manifest",
+            _read_json(ctx, upload.key, what="the manifest", missing="the manifest is gone"),
+        )
     else:
         if inbox.extension not in FORMAT_OF_EXTENSION:
-            raise Rejected("NotAnImage", f"{upload.key} does not end in an image extension "
-                                         "(jpg, jpeg, png, bmp, tif, tiff, webp, gif)")
+            raise Rejected(
+                "NotAnImage",
+                f"{upload.key} does not end in an image extension "
+                "(jpg, jpeg, png, bmp, tif, tiff, webp, gif)",
+            )
         what = f"recipe {inbox.recipe!r}"
-        document = _read_json(ctx, keys.recipe_key(inbox.recipe), what=what,
-                              missing=f"unknown recipe {inbox.recipe!r}: upload "
-                                      f"{keys.recipe_key(inbox.recipe)} to the input bucket first")
+        document = _read_json(
+            ctx,
+            keys.recipe_key(inbox.recipe),
+            what=what,
+            missing=f"unknown recipe {inbox.recipe!r}: upload "
+            f"{keys.recipe_key(inbox.recipe)} to the input bucket first",
+        )
     try:
         images = _references(ctx, what, document.pop("images", None))
     except Rejected:
         raise
-    except Exception as error:  # noqa: BLE001 - any malformed document is the uploader's error
+    except Exception as error:
         logger.exception("upload not planned", extra={"key": upload.key})
-        raise Rejected("InvalidDocument", f"{what} could not be read as an edit request "
-                                          f"({type(error).__name__}: {error})") from None
+        raise Rejected(
+            "InvalidDocument",
+            f"{what} could not be read as an edit request ({type(error).__name__}: {error})",
+        ) from None
     if inbox.recipe is not None:
         images = [keys.s3_uri(upload.bucket, upload.key), *images]
     return Plan({**document, "images": images}, output)
@@ -147,14 +143,20 @@ def _references(ctx: Context, what: str, images: Any) -> list[str]:
     if images is None:
         return []
     if not isinstance(images, list) or not all(isinstance(ref, str) for ref in images):
-        raise Rejected("InvalidRequest", f"{what}: images must be a list of strings (keys of the "
-                                         "input bucket, s3:// references or URLs)")
+        raise Rejected(
+            "InvalidRequest",
+            f"{what}: images must be a list of strings (keys of the "
+            "input bucket, s3:// references or URLs)",
+        )
     references = [_as_reference(ctx, ref) for ref in images]
     for index, ref in enumerate(references):
         if _triggers_jobs(ctx, ref):
-            raise Rejected("InvalidRequest", f"images[{index}]: {images[index]} is in "
-                                             f"{keys.INBOX}, which triggers jobs; upload it "
-                                             "under assets/ instead")
+            raise Rejected(
+                "InvalidRequest",
+                f"images[{index}]: {images[index]} is in "
+                f"{keys.INBOX}, which triggers jobs; upload it "
+                "under assets/ instead",
+            )
     return references
 
 
@@ -184,10 +186,17 @@ def _read_json(ctx: Context, key: str, *, what: str, missing: str) -> dict[str, 
 
 
 def _write_rejection(ctx: Context, upload: Upload, rejected: Rejected) -> None:
-    record = {"input": keys.s3_uri(upload.bucket, upload.key),
-              "error": {"code": rejected.code, "message": rejected.message,
-                        "details": rejected.details}}
-    ctx.objects.put(ctx.settings.output_bucket, keys.rejection_key(upload.key),
-                    json.dumps(record, indent=2).encode(), "application/json")
-    logger.info("upload rejected", extra={"key": upload.key, "code": rejected.code,
-                                          "reason": rejected.message})
+    record = {
+        "input": keys.s3_uri(upload.bucket, upload.key),
+        "error": {"code": rejected.code, "message": rejected.message, "details": rejected.details},
+    }
+    ctx.objects.put(
+        ctx.settings.output_bucket,
+        keys.rejection_key(upload.key),
+        json.dumps(record, indent=2).encode(),
+        "application/json",
+    )
+    logger.info(
+        "upload rejected",
+        extra={"key": upload.key, "code": rejected.code, "reason": rejected.message},
+    )

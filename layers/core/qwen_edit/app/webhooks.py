@@ -22,9 +22,9 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel
 from standardwebhooks import Webhook
 
+from qwen_edit.context import Context
 from qwen_edit.domain.addresses import is_public
 from qwen_edit.domain.catalog import RuleViolation
-from qwen_edit.context import Context
 from qwen_edit.domain.jobs import DeliveryStatus, Job, Timestamp, WebhookAttempt, now_utc
 
 # Seconds to wait after attempt 1, 2, …; close to the Standard Webhooks schedule.
@@ -55,9 +55,14 @@ class Outcome(StrEnum):
 def delivery_for(job: Job, view: dict[str, Any]) -> Delivery:
     """The job's one delivery: links (presigned outputs, the job's API path), never bytes."""
     data = {**view, "links": {"job": f"/v1/jobs/{job.id}"}}
-    return Delivery(job_id=job.id, webhook_id=job.webhook.id, url=job.webhook_url,
-                    body=json.dumps({"type": EVENT_TYPES[job.status.value], "data": data},
-                                    separators=(",", ":")))
+    return Delivery(
+        job_id=job.id,
+        webhook_id=job.webhook.id,
+        url=job.webhook_url,
+        body=json.dumps(
+            {"type": EVENT_TYPES[job.status.value], "data": data}, separators=(",", ":")
+        ),
+    )
 
 
 def classify(status: int | None) -> Outcome:
@@ -90,16 +95,21 @@ def check_target(url: str, resolve: Resolve, *, allow_loopback_http: bool = Fals
     addresses = resolve(host, parts.port or (443 if parts.scheme == "https" else 80))
     if not addresses:
         raise ValueError(f"{host} does not resolve")
-    if allow_loopback_http and parts.scheme in ("http", "https") and all(
-            ipaddress.ip_address(a).is_loopback for a in addresses):
+    if (
+        allow_loopback_http
+        and parts.scheme in ("http", "https")
+        and all(ipaddress.ip_address(a).is_loopback for a in addresses)
+    ):
         return addresses  # the local stack only: receivers on this machine
     if parts.scheme != "https":
         raise ValueError("webhook_url must be https")
     for address in addresses:
         if not is_public(address):
-            raise ValueError(f"{host} resolves to {address}, which is not a public address "
-                             "(loopback, private, link-local, CGNAT and metadata ranges are "
-                             "refused)")
+            raise ValueError(
+                f"{host} resolves to {address}, which is not a public address "
+                "(loopback, private, link-local, CGNAT and metadata ranges are "
+                "refused)"
+            )
     return addresses
 
 
@@ -128,15 +138,20 @@ def deliver(ctx: Context, delivery: Delivery) -> DeliveryStatus:
         return DeliveryStatus.PENDING
     started = now_utc()
     try:
-        addresses = check_target(delivery.url, ctx.resolve,
-                                 allow_loopback_http=ctx.settings.allow_loopback_urls)
+        addresses = check_target(
+            delivery.url, ctx.resolve, allow_loopback_http=ctx.settings.allow_loopback_urls
+        )
     except ValueError as refused:
-        return _finish(ctx, delivery, WebhookAttempt(at=started, error=str(refused)),
-                       DeliveryStatus.FAILED)
+        return _finish(
+            ctx, delivery, WebhookAttempt(at=started, error=str(refused)), DeliveryStatus.FAILED
+        )
     signature = Webhook(ctx.webhook_secret()).sign(delivery.webhook_id, started, delivery.body)
-    headers = {"webhook-id": delivery.webhook_id,
-               "webhook-timestamp": str(int(started.timestamp())),
-               "webhook-signature": signature, "content-type": "application/json"}
+    headers = {
+        "webhook-id": delivery.webhook_id,
+        "webhook-timestamp": str(int(started.timestamp())),
+        "webhook-signature": signature,
+        "content-type": "application/json",
+    }
     status, error = ctx.webhook_sender.post(delivery.url, addresses, headers, delivery.body)
     attempt = WebhookAttempt(at=started, status=status, error=error)
     outcome = classify(status)
@@ -148,13 +163,21 @@ def deliver(ctx: Context, delivery: Delivery) -> DeliveryStatus:
     if wait is None:
         return _finish(ctx, delivery, attempt, DeliveryStatus.FAILED)
     ctx.jobs.record_webhook(delivery.job_id, attempt, DeliveryStatus.PENDING)
-    ctx.webhook_outbox.send(delivery.model_copy(update={
-        "attempt": delivery.attempt + 1, "not_before": started + timedelta(seconds=wait)}), wait)
+    ctx.webhook_outbox.send(
+        delivery.model_copy(
+            update={
+                "attempt": delivery.attempt + 1,
+                "not_before": started + timedelta(seconds=wait),
+            }
+        ),
+        wait,
+    )
     return DeliveryStatus.PENDING
 
 
-def _finish(ctx: Context, delivery: Delivery, attempt: WebhookAttempt,
-            status: DeliveryStatus) -> DeliveryStatus:
+def _finish(
+    ctx: Context, delivery: Delivery, attempt: WebhookAttempt, status: DeliveryStatus
+) -> DeliveryStatus:
     ctx.jobs.record_webhook(delivery.job_id, attempt, status)
     if status is DeliveryStatus.FAILED:
         ctx.webhook_outbox.dead_letter(delivery)  # visible: queue, alarm, job field, metric

@@ -7,14 +7,15 @@ provider's task id or result URLs. Images live in S3, records in DynamoDB.
 from __future__ import annotations
 
 import time
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel
 
+from qwen_edit.app.service import announce, write_record
+from qwen_edit.context import Context
 from qwen_edit.domain import admission
 from qwen_edit.domain.catalog import ModelSpec, Provider, get_model
-from qwen_edit.context import Context
 from qwen_edit.domain.errors import (
     DeadlineExceeded,
     JobConflict,
@@ -28,7 +29,6 @@ from qwen_edit.domain.images import ImageRef, S3Image, png_dimensions
 from qwen_edit.domain.jobs import Job, JobError, JobOutput, JobStatus, ProviderInfo, now_utc
 from qwen_edit.domain.provider import ProviderError, ProviderTask, TaskStatus, Usage
 from qwen_edit.domain.requests import direct_url, parse_request
-from qwen_edit.app.service import announce, write_record
 
 logger = Logger(child=True)
 PRESIGNED_INPUT_SECONDS = 3600  # how long the provider may take to fetch an s3:// input
@@ -68,8 +68,9 @@ def _provider_error(error: ProviderError) -> Exception:
 
 def _check_deadline(job: Job, at: float) -> None:
     if at >= job.deadline_at.timestamp():
-        raise DeadlineExceeded(f"the job did not finish by its deadline "
-                               f"{job.deadline_at.isoformat()}")
+        raise DeadlineExceeded(
+            f"the job did not finish by its deadline {job.deadline_at.isoformat()}"
+        )
 
 
 def admit(ctx: Context, state: WorkflowState) -> Admission:
@@ -86,18 +87,23 @@ def admit(ctx: Context, state: WorkflowState) -> Admission:
     provider_attempts = _provider_attempts(state)
     if provider_attempts >= ctx.settings.max_provider_attempts:
         code, message = failure_of(state.failure.Error, state.failure.Cause)
-        raise JobFailed(f"gave up after {provider_attempts} provider attempts; the last one: "
-                        f"{message}", code=code)
+        raise JobFailed(
+            f"gave up after {provider_attempts} provider attempts; the last one: {message}",
+            code=code,
+        )
     now = time.time()
     _check_deadline(job, now)
     if spec.max_concurrent_tasks is not None and not ctx.limits.acquire_lease(
-            spec.family, job.id, spec.max_concurrent_tasks, job.deadline_at.timestamp(), now):
+        spec.family, job.id, spec.max_concurrent_tasks, job.deadline_at.timestamp(), now
+    ):
         raise NotAdmitted(f"{spec.family} already runs {spec.max_concurrent_tasks} tasks")
-    slot = ctx.limits.reserve(spec.family, spec.rate_limit,
-                              now + admission.backoff_seconds(attempt))
+    slot = ctx.limits.reserve(
+        spec.family, spec.rate_limit, now + admission.backoff_seconds(attempt)
+    )
     _check_deadline(job, slot)
-    return Admission(at=datetime.fromtimestamp(slot, UTC), attempt=attempt,
-                     provider_attempts=provider_attempts)
+    return Admission(
+        at=datetime.fromtimestamp(slot, UTC), attempt=attempt, provider_attempts=provider_attempts
+    )
 
 
 def _provider_attempts(state: WorkflowState) -> int:
@@ -168,10 +174,14 @@ def store(ctx: Context, state: WorkflowState) -> None:
         width, height = png_dimensions(png) or (None, None)
         outputs.append(JobOutput(s3_uri=f"s3://{bucket}/{key}", width=width, height=height))
     usage = result.usage or Usage()
-    usage = Usage(image_count=usage.image_count or len(outputs),
-                  width=usage.width or outputs[0].width, height=usage.height or outputs[0].height)
-    done = ctx.jobs.transition(job.id, JobStatus.SUCCEEDED, now_utc(), outputs=outputs,
-                               usage=usage, completed_at=now_utc())
+    usage = Usage(
+        image_count=usage.image_count or len(outputs),
+        width=usage.width or outputs[0].width,
+        height=usage.height or outputs[0].height,
+    )
+    done = ctx.jobs.transition(
+        job.id, JobStatus.SUCCEEDED, now_utc(), outputs=outputs, usage=usage, completed_at=now_utc()
+    )
     write_record(ctx, done)
 
 
@@ -181,9 +191,13 @@ def record_failure(ctx: Context, state: WorkflowState) -> None:
     job = ctx.jobs.get(state.job_id)
     _release_lease(ctx, job, get_model(job.model))
     try:
-        job = ctx.jobs.transition(job.id, JobStatus.FAILED, now_utc(),
-                                  error=JobError(code=code, message=message),
-                                  completed_at=now_utc())
+        job = ctx.jobs.transition(
+            job.id,
+            JobStatus.FAILED,
+            now_utc(),
+            error=JobError(code=code, message=message),
+            completed_at=now_utc(),
+        )
     except JobConflict:
         return  # already final (canceled, or a retried step): its record stands
     logger.warning("job failed", extra={"job_id": job.id, "code": code})
@@ -199,6 +213,7 @@ def notify(ctx: Context, state: WorkflowState) -> None:
 
 # ---- helpers ---------------------------------------------------------------------------------
 
+
 def _readable_url(ctx: Context, ref: ImageRef) -> str:
     if isinstance(ref, S3Image):
         return ctx.objects.presigned_get(ref.bucket, ref.key, PRESIGNED_INPUT_SECONDS)
@@ -207,8 +222,9 @@ def _readable_url(ctx: Context, ref: ImageRef) -> str:
 
 def _provider_info(ctx: Context, spec: ModelSpec, task: ProviderTask) -> ProviderInfo:
     region = ctx.settings.region.value if spec.provider is Provider.DASHSCOPE else None
-    return ProviderInfo(name=spec.provider.value, region=region, request_id=task.request_id,
-                        task_id=task.task_id)
+    return ProviderInfo(
+        name=spec.provider.value, region=region, request_id=task.request_id, task_id=task.task_id
+    )
 
 
 def _final_result(task: ProviderTask) -> Submission:
@@ -217,10 +233,13 @@ def _final_result(task: ProviderTask) -> Submission:
             raise JobFailed("the provider reported success without images", code="EmptyOutput")
         return Submission(image_urls=task.image_urls, usage=task.usage)
     if task.status is TaskStatus.UNKNOWN:
-        raise JobFailed("the provider no longer knows the task (task data lasts 24 h)",
-                        code="TaskUnknown")
-    raise JobFailed(task.error_message or f"the provider task ended {task.status.value}",
-                    code=task.error_code or f"Task{task.status.value.title()}")
+        raise JobFailed(
+            "the provider no longer knows the task (task data lasts 24 h)", code="TaskUnknown"
+        )
+    raise JobFailed(
+        task.error_message or f"the provider task ended {task.status.value}",
+        code=task.error_code or f"Task{task.status.value.title()}",
+    )
 
 
 def _claim_call(ctx: Context, spec: ModelSpec) -> None:
@@ -243,6 +262,13 @@ def reconcile(ctx: Context, job_id: str, execution_status: str, cause: str | Non
         return  # a cancel stops the execution and announces itself
     if not job.status.is_final:
         error = "Execution" + execution_status.title().replace("_", "")
-        record_failure(ctx, WorkflowState(job_id=job_id, failure=Failure(
-            Error=error, Cause=cause or f"the workflow execution ended {execution_status}")))
+        record_failure(
+            ctx,
+            WorkflowState(
+                job_id=job_id,
+                failure=Failure(
+                    Error=error, Cause=cause or f"the workflow execution ended {execution_status}"
+                ),
+            ),
+        )
     notify(ctx, WorkflowState(job_id=job_id))

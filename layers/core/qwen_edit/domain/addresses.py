@@ -26,26 +26,29 @@ IPV4_BITS = 0xFFFFFFFF
 
 # IANA IPv4 Special-Purpose Address Registry
 # https://www.iana.org/assignments/iana-ipv4-special-registry/ (plus multicast and class E).
-IPV4_NOT_PUBLIC = tuple(IPv4Network(n) for n in (
-    "0.0.0.0/8",        # "this network"
-    "10.0.0.0/8",       # private use
-    "100.64.0.0/10",    # shared address space (CGNAT)
-    "127.0.0.0/8",      # loopback
-    "169.254.0.0/16",   # link-local (cloud metadata 169.254.169.254)
-    "172.16.0.0/12",    # private use
-    "192.0.0.0/24",     # IETF protocol assignments
-    "192.0.2.0/24",     # documentation (TEST-NET-1)
-    "192.31.196.0/24",  # AS112-v4
-    "192.52.193.0/24",  # AMT
-    "192.88.99.0/24",   # deprecated 6to4 relay anycast
-    "192.168.0.0/16",   # private use
-    "192.175.48.0/24",  # direct delegation AS112 service
-    "198.18.0.0/15",    # benchmarking
-    "198.51.100.0/24",  # documentation (TEST-NET-2)
-    "203.0.113.0/24",   # documentation (TEST-NET-3)
-    "224.0.0.0/4",      # multicast
-    "240.0.0.0/4",      # reserved, including limited broadcast 255.255.255.255
-))
+IPV4_NOT_PUBLIC = tuple(
+    IPv4Network(n)
+    for n in (
+        "0.0.0.0/8",  # "this network"
+        "10.0.0.0/8",  # private use
+        "100.64.0.0/10",  # shared address space (CGNAT)
+        "127.0.0.0/8",  # loopback
+        "169.254.0.0/16",  # link-local (cloud metadata 169.254.169.254)
+        "172.16.0.0/12",  # private use
+        "192.0.0.0/24",  # IETF protocol assignments
+        "192.0.2.0/24",  # documentation (TEST-NET-1)
+        "192.31.196.0/24",  # AS112-v4
+        "192.52.193.0/24",  # AMT
+        "192.88.99.0/24",  # deprecated 6to4 relay anycast
+        "192.168.0.0/16",  # private use
+        "192.175.48.0/24",  # direct delegation AS112 service
+        "198.18.0.0/15",  # benchmarking
+        "198.51.100.0/24",  # documentation (TEST-NET-2)
+        "203.0.113.0/24",  # documentation (TEST-NET-3)
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, including limited broadcast 255.255.255.255
+    )
+)
 
 # IANA IPv6 Special-Purpose Address Registry
 # https://www.iana.org/assignments/iana-ipv6-special-registry/
@@ -53,23 +56,29 @@ IPV4_NOT_PUBLIC = tuple(IPv4Network(n) for n in (
 # registry's 2002::/16 (6to4) and 2001::/32 (Teredo) never reach this table: they carry IPv4
 # and are judged by it. Its 5f00::/16 (SRv6 SIDs) lies outside 2000::/3 already.
 GLOBAL_UNICAST = IPv6Network("2000::/3")
-IPV6_NOT_PUBLIC = tuple(IPv6Network(n) for n in (
-    "2001::/23",           # IETF protocol assignments
-    "2001:db8::/32",       # documentation
-    "3fff::/20",           # documentation
-    "2620:4f:8000::/48",   # direct delegation AS112 service
-))
+IPV6_NOT_PUBLIC = tuple(
+    IPv6Network(n)
+    for n in (
+        "2001::/23",  # IETF protocol assignments
+        "2001:db8::/32",  # documentation
+        "3fff::/20",  # documentation
+        "2620:4f:8000::/48",  # direct delegation AS112 service
+    )
+)
 
 # Forms carrying one IPv4 address in their last 32 bits, judged by it (64:ff9b:1::/48, the
 # local-use NAT64 prefix, is not among them: it is never public).
-LOW_32_FORMS = tuple(IPv6Network(n) for n in (
-    "64:ff9b::/96",     # NAT64 well-known prefix (RFC 6052)
-    "::ffff:0:0/96",    # IPv4-mapped
-    "::ffff:0:0:0/96",  # IPv4-translated (RFC 2765)
-    "::/96",            # IPv4-compatible (deprecated), except :: and ::1
-))
+LOW_32_FORMS = tuple(
+    IPv6Network(n)
+    for n in (
+        "64:ff9b::/96",  # NAT64 well-known prefix (RFC 6052)
+        "::ffff:0:0/96",  # IPv4-mapped
+        "::ffff:0:0:0/96",  # IPv4-translated (RFC 2765)
+        "::/96",  # IPv4-compatible (deprecated), except :: and ::1
+    )
+)
 SIX_TO_FOUR = IPv6Network("2002::/16")  # IPv4 in bits 16-48
-TEREDO = IPv6Network("2001::/32")       # server IPv4 in bits 32-64, client IPv4 inverted last
+TEREDO = IPv6Network("2001::/32")  # server IPv4 in bits 32-64, client IPv4 inverted last
 
 
 def is_public(address: str | IPv4Address | IPv6Address) -> bool:

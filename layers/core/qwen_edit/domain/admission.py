@@ -31,23 +31,25 @@ def spacing(limit: RateLimit, margin: float = DEFAULT_MARGIN_SECONDS) -> float:
     return limit.per_seconds * SAFETY_FACTOR + margin
 
 
-def reserve(recent: list[float], limit: RateLimit, now: float,
-            margin: float = DEFAULT_MARGIN_SECONDS) -> tuple[float, list[float]]:
+def reserve(
+    recent: list[float], limit: RateLimit, now: float, margin: float = DEFAULT_MARGIN_SECONDS
+) -> tuple[float, list[float]]:
     """The earliest slot ≥ now, and the reservations to keep (only the last `requests` matter)."""
     window = spacing(limit, margin)
-    kept = sorted(recent)[-limit.requests:]
+    kept = sorted(recent)[-limit.requests :]
     slot = now if len(kept) < limit.requests else max(now, kept[0] + window)
-    return slot, [*kept, slot][-limit.requests:]
+    return slot, [*kept, slot][-limit.requests :]
 
 
-def claim(calls: list[float], limit: RateLimit, now: float,
-          margin: float = DEFAULT_MARGIN_SECONDS) -> tuple[float, list[float]]:
+def claim(
+    calls: list[float], limit: RateLimit, now: float, margin: float = DEFAULT_MARGIN_SECONDS
+) -> tuple[float, list[float]]:
     """Seconds to wait before a call may go out (0: it may now, and is recorded), and the log."""
     window = spacing(limit, margin)
-    kept = sorted(calls)[-limit.requests:]
+    kept = sorted(calls)[-limit.requests :]
     ready_at = kept[0] + window if len(kept) == limit.requests else now
     if now >= ready_at:
-        return 0.0, [*kept, now][-limit.requests:]
+        return 0.0, [*kept, now][-limit.requests :]
     return ready_at - now, kept  # > 0 whenever refused, so 0 always means "recorded"
 
 

@@ -100,8 +100,10 @@ class ModelSpec:
             "capabilities": sorted(c.value for c in self.capabilities),
             "endpoint": self.endpoint.value,
             "async": self.is_async,
-            "input_images": {"min": 1 if Capability.EDIT in self.capabilities else 0,
-                             "max": MAX_INPUT_IMAGES if Capability.EDIT in self.capabilities else 0},
+            "input_images": {
+                "min": 1 if Capability.EDIT in self.capabilities else 0,
+                "max": MAX_INPUT_IMAGES if Capability.EDIT in self.capabilities else 0,
+            },
             "n": {"min": 1, "max": self.max_outputs},
             "size": {"rule": self.size_rule.value, **_size_bounds(self.size_rule)},
             "prompt_max_chars": MAX_PROMPT_CHARS,
@@ -135,41 +137,105 @@ def _family(alias: str, snapshots: tuple[str, ...], **rules) -> list[ModelSpec]:
 MODELS: dict[str, ModelSpec] = {
     spec.id: spec
     for spec in [
-        *_family("qwen-image-2.0-pro", ("qwen-image-2.0-pro-2026-03-03",), capabilities=_BOTH,
-                 endpoints=_SYNC, max_outputs=6, size_rule=SizeRule.TOTAL_PIXELS,
-                 rate_limit=PER_MINUTE_2, text_to_image_default_size="2048*2048"),
-        *_family("qwen-image-2.0", ("qwen-image-2.0-2026-03-03",), capabilities=_BOTH,
-                 endpoints=_SYNC, max_outputs=6, size_rule=SizeRule.TOTAL_PIXELS,
-                 rate_limit=PER_SECOND_2, text_to_image_default_size="2048*2048"),
-        *_family("qwen-image-edit-max", ("qwen-image-edit-max-2026-01-16",), capabilities=_EDIT,
-                 endpoints=_SYNC, max_outputs=6, size_rule=SizeRule.EACH_SIDE,
-                 rate_limit=PER_MINUTE_2),
-        *_family("qwen-image-edit-plus", ("qwen-image-edit-plus-2025-12-15",
-                                          "qwen-image-edit-plus-2025-10-30"),
-                 capabilities=_EDIT, endpoints=_SYNC, max_outputs=6,
-                 size_rule=SizeRule.EACH_SIDE, rate_limit=PER_SECOND_2),
-        *_family("qwen-image-edit", (), capabilities=_EDIT, endpoints=_SYNC, max_outputs=1,
-                 size_rule=SizeRule.NOT_SETTABLE, rate_limit=PER_SECOND_2),
-        *_family("qwen-image-max", ("qwen-image-max-2025-12-30",), capabilities=_T2I,
-                 endpoints=_SYNC, max_outputs=1, size_rule=SizeRule.PROVIDER_TABLE,
-                 rate_limit=PER_MINUTE_2),
+        *_family(
+            "qwen-image-2.0-pro",
+            ("qwen-image-2.0-pro-2026-03-03",),
+            capabilities=_BOTH,
+            endpoints=_SYNC,
+            max_outputs=6,
+            size_rule=SizeRule.TOTAL_PIXELS,
+            rate_limit=PER_MINUTE_2,
+            text_to_image_default_size="2048*2048",
+        ),
+        *_family(
+            "qwen-image-2.0",
+            ("qwen-image-2.0-2026-03-03",),
+            capabilities=_BOTH,
+            endpoints=_SYNC,
+            max_outputs=6,
+            size_rule=SizeRule.TOTAL_PIXELS,
+            rate_limit=PER_SECOND_2,
+            text_to_image_default_size="2048*2048",
+        ),
+        *_family(
+            "qwen-image-edit-max",
+            ("qwen-image-edit-max-2026-01-16",),
+            capabilities=_EDIT,
+            endpoints=_SYNC,
+            max_outputs=6,
+            size_rule=SizeRule.EACH_SIDE,
+            rate_limit=PER_MINUTE_2,
+        ),
+        *_family(
+            "qwen-image-edit-plus",
+            ("qwen-image-edit-plus-2025-12-15", "qwen-image-edit-plus-2025-10-30"),
+            capabilities=_EDIT,
+            endpoints=_SYNC,
+            max_outputs=6,
+            size_rule=SizeRule.EACH_SIDE,
+            rate_limit=PER_SECOND_2,
+        ),
+        *_family(
+            "qwen-image-edit",
+            (),
+            capabilities=_EDIT,
+            endpoints=_SYNC,
+            max_outputs=1,
+            size_rule=SizeRule.NOT_SETTABLE,
+            rate_limit=PER_SECOND_2,
+        ),
+        *_family(
+            "qwen-image-max",
+            ("qwen-image-max-2025-12-30",),
+            capabilities=_T2I,
+            endpoints=_SYNC,
+            max_outputs=1,
+            size_rule=SizeRule.PROVIDER_TABLE,
+            rate_limit=PER_MINUTE_2,
+        ),
         # Seed 004: only qwen-image-plus and qwen-image take async calls; the snapshot is sync.
-        *_family("qwen-image-plus", (), capabilities=_T2I, endpoints=_ASYNC_FIRST, max_outputs=6,
-                 size_rule=SizeRule.PROVIDER_TABLE, rate_limit=PER_SECOND_2,
-                 max_concurrent_tasks=2),
-        *_family("qwen-image-plus-2026-01-09", (), capabilities=_T2I, endpoints=_SYNC,
-                 max_outputs=6, size_rule=SizeRule.PROVIDER_TABLE, rate_limit=PER_SECOND_2),
-        *_family("qwen-image", (), capabilities=_T2I, endpoints=_ASYNC_FIRST, max_outputs=6,
-                 size_rule=SizeRule.PROVIDER_TABLE, rate_limit=PER_SECOND_2,
-                 max_concurrent_tasks=2),
+        *_family(
+            "qwen-image-plus",
+            (),
+            capabilities=_T2I,
+            endpoints=_ASYNC_FIRST,
+            max_outputs=6,
+            size_rule=SizeRule.PROVIDER_TABLE,
+            rate_limit=PER_SECOND_2,
+            max_concurrent_tasks=2,
+        ),
+        *_family(
+            "qwen-image-plus-2026-01-09",
+            (),
+            capabilities=_T2I,
+            endpoints=_SYNC,
+            max_outputs=6,
+            size_rule=SizeRule.PROVIDER_TABLE,
+            rate_limit=PER_SECOND_2,
+        ),
+        *_family(
+            "qwen-image",
+            (),
+            capabilities=_T2I,
+            endpoints=_ASYNC_FIRST,
+            max_outputs=6,
+            size_rule=SizeRule.PROVIDER_TABLE,
+            rate_limit=PER_SECOND_2,
+            max_concurrent_tasks=2,
+        ),
         # Seed 003 names no rate limit; the edit-plus limit is the conservative stand-in.
-        *_family("qwen_image_edit_plus", (), capabilities=_EDIT,
-                 endpoints=(Endpoint.TASK_API_ASYNC,), max_outputs=6,
-                 size_rule=SizeRule.EACH_SIDE, rate_limit=PER_SECOND_2,
-                 provider=Provider.TASK_API),
+        *_family(
+            "qwen_image_edit_plus",
+            (),
+            capabilities=_EDIT,
+            endpoints=(Endpoint.TASK_API_ASYNC,),
+            max_outputs=6,
+            size_rule=SizeRule.EACH_SIDE,
+            rate_limit=PER_SECOND_2,
+            provider=Provider.TASK_API,
+        ),
     ]
 }
-
 
 
 class UnknownModel(KeyError):
@@ -184,8 +250,11 @@ def get_model(model_id: str) -> ModelSpec:
 
 
 def models_for(capability: Capability, provider: Provider | None = None) -> list[ModelSpec]:
-    return [m for m in MODELS.values()
-            if m.supports(capability) and (provider is None or m.provider is provider)]
+    return [
+        m
+        for m in MODELS.values()
+        if m.supports(capability) and (provider is None or m.provider is provider)
+    ]
 
 
 @dataclass(frozen=True)
@@ -209,22 +278,35 @@ def parse_size(size: str) -> tuple[int, int] | None:
     return (int(match[1]), int(match[2])) if match else None
 
 
-def check_request(spec: ModelSpec, *, capability: Capability, image_count: int, n: int | None,
-                  size: str | None) -> list[RuleViolation]:
+def check_request(
+    spec: ModelSpec, *, capability: Capability, image_count: int, n: int | None, size: str | None
+) -> list[RuleViolation]:
     """The per-model rules of a request; field-level limits (lengths, seed) live in the models."""
     violations: list[RuleViolation] = []
     if not spec.supports(capability):
         verb = "edits images" if capability is Capability.EDIT else "generates images from text"
-        violations.append(RuleViolation("model", "capability", f"{spec.id} is not a model that "
-                                        f"{verb}; choose one of: {', '.join(m.id for m in models_for(capability))}"))
+        violations.append(
+            RuleViolation(
+                "model",
+                "capability",
+                f"{spec.id} is not a model that "
+                f"{verb}; choose one of: {', '.join(m.id for m in models_for(capability))}",
+            )
+        )
         return violations
     if capability is Capability.EDIT and not 1 <= image_count <= MAX_INPUT_IMAGES:
-        violations.append(RuleViolation("images", "count", f"{spec.id} takes 1 to "
-                                        f"{MAX_INPUT_IMAGES} input images, got {image_count}"))
+        violations.append(
+            RuleViolation(
+                "images",
+                "count",
+                f"{spec.id} takes 1 to {MAX_INPUT_IMAGES} input images, got {image_count}",
+            )
+        )
     if n is not None and not 1 <= n <= spec.max_outputs:
         limit = "exactly 1" if spec.max_outputs == 1 else f"1 to {spec.max_outputs}"
-        violations.append(RuleViolation("n", "range", f"{spec.id} makes {limit} images per "
-                                        f"request, got {n}"))
+        violations.append(
+            RuleViolation("n", "range", f"{spec.id} makes {limit} images per request, got {n}")
+        )
     if size is not None:
         violations.extend(_check_size(spec, size))
     return violations
@@ -232,19 +314,42 @@ def check_request(spec: ModelSpec, *, capability: Capability, image_count: int, 
 
 def _check_size(spec: ModelSpec, size: str) -> list[RuleViolation]:
     if spec.size_rule is SizeRule.NOT_SETTABLE:
-        return [RuleViolation("size", "not-settable", f"{spec.id} does not take a size; the "
-                              "output follows the input image")]
+        return [
+            RuleViolation(
+                "size",
+                "not-settable",
+                f"{spec.id} does not take a size; the output follows the input image",
+            )
+        ]
     dims = parse_size(size)
     if dims is None or 0 in dims:
-        return [RuleViolation("size", "format", f"size must be 'width*height' in pixels, such as "
-                              f"'1024*1536', got {size!r}")]
+        return [
+            RuleViolation(
+                "size",
+                "format",
+                f"size must be 'width*height' in pixels, such as '1024*1536', got {size!r}",
+            )
+        ]
     width, height = dims
     if spec.size_rule is SizeRule.TOTAL_PIXELS and not PIXELS_MIN <= width * height <= PIXELS_MAX:
-        return [RuleViolation("size", "total-pixels", f"{spec.id} needs width*height between "
-                              f"{SIDE_MIN}*{SIDE_MIN} and {SIDE_MAX}*{SIDE_MAX} pixels, "
-                              f"got {width * height}")]
-    if spec.size_rule is SizeRule.EACH_SIDE and not (SIDE_MIN <= width <= SIDE_MAX
-                                                     and SIDE_MIN <= height <= SIDE_MAX):
-        return [RuleViolation("size", "each-side", f"{spec.id} needs width and height each "
-                              f"between {SIDE_MIN} and {SIDE_MAX}, got {width}*{height}")]
+        return [
+            RuleViolation(
+                "size",
+                "total-pixels",
+                f"{spec.id} needs width*height between "
+                f"{SIDE_MIN}*{SIDE_MIN} and {SIDE_MAX}*{SIDE_MAX} pixels, "
+                f"got {width * height}",
+            )
+        ]
+    if spec.size_rule is SizeRule.EACH_SIDE and not (
+        SIDE_MIN <= width <= SIDE_MAX and SIDE_MIN <= height <= SIDE_MAX
+    ):
+        return [
+            RuleViolation(
+                "size",
+                "each-side",
+                f"{spec.id} needs width and height each "
+                f"between {SIDE_MIN} and {SIDE_MAX}, got {width}*{height}",
+            )
+        ]
     return []

@@ -26,8 +26,7 @@ class QwenEditError(Exception):
     http_status = 500
     outcome = Outcome.FAIL
 
-    def __init__(self, message: str, details: list[dict] | None = None, *,
-                 code: str | None = None):
+    def __init__(self, message: str, details: list[dict] | None = None, *, code: str | None = None):
         message = redact(message)  # it lands in execution histories and job records
         super().__init__(message)
         self.message = message

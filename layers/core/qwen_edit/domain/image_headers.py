@@ -46,19 +46,25 @@ def inspect_image(data: bytes) -> ImageHeader:
     """The format and size the bytes really have; ImageRejected naming the rule otherwise."""
     fmt = next((name for signature, name in _SIGNATURES if data.startswith(signature)), None)
     if fmt is None:
-        raise ImageRejected("format", "the data is not a PNG, JPEG, GIF, BMP, TIFF or WEBP image "
-                                      "(no known signature)")
+        raise ImageRejected(
+            "format",
+            "the data is not a PNG, JPEG, GIF, BMP, TIFF or WEBP image (no known signature)",
+        )
     width, height = _PARSERS[fmt](data)
     if width <= 0 or height <= 0:
         raise _corrupt(fmt, f"it declares {width}x{height} pixels")
     if width * height > MAX_INPUT_PIXELS:
-        raise ImageRejected("pixels", f"the {fmt.upper()} declares {width:,}x{height:,} = "
-                                      f"{width * height:,} pixels; the limit is "
-                                      f"{MAX_INPUT_PIXELS:,} (6144x6144)")
+        raise ImageRejected(
+            "pixels",
+            f"the {fmt.upper()} declares {width:,}x{height:,} = "
+            f"{width * height:,} pixels; the limit is "
+            f"{MAX_INPUT_PIXELS:,} (6144x6144)",
+        )
     return ImageHeader(fmt, width, height)
 
 
 # ---- shared helpers ----------------------------------------------------------------------------
+
 
 def _corrupt(fmt: str, problem: str) -> ImageRejected:
     return ImageRejected("corrupt", f"the {fmt.upper()} is corrupt: {problem}")
@@ -66,8 +72,10 @@ def _corrupt(fmt: str, problem: str) -> ImageRejected:
 
 def _truncated(data: bytes, fmt: str, where: str) -> ImageRejected:
     """`where` says what is missing, e.g. "before its IEND chunk"."""
-    return ImageRejected("truncated", f"the {fmt.upper()} ends after {len(data):,} bytes, "
-                                      f"{where} (truncated upload?)")
+    return ImageRejected(
+        "truncated",
+        f"the {fmt.upper()} ends after {len(data):,} bytes, {where} (truncated upload?)",
+    )
 
 
 def _need(data: bytes, end: int, fmt: str, where: str) -> None:
@@ -77,7 +85,7 @@ def _need(data: bytes, end: int, fmt: str, where: str) -> None:
 
 
 def _uint(data: bytes, pos: int, size: int, order: Order) -> int:
-    return int.from_bytes(data[pos:pos + size], order)
+    return int.from_bytes(data[pos : pos + size], order)
 
 
 # ---- PNG: signature, then chunks (length, type, data, CRC) from IHDR to IEND -------------------
@@ -106,14 +114,14 @@ def _png_size(data: bytes) -> Size:
 def _png_chunk(data: bytes, pos: int) -> tuple[bytes, bytes, int]:
     """The type and data of the chunk at `pos`, its CRC checked, and where the next one starts."""
     _need(data, pos + 8, "png", _PNG_END)
-    length, kind = _uint(data, pos, 4, "big"), data[pos + 4:pos + 8]
+    length, kind = _uint(data, pos, 4, "big"), data[pos + 4 : pos + 8]
     if not kind.isalpha():
         raise _corrupt("png", f"the chunk at byte {pos:,} has an invalid type {kind!r}")
     if length > _PNG_MAX_CHUNK:
         raise _corrupt("png", f"its {kind.decode()} chunk declares {length:,} bytes")
     end = pos + 12 + length
     _need(data, end, "png", _PNG_END)
-    body = data[pos + 8:end - 4]
+    body = data[pos + 8 : end - 4]
     if zlib.crc32(body, zlib.crc32(kind)) != _uint(data, end - 4, 4, "big"):
         raise _corrupt("png", f"the CRC of its {kind.decode()} chunk does not match")
     return kind, body, end
@@ -135,8 +143,9 @@ def _png_ihdr(kind: bytes, body: bytes) -> Size:
 # ---- JPEG: SOI, marker segments up to the first SOS, then scans and segments up to EOI ---------
 
 _JPEG_END = "before its EOI marker"
-_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE,
-                       0xCF})
+_JPEG_SOF = frozenset(
+    {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+)
 _JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RST0-RST7: no length
 _JPEG_FILL_AND_MARKER = re.compile(rb"\xff+[^\xff]")
 # In scan data FF is followed by 00 (stuffing), 01/D0-D7 (TEM/RST) or FF (fill), else a marker.
@@ -150,7 +159,7 @@ def _jpeg_size(data: bytes) -> Size:
         if marker not in _JPEG_STANDALONE:
             end = _jpeg_segment_end(data, pos)
             if marker in _JPEG_SOF and size is None:
-                size = _jpeg_sof(data[pos + 2:end])
+                size = _jpeg_sof(data[pos + 2 : end])
             pos = end
     if size is None:
         raise _corrupt("jpeg", "its image data (SOS) comes before any frame header (SOF)")
@@ -162,7 +171,7 @@ def _jpeg_marker(data: bytes, pos: int) -> tuple[int, int]:
     """The marker at `pos`, after any fill bytes, and the position after it."""
     found = _JPEG_FILL_AND_MARKER.match(data, pos)
     if found is None:
-        if data[pos:pos + 1] in (b"", b"\xff"):
+        if data[pos : pos + 1] in (b"", b"\xff"):
             raise _truncated(data, "jpeg", _JPEG_END)
         raise _corrupt("jpeg", f"byte {pos:,} should start a marker but is 0x{data[pos]:02X}")
     marker = data[found.end() - 1]
@@ -259,14 +268,19 @@ def _bmp_size(data: bytes) -> Size:
     _need(data, 14 + header, "bmp", "inside its headers")
     width, height, planes, bits, compression = _bmp_fields(data, header)
     if planes != 1 or bits not in _BMP_BIT_COUNTS or compression > 6:
-        raise _corrupt("bmp", f"planes {planes}, bit count {bits} or compression {compression} "
-                              "is impossible")
+        raise _corrupt(
+            "bmp", f"planes {planes}, bit count {bits} or compression {compression} is impossible"
+        )
     offset = _uint(data, 10, 4, "little")
     if offset < 14 + header:
         raise _corrupt("bmp", f"its pixel data offset {offset:,} points inside its headers")
     rows = ((width * bits + 31) // 32) * 4 * abs(height)  # each row padded to 4 bytes
-    _need(data, offset + (rows if compression in _BMP_UNCOMPRESSED else 1), "bmp",
-          "before the end of its pixel data")
+    _need(
+        data,
+        offset + (rows if compression in _BMP_UNCOMPRESSED else 1),
+        "bmp",
+        "before the end of its pixel data",
+    )
     return width, abs(height)
 
 
@@ -277,15 +291,33 @@ def _bmp_fields(data: bytes, header: int) -> tuple[int, int, int, int, int]:
         return width, height, planes, bits, 0
     width = int.from_bytes(data[18:22], "little", signed=True)
     height = int.from_bytes(data[22:26], "little", signed=True)
-    return (width, height, _uint(data, 26, 2, "little"), _uint(data, 28, 2, "little"),
-            _uint(data, 30, 4, "little"))
+    return (
+        width,
+        height,
+        _uint(data, 26, 2, "little"),
+        _uint(data, 28, 2, "little"),
+        _uint(data, 30, 4, "little"),
+    )
 
 
 # ---- TIFF: header, first IFD (entries and the values they point to), strips or tiles ---------
 
 _TIFF_WHERE = "before the end of its first directory"
-_TIFF_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8,
-                    13: 4}  # field types of TIFF 6.0; readers skip others
+_TIFF_TYPE_SIZES = {
+    1: 1,
+    2: 1,
+    3: 2,
+    4: 4,
+    5: 8,
+    6: 1,
+    7: 1,
+    8: 2,
+    9: 4,
+    10: 8,
+    11: 4,
+    12: 8,
+    13: 4,
+}  # field types of TIFF 6.0; readers skip others
 _TIFF_READ = frozenset({256, 257, 273, 279, 324, 325})
 _TIFF_DATA = ((273, 279, "strip"), (324, 325, "tile"))  # offsets tag, byte counts tag, unit
 
@@ -313,7 +345,7 @@ def _tiff_tags(data: bytes, ifd: int, order: Order) -> dict[int, array[int]]:
         tag = _uint(data, entry, 2, order)
         kind, start, size = _tiff_value_span(data, entry, order)
         if tag in _TIFF_READ and tag not in tags:  # the first of duplicates: each read once
-            tags[tag] = _tiff_integers(tag, kind, data[start:start + size], order)
+            tags[tag] = _tiff_integers(tag, kind, data[start : start + size], order)
     return tags
 
 
@@ -349,11 +381,12 @@ def _tiff_check_data(data: bytes, tags: dict[int, array[int]]) -> None:
             offsets, counts = tags.get(offsets_tag, array("I")), tags.get(counts_tag, array("I"))
             if not offsets or len(offsets) != len(counts):
                 raise _corrupt("tiff", f"its {unit} offsets and byte counts do not pair up")
-            ends = (offset + count for offset, count in zip(offsets, counts))
+            ends = (offset + count for offset, count in zip(offsets, counts, strict=False))
             past = next((n for n, end in enumerate(ends, 1) if end > len(data)), None)
             if past is not None:
-                raise _truncated(data, "tiff", f"before the end of {unit} {past:,} of "
-                                               f"{len(offsets):,}")
+                raise _truncated(
+                    data, "tiff", f"before the end of {unit} {past:,} of {len(offsets):,}"
+                )
             return
     raise _corrupt("tiff", "its first directory names no strips or tiles (no image data)")
 
@@ -378,8 +411,9 @@ def _webp_size(data: bytes) -> Size:
         return _webp_vp8l(payload)
     if kind == b"VP8X" and later_images:
         return _webp_vp8x(payload)
-    raise _corrupt("webp", f"its first chunk {kind!r} is not VP8, VP8L, or VP8X followed by an "
-                           "image chunk")
+    raise _corrupt(
+        "webp", f"its first chunk {kind!r} is not VP8, VP8L, or VP8X followed by an image chunk"
+    )
 
 
 def _webp_chunks(data: bytes, end: int) -> Iterator[tuple[bytes, bytes]]:
@@ -388,9 +422,12 @@ def _webp_chunks(data: bytes, end: int) -> Iterator[tuple[bytes, bytes]]:
     while pos < end:
         size = _uint(data, pos + 4, 4, "little")
         if pos + 8 + size > end:  # also when the 8-byte chunk header itself does not fit
-            raise ImageRejected("truncated", f"the WEBP chunk at byte {pos:,} runs past the end "
-                                             "of its RIFF data (truncated upload?)")
-        yield data[pos:pos + 4], data[pos + 8:pos + 8 + size]
+            raise ImageRejected(
+                "truncated",
+                f"the WEBP chunk at byte {pos:,} runs past the end "
+                "of its RIFF data (truncated upload?)",
+            )
+        yield data[pos : pos + 4], data[pos + 8 : pos + 8 + size]
         pos += 8 + size + (size & 1)  # payloads are padded to an even length
 
 
@@ -415,10 +452,21 @@ def _webp_vp8x(payload: bytes) -> Size:
     return _uint(payload, 4, 3, "little") + 1, _uint(payload, 7, 3, "little") + 1
 
 
-_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8", "jpeg"), (b"GIF87a", "gif"),
-               (b"GIF89a", "gif"), (b"BM", "bmp"), (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"),
-               (b"RIFF", "webp"))
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8", "jpeg"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"BM", "bmp"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"RIFF", "webp"),
+)
 _PARSERS: dict[str, Callable[[bytes], Size]] = {
-    "png": _png_size, "jpeg": _jpeg_size, "gif": _gif_size, "bmp": _bmp_size,
-    "tiff": _tiff_size, "webp": _webp_size,
+    "png": _png_size,
+    "jpeg": _jpeg_size,
+    "gif": _gif_size,
+    "bmp": _bmp_size,
+    "tiff": _tiff_size,
+    "webp": _webp_size,
 }

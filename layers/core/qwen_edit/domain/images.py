@@ -25,8 +25,10 @@ MIME_TYPES: dict[str, tuple[str, ...]] = {
     "webp": ("image/webp",),
     "gif": ("image/gif",),
 }
-FORMAT_OF_EXTENSION = {ext: ("jpeg" if ext == "jpg" else "tiff" if ext == "tif" else ext)
-                       for ext in (*INPUT_FORMATS, "tif")}
+FORMAT_OF_EXTENSION = {
+    ext: ("jpeg" if ext == "jpg" else "tiff" if ext == "tif" else ext)
+    for ext in (*INPUT_FORMATS, "tif")
+}
 _MAX_BASE64_CHARS = 4 * ((MAX_IMAGE_BYTES + 2) // 3)
 
 
@@ -39,20 +41,31 @@ def png_dimensions(data: bytes) -> tuple[int, int] | None:
     return (header.width, header.height) if header.format == "png" else None
 
 
-EXTENSION_OF_FORMAT = {"jpeg": "jpg", "png": "png", "bmp": "bmp", "tiff": "tiff",
-                       "webp": "webp", "gif": "gif"}
+EXTENSION_OF_FORMAT = {
+    "jpeg": "jpg",
+    "png": "png",
+    "bmp": "bmp",
+    "tiff": "tiff",
+    "webp": "webp",
+    "gif": "gif",
+}
 
 
 def check_image_bytes(data: bytes, declared_mime: str | None = None) -> ImageHeader:
     """The image's real format and size, or ImageRejected naming the rule it breaks."""
     if len(data) > MAX_IMAGE_BYTES:
-        raise ImageRejected("max-bytes", f"the image is {len(data):,} bytes; the limit is "
-                                         f"{MAX_IMAGE_BYTES:,} (10 MB)")
+        raise ImageRejected(
+            "max-bytes",
+            f"the image is {len(data):,} bytes; the limit is {MAX_IMAGE_BYTES:,} (10 MB)",
+        )
     header = inspect_image(data)
     if declared_mime is not None and declared_mime.lower() not in MIME_TYPES[header.format]:
-        raise ImageRejected("mime-mismatch", f"declared as {declared_mime} but the bytes are "
-                                             f"{header.format.upper()} "
-                                             f"({MIME_TYPES[header.format][0]})")
+        raise ImageRejected(
+            "mime-mismatch",
+            f"declared as {declared_mime} but the bytes are "
+            f"{header.format.upper()} "
+            f"({MIME_TYPES[header.format][0]})",
+        )
     return header
 
 
@@ -102,8 +115,11 @@ def parse_image_ref(value: str) -> ImageRef:
         if not host:
             raise ImageRejected("url", f"{value[:100]!r} has no host")
         return UrlImage(value)
-    raise ImageRejected("scheme", "an image must be an http(s) URL, a data:<mime>;base64,… URL "
-                                  "or an s3://bucket/key reference")
+    raise ImageRejected(
+        "scheme",
+        "an image must be an http(s) URL, a data:<mime>;base64,… URL "
+        "or an s3://bucket/key reference",
+    )
 
 
 def _parse_data_url(value: str) -> InlineImage:
@@ -112,11 +128,13 @@ def _parse_data_url(value: str) -> InlineImage:
     if not sep or encoding != "base64" or not mime.startswith("image/"):
         raise ImageRejected("data-url", "inline images must be data:<image mime>;base64,<data>")
     if mime.lower() not in {m for mimes in MIME_TYPES.values() for m in mimes}:
-        raise ImageRejected("format", f"{mime} is not a supported image type (JPG, JPEG, PNG, "
-                                      "BMP, TIFF, WEBP, GIF)")
+        raise ImageRejected(
+            "format", f"{mime} is not a supported image type (JPG, JPEG, PNG, BMP, TIFF, WEBP, GIF)"
+        )
     if len(payload) > _MAX_BASE64_CHARS:
-        raise ImageRejected("max-bytes", f"the inline image is over {MAX_IMAGE_BYTES:,} bytes "
-                                         "(10 MB) decoded")
+        raise ImageRejected(
+            "max-bytes", f"the inline image is over {MAX_IMAGE_BYTES:,} bytes (10 MB) decoded"
+        )
     try:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):

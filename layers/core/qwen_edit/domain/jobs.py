@@ -7,7 +7,7 @@ moves backwards and never completes twice; the store enforces this with conditio
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, UTC
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -18,14 +18,18 @@ from qwen_edit.domain.catalog import Capability
 from qwen_edit.domain.provider import Usage
 from qwen_edit.domain.redaction import redact
 
-
 # Error text as stored and shown: never a presigned URL's credentials (see redaction.py).
 SafeText = Annotated[str, AfterValidator(redact)]
 
 # Fixed width, so the stored strings sort in time order (the tenant index sorts on created_at).
-Timestamp = Annotated[datetime, PlainSerializer(
-    lambda value: value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-    return_type=str, when_used="json")]
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(
+        lambda value: value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        return_type=str,
+        when_used="json",
+    ),
+]
 
 
 class JobStatus(StrEnum):
@@ -81,8 +85,11 @@ class OutputTarget(BaseModel):
     def image_key(self, index: int, count: int) -> str:
         if self.stem is None:
             return f"{self.prefix}{index}.png"
-        return f"{self.prefix}{self.stem}.png" if count == 1 else \
-            f"{self.prefix}{self.stem}-{index + 1}.png"
+        return (
+            f"{self.prefix}{self.stem}.png"
+            if count == 1
+            else f"{self.prefix}{self.stem}-{index + 1}.png"
+        )
 
     @property
     def record_key(self) -> str:
@@ -159,8 +166,7 @@ class Job(JobView):
 
     def public(self) -> dict[str, Any]:
         """The job as clients see it (SPEC §3): no tenant, no internal routing."""
-        return JobView.model_validate(self.model_dump()).model_dump(mode="json",
-                                                                    exclude_none=True)
+        return JobView.model_validate(self.model_dump()).model_dump(mode="json", exclude_none=True)
 
 
 def now_utc() -> datetime:
@@ -172,15 +178,33 @@ def new_job_id() -> str:
     return f"{int(now_utc().timestamp() * 1000):012x}-{uuid.uuid4().hex[:20]}"
 
 
-def new_job(*, tenant: str, capability: Capability, model: str, source: JobSource,
-            request: dict[str, Any], deadline_seconds: int, job_id: str | None = None,
-            output: OutputTarget | None = None, metadata: dict[str, str] | None = None,
-            webhook_url: str | None = None) -> Job:
+def new_job(
+    *,
+    tenant: str,
+    capability: Capability,
+    model: str,
+    source: JobSource,
+    request: dict[str, Any],
+    deadline_seconds: int,
+    job_id: str | None = None,
+    output: OutputTarget | None = None,
+    metadata: dict[str, str] | None = None,
+    webhook_url: str | None = None,
+) -> Job:
     job_id = job_id or new_job_id()
     created = now_utc()
-    return Job(id=job_id, tenant=tenant, kind=JobKind.of(capability), model=model,
-               source=source, created_at=created, updated_at=created,
-               deadline_at=created + timedelta(seconds=deadline_seconds), request=request,
-               output=output or OutputTarget(prefix=keys.results_prefix(job_id)), metadata=metadata,
-               webhook_url=webhook_url,
-               webhook=WebhookState(id=f"msg_{job_id}") if webhook_url else None)
+    return Job(
+        id=job_id,
+        tenant=tenant,
+        kind=JobKind.of(capability),
+        model=model,
+        source=source,
+        created_at=created,
+        updated_at=created,
+        deadline_at=created + timedelta(seconds=deadline_seconds),
+        request=request,
+        output=output or OutputTarget(prefix=keys.results_prefix(job_id)),
+        metadata=metadata,
+        webhook_url=webhook_url,
+        webhook=WebhookState(id=f"msg_{job_id}") if webhook_url else None,
+    )

@@ -116,7 +116,8 @@ def rejection_key(key: str) -> str:
     try:
         inbox = parse_inbox_key(key)
     except UnsafeKey:
-        return f"{REJECTED}{hashlib.sha256(key.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}.error.json"
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        return f"{REJECTED}{digest}.error.json"
     return f"{inbox.outbox_prefix}{inbox.stem}.error.json"
 
 

@@ -33,15 +33,26 @@ class TaskStatus(StrEnum):
 
     @property
     def is_final(self) -> bool:
-        return self in (TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELED,
-                        TaskStatus.UNKNOWN)
+        return self in (
+            TaskStatus.SUCCEEDED,
+            TaskStatus.FAILED,
+            TaskStatus.CANCELED,
+            TaskStatus.UNKNOWN,
+        )
 
 
 class ProviderError(Exception):
     """A failed provider call. `retryable` says whether the same call may succeed later."""
 
-    def __init__(self, code: str, message: str, *, http_status: int | None = None,
-                 request_id: str | None = None, retryable: bool = False):
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        http_status: int | None = None,
+        request_id: str | None = None,
+        retryable: bool = False,
+    ):
         message = redact(message)  # providers echo the presigned URLs they were given
         super().__init__(f"{code}: {message}")
         self.code = code
@@ -51,11 +62,17 @@ class ProviderError(Exception):
         self.retryable = retryable
 
     @classmethod
-    def from_http(cls, status: int, code: str | None, message: str | None,
-                  request_id: str | None) -> ProviderError:
+    def from_http(
+        cls, status: int, code: str | None, message: str | None, request_id: str | None
+    ) -> ProviderError:
         # 429 and 5xx are the provider's "try again later"; every other answer is final.
-        return cls(code or f"HTTP{status}", message or "no message", http_status=status,
-                   request_id=request_id, retryable=status == 429 or status >= 500)
+        return cls(
+            code or f"HTTP{status}",
+            message or "no message",
+            http_status=status,
+            request_id=request_id,
+            retryable=status == 429 or status >= 500,
+        )
 
 
 class Usage(BaseModel):

@@ -43,8 +43,7 @@ _BLANK_LOOKING = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 
 def is_blank(text: str) -> bool:
     """True when nothing in `text` would show: spaces, zero-width characters, joiners, BOMs."""
-    return all(char in _BLANK_LOOKING or unicodedata.category(char)[0] in "CZ"
-               for char in text)
+    return all(char in _BLANK_LOOKING or unicodedata.category(char)[0] in "CZ" for char in text)
 
 
 class GenerationRequest(BaseModel):
@@ -75,8 +74,11 @@ class GenerationRequest(BaseModel):
     @classmethod
     def _width_by_height(cls, size: str | None) -> str | None:
         if size is not None and parse_size(size) is None:
-            raise PydanticCustomError("format", "size must be 'width*height' in ASCII digits, "
-                                      "such as '1024*1536', got {got}", {"got": repr(size[:20])})
+            raise PydanticCustomError(
+                "format",
+                "size must be 'width*height' in ASCII digits, such as '1024*1536', got {got}",
+                {"got": repr(size[:20])},
+            )
         return size
 
     @field_validator("webhook_url")
@@ -118,14 +120,19 @@ class ValidRequest:
     def to_provider(self, readable_url: Callable[[ImageRef], str]) -> ProviderRequest:
         """The provider call; `readable_url` turns each image into a URL the provider can read
         (a data URL, the client's own URL, or a presigned one for s3:// references)."""
-        return ProviderRequest(model=self.spec.id, capability=self.capability,
-                               prompt=self.body.prompt, negative_prompt=self.body.negative_prompt,
-                               images=tuple(readable_url(ref) for ref in self.images),
-                               parameters=self.body.provider_parameters())
+        return ProviderRequest(
+            model=self.spec.id,
+            capability=self.capability,
+            prompt=self.body.prompt,
+            negative_prompt=self.body.negative_prompt,
+            images=tuple(readable_url(ref) for ref in self.images),
+            parameters=self.body.provider_parameters(),
+        )
 
 
-def parse_request(capability: Capability, payload: Mapping[str, Any], *,
-                  default_model: str) -> ValidRequest:
+def parse_request(
+    capability: Capability, payload: Mapping[str, Any], *, default_model: str
+) -> ValidRequest:
     """Validate a client's request; raise InvalidRequest listing every broken rule."""
     schema = EditRequest if capability is Capability.EDIT else GenerationRequest
     try:
@@ -137,12 +144,20 @@ def parse_request(capability: Capability, payload: Mapping[str, Any], *,
     try:
         spec = get_model(model_id)
     except UnknownModel:
-        raise invalid([RuleViolation("model", "known-model", f"{model_id!r} is not a model of "
-                                      "the catalog (GET /v1/models lists them)")]) from None
+        raise invalid(
+            [
+                RuleViolation(
+                    "model",
+                    "known-model",
+                    f"{model_id!r} is not a model of the catalog (GET /v1/models lists them)",
+                )
+            ]
+        ) from None
 
     raw_images = body.images if isinstance(body, EditRequest) else []
-    violations = check_request(spec, capability=capability, image_count=len(raw_images),
-                               n=body.n, size=body.size)
+    violations = check_request(
+        spec, capability=capability, image_count=len(raw_images), n=body.n, size=body.size
+    )
     images: list[ImageRef] = []
     for index, raw in enumerate(raw_images):
         field = f"images[{index}]"
@@ -154,12 +169,12 @@ def parse_request(capability: Capability, payload: Mapping[str, Any], *,
         images.append(ref)
     if violations:
         raise invalid(violations)
-    return ValidRequest(capability, body.model_copy(update={"model": spec.id}), spec,
-                        tuple(images))
+    return ValidRequest(capability, body.model_copy(update={"model": spec.id}), spec, tuple(images))
 
 
 def direct_url(ref: ImageRef) -> str:
-    """The provider-readable form of a URL or inline image (s3:// needs presigning by the caller)."""
+    """The provider-readable form of a URL or inline image (s3:// needs presigning by the
+    caller)."""
     if isinstance(ref, InlineImage):
         return ref.as_data_url()
     if isinstance(ref, UrlImage):
@@ -173,10 +188,13 @@ def violation_of(error: Any) -> RuleViolation:
     loc = error["loc"]
     if loc[:1] in (("body",), ("query",), ("path",), ("header",)):
         loc = loc[1:]
-    field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}"
-                    for part in loc).lstrip(".") or "body"
-    rule = {"extra_forbidden": "unknown-field", "missing": "required"}.get(error["type"],
-                                                                           error["type"])
+    field = (
+        "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+        or "body"
+    )
+    rule = {"extra_forbidden": "unknown-field", "missing": "required"}.get(
+        error["type"], error["type"]
+    )
     message = error["msg"].removeprefix("Value error, ")
     if rule == "unknown-field":
         message = f"{field} is not a field of this request"
@@ -186,5 +204,7 @@ def violation_of(error: Any) -> RuleViolation:
 def invalid(violations: list[RuleViolation]) -> InvalidRequest:
     summary = "; ".join(v.message for v in violations[:3])
     more = f" (and {len(violations) - 3} more)" if len(violations) > 3 else ""
-    return InvalidRequest(f"The request breaks {len(violations)} rule(s): {summary}{more}",
-                          [v.as_detail() for v in violations])
+    return InvalidRequest(
+        f"The request breaks {len(violations)} rule(s): {summary}{more}",
+        [v.as_detail() for v in violations],
+    )

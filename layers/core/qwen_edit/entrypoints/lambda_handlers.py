@@ -9,8 +9,8 @@ from aws_lambda_powertools import Logger
 from pydantic import BaseModel
 
 from qwen_edit import runtime
-from qwen_edit.context import Context
 from qwen_edit.app.workflow import WorkflowState
+from qwen_edit.context import Context
 
 logger = Logger(service="qwen-edit")
 

@@ -37,8 +37,9 @@ def _depth(value: Any) -> int:
             deepest = max(deepest, depth)
             if depth > MAX_DEPTH:
                 break
-            stack.extend((child, depth + 1)
-                         for child in (item.values() if isinstance(item, dict) else item))
+            stack.extend(
+                (child, depth + 1) for child in (item.values() if isinstance(item, dict) else item)
+            )
     return deepest
 
 
@@ -66,8 +67,13 @@ def normalized_event(event: dict[str, Any]) -> dict[str, Any]:
     if body is None:
         return event
     event = {**event, "body": json.dumps(body), "isBase64Encoded": False}
-    for name, value in (("headers", "application/json"), ("multiValueHeaders", ["application/json"])):
-        if event.get(name):  # an event without multiValueHeaders keeps none (the router reads either)
+    for name, value in (
+        ("headers", "application/json"),
+        ("multiValueHeaders", ["application/json"]),
+    ):
+        if event.get(
+            name
+        ):  # an event without multiValueHeaders keeps none (the router reads either)
             others = {k: v for k, v in event[name].items() if k.lower() != "content-type"}
             event[name] = {**others, "Content-Type": value}
     return event
