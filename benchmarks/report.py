@@ -24,7 +24,7 @@ PRICES = {
     "eventbridge_event": 1.00 / 1e6,
     "secrets_manager_call": 0.05 / 10000,
 }
-# The provider's price per output image is not in the seeds; this is the figure the share is
+# The provider's price per output image is not in the provider's documentation here; this is the figure the share is
 # computed against. Pass your own with --price-per-image (Model Studio's pricing page).
 DEFAULT_PRICE_PER_IMAGE = 0.03
 

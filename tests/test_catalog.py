@@ -1,4 +1,5 @@
-"""The model catalog holds every model of seeds 000 and 004 with the rules of SPEC §2."""
+"""The model catalog holds every model of the image-editing guide and the text-to-image
+reference, with the rules of SPEC §2."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from qwen_edit.domain.catalog import (
 
 import yaml_loader
 
-# Every id named in seed 000 (edit) and seed 004 (text-to-image), snapshots included.
+# Every id named in the image-editing guide and the text-to-image reference, snapshots included.
 SEED_EDIT_MODELS = [
     "qwen-image-2.0-pro",
     "qwen-image-2.0-pro-2026-03-03",

@@ -151,7 +151,10 @@ def test_sync_text_to_image_on_every_model(client, model):
 
 def test_sync_sizes_follow_the_provider(client):
     plus = client.submit(edit_call(size="1033*1032"), asynchronous=False)
-    assert (plus.usage.width, plus.usage.height) == (1040, 1024)  # multiples of 16 (seed 003)
+    assert (plus.usage.width, plus.usage.height) == (
+        1040,
+        1024,
+    )  # multiples of 16 (task API reference)
     follows_input = client.submit(
         edit_call("qwen-image-2.0", images=[data_url("jpeg", (900, 700))]), asynchronous=False
     )

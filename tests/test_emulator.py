@@ -1,4 +1,4 @@
-"""The emulator validates and answers like the provider (seeds 000–004), over raw HTTP."""
+"""The emulator validates and answers like the provider (its documentation), over raw HTTP."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The seed-003 task-style provider behind the same interface, against the emulator."""
+"""The Vtrix-style task API provider behind the same interface, against the emulator."""
 
 from __future__ import annotations
 

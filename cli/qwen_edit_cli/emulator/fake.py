@@ -1,6 +1,6 @@
 """The DashScope emulator's behaviour, independent of the HTTP server that exposes it.
 
-Paths, bodies, statuses and error codes follow seeds 000–004. Where the seeds are silent the
+Paths, bodies, statuses and error codes follow the provider's documentation. Where it is silent the
 choices are marked "emulator choice" and listed in docs/emulator.md.
 """
 
@@ -535,7 +535,7 @@ class FakeDashScope:
         )
         time.sleep(self.faults.sync_latency_s)
         urls, usage = self._render(spec, prompt, params, inputs, time.time())
-        if not inputs:  # seed 004: text-to-image usage carries the compatibility token fields
+        if not inputs:  # text-to-image reference: usage carries the compatibility token fields
             usage = {"input_tokens": 0, "output_tokens": 0, **usage}
         return {
             "output": {
@@ -654,7 +654,8 @@ class FakeDashScope:
         task = self._task_for(key, task_id)
         with self._lock:
             if task is None or task.status(time.time()) != "PENDING":
-                # Emulator choice of code; seed 004 says only PENDING tasks can be canceled.
+                # Emulator choice of code; the text-to-image reference says only PENDING
+                # tasks can be canceled.
                 raise ProviderFault(
                     400,
                     "UnsupportedOperation",

@@ -76,10 +76,11 @@ def output_size(
     last_input: tuple[int, int] | None,
     text_default: str | None,
 ) -> tuple[int, int]:
-    """The size the provider would produce (seeds 002, 003, 004)."""
+    """The size the provider would produce (the edit parameters, task API and text-to-image
+    references)."""
     if requested and rule is not SizeRule.NOT_SETTABLE:
         width, height = (int(v) for v in requested.split("*"))
-        # Seed 003: the edit-plus family snaps a requested size to multiples of 16.
+        # The task API reference: the edit-plus family snaps a requested size to multiples of 16.
         return (
             (_round16(width), _round16(height)) if rule is SizeRule.EACH_SIDE else (width, height)
         )

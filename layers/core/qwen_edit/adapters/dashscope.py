@@ -1,4 +1,5 @@
-"""Alibaba Cloud Model Studio (DashScope) client: seeds 000–002 and 004.
+"""Alibaba Cloud Model Studio (DashScope) client: the image-editing guide, HTTP
+and parameters references, and the text-to-image reference.
 
 - Sync multimodal generation (every edit model; text-to-image on the 2.0, max and plus series).
 - Async image synthesis (`X-DashScope-Async: enable`) for qwen-image and qwen-image-plus, then

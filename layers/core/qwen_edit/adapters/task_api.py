@@ -1,6 +1,6 @@
-"""Client of the seed-003 task-style edit API, behind the same interface as DashScope.
+"""Client of the Vtrix-style task edit API, behind the same interface as DashScope.
 
-Seed 003 documents the bodies, not the paths or the status names besides `completed` and
+Its reference documents the bodies, not the paths or the status names besides `completed` and
 `failed`; this client uses POST {base}/tasks and GET {base}/tasks/{id}, with statuses
 pending → processing → completed | failed. The operator sets the base URL.
 """
@@ -42,7 +42,7 @@ class TaskApiClient:
         self._http = ProviderHttp(base_url, api_key, transport=transport)
 
     def submit(self, request: ProviderRequest, *, asynchronous: bool = True) -> ProviderTask:
-        # Same request body as DashScope's multimodal generation (seed 003 mirrors it).
+        # Same request body as DashScope's multimodal generation (the task API mirrors it).
         return _task_of(self._http.call("POST", "/tasks", json=multimodal_body(request)))
 
     def fetch(self, task_id: str) -> ProviderTask:

@@ -1,8 +1,9 @@
 """The model catalog: every model the service can call and every rule that applies to it.
 
-Sources: seeds 000 (edit guide), 002 (edit parameters), 003 (task-style edit API) and 004
-(text-to-image), plus the rate limits of SPEC §2. Everything else (request validation, the
-emulator, admission control, GET /v1/models) asks this module instead of restating a rule.
+Sources: the Model Studio image-editing guide, the image-edit parameters reference, the
+Vtrix-style task API reference and the Model Studio text-to-image reference, plus the rate
+limits of SPEC §2. Everything else (request validation, the emulator, admission control,
+GET /v1/models) asks this module instead of restating a rule.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from enum import StrEnum
 
 class Provider(StrEnum):
     DASHSCOPE = "dashscope"
-    TASK_API = "task-api"  # the seed-003 task-style provider, base URL set by the operator
+    TASK_API = "task-api"  # the Vtrix-style task API provider, base URL set by the operator
 
 
 class Capability(StrEnum):
@@ -27,19 +28,20 @@ class Endpoint(StrEnum):
 
     MULTIMODAL_SYNC = "multimodal-generation"  # one blocking call, results in the answer
     IMAGE_SYNTHESIS_ASYNC = "image-synthesis"  # create a task, poll /tasks/{id}
-    TASK_API_ASYNC = "task-api"  # seed 003: create a task, poll it
+    TASK_API_ASYNC = "task-api"  # the Vtrix-style task API: create a task, poll it
 
 
 class SizeRule(StrEnum):
     TOTAL_PIXELS = "total-pixels"  # 2.0 series: width*height within [512*512, 2048*2048]
     EACH_SIDE = "each-side"  # edit-max/plus: width and height each within [512, 2048]
     NOT_SETTABLE = "not-settable"  # qwen-image-edit: the provider picks
-    # qwen-image-max/plus: a fixed table that seed 004 refers to but does not include, so the
-    # service checks only the `width*height` form and leaves the table to the provider.
+    # qwen-image-max/plus: a fixed table that the text-to-image reference refers to but does
+    # not include, so the service checks only the `width*height` form and leaves the table to
+    # the provider.
     PROVIDER_TABLE = "provider-table"
 
 
-# Limits shared by every model (seeds 002, 003, 004).
+# Limits shared by every model (the edit parameters, task API and text-to-image references).
 MAX_PROMPT_CHARS = 800
 MAX_NEGATIVE_PROMPT_CHARS = 500
 SEED_MIN, SEED_MAX = 0, 2_147_483_647
@@ -77,7 +79,7 @@ class ModelSpec:
     rate_limit: RateLimit
     max_concurrent_tasks: int | None = None
     provider: Provider = Provider.DASHSCOPE
-    # The output size of a text-to-image call without `size`, where the seeds state it.
+    # The output size of a text-to-image call without `size`, where the documentation states it.
     text_to_image_default_size: str | None = None
 
     @property
@@ -193,7 +195,8 @@ MODELS: dict[str, ModelSpec] = {
             size_rule=SizeRule.PROVIDER_TABLE,
             rate_limit=PER_MINUTE_2,
         ),
-        # Seed 004: only qwen-image-plus and qwen-image take async calls; the snapshot is sync.
+        # Text-to-image reference: only qwen-image-plus and qwen-image take async calls; the
+        # snapshot is sync.
         *_family(
             "qwen-image-plus",
             (),
@@ -223,7 +226,8 @@ MODELS: dict[str, ModelSpec] = {
             rate_limit=PER_SECOND_2,
             max_concurrent_tasks=2,
         ),
-        # Seed 003 names no rate limit; the edit-plus limit is the conservative stand-in.
+        # The Vtrix-style task API reference names no rate limit; the edit-plus limit is the
+        # conservative stand-in.
         *_family(
             "qwen_image_edit_plus",
             (),

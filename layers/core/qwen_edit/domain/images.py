@@ -1,4 +1,5 @@
-"""Input image references and the formats the provider accepts (seeds 002, 003).
+"""Input image references and the formats the provider accepts (the image-edit parameters
+reference and the Vtrix-style task API reference).
 
 A reference is one of: an http(s) URL, a `data:<mime>;base64,<data>` URL, or `s3://bucket/key`.
 Inline data is checked here, before anything reaches the provider: at most 10 MB decoded, an
