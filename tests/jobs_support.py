@@ -21,7 +21,7 @@ def start(
 ) -> Job:
     ctx = stack.ctx
     if settings:
-        ctx.settings = ctx.settings.model_copy(update=settings)
+        ctx = ctx.with_settings(**settings)
     return service.accept(
         ctx,
         service.validate(ctx, capability, payload, tenant=tenant),

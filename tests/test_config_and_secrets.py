@@ -14,8 +14,8 @@ from qwen_edit.adapters.dashscope import DashScopeClient
 from qwen_edit.adapters.providers import provider_client
 from qwen_edit.adapters.secrets import provider_api_key
 from qwen_edit.adapters.task_api import TaskApiClient
-from qwen_edit.config import Settings
 from qwen_edit.domain.catalog import Provider
+from qwen_edit.settings import FUNCTIONS, ConfigurationError, LocalEnv, ProviderAccess
 
 from yaml_loader import template
 
@@ -28,29 +28,67 @@ ENV = {
 }
 
 
-def test_settings_read_the_template_environment():
-    settings = Settings.from_env(ENV)
-    assert settings.region.value == "beijing" and settings.base_url is None
-    assert settings.default_model == "qwen-image-edit-max"
-    assert settings.default_generation_model == "qwen-image-plus"
-    set_by_template = set(template()["Globals"]["Function"]["Environment"]["Variables"])
-    for resource in template()["Resources"].values():
-        set_by_template |= set(
-            resource.get("Properties", {}).get("Environment", {}).get("Variables", {})
-        )
-    fields = {field.alias for field in Settings.model_fields.values()}
+def environment_of(function: dict) -> dict[str, str]:
+    """The variables template.yaml gives a function (stand-in values for the references)."""
+    variables = {
+        **template()["Globals"]["Function"]["Environment"]["Variables"],
+        **function.get("Properties", {}).get("Environment", {}).get("Variables", {}),
+    }
+    numbers = {
+        "JOB_DEADLINE_SECONDS": "3600",
+        "MAX_PROVIDER_ATTEMPTS": "10",
+        "ADMISSION_MARGIN_SECONDS": "0.1",
+        "DASHSCOPE_REGION": "beijing",
+    }
+    return {name: numbers.get(name, "x") for name in variables}
+
+
+def functions() -> dict[str, dict]:
+    return {
+        resource["Properties"]["CodeUri"].strip("/").split("/")[-1]: resource
+        for resource in template()["Resources"].values()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+
+
+def test_every_function_has_an_environment_model_the_template_satisfies():
+    assert set(functions()) == set(FUNCTIONS)
+    for name, function in functions().items():
+        FUNCTIONS[name].from_env(environment_of(function))  # ConfigurationError if incomplete
+
+
+def test_a_missing_variable_is_named_at_cold_start():
+    for name, function in functions().items():
+        environment = environment_of(function)
+        required = [f.alias for f in FUNCTIONS[name].model_fields.values() if f.is_required()]
+        assert required, name
+        for variable in required:
+            with pytest.raises(ConfigurationError, match=variable):
+                FUNCTIONS[name].from_env({k: v for k, v in environment.items() if k != variable})
+
+
+def test_every_variable_read_is_one_the_template_sets():
+    set_by_template: set[str] = set()
+    for function in functions().values():
+        set_by_template |= set(environment_of(function))
+    fields = {field.alias for field in LocalEnv.model_fields.values()}
     # ALLOW_LOOPBACK_URLS is the local stack's alone (SPEC §7): a deployment never sets it.
     assert fields - set_by_template == {"ALLOW_LOOPBACK_URLS"}
 
 
+def test_settings_read_the_template_environment():
+    settings = ProviderAccess.from_env(ENV)
+    assert settings.region.value == "beijing" and settings.base_url is None
+
+
 def test_provider_client_per_provider():
-    settings = Settings.from_env(ENV)
+    settings = ProviderAccess.from_env(ENV)
     dashscope = provider_client(Provider.DASHSCOPE, settings, "sk")
     assert isinstance(dashscope, DashScopeClient)
     assert dashscope.base_url.startswith("https://dashscope.aliyuncs.com/api/v1")
     with pytest.raises(ValueError, match="TASK_API_BASE_URL"):
         provider_client(Provider.TASK_API, settings, "sk")
-    with_task_api = Settings.from_env({**ENV, "TASK_API_BASE_URL": "https://t.example"})
+    with_task_api = ProviderAccess.from_env({**ENV, "TASK_API_BASE_URL": "https://t.example"})
     assert isinstance(provider_client(Provider.TASK_API, with_task_api, "sk"), TaskApiClient)
 
 

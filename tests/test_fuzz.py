@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-from types import SimpleNamespace
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qwen_edit.app import uploads
+from qwen_edit.context import Context
 from qwen_edit.domain import keys
 from qwen_edit.domain.catalog import MODELS, Capability
 from qwen_edit.domain.errors import BadRequest, InvalidRequest
 from qwen_edit.domain.images import ImageRejected, parse_image_ref
 from qwen_edit.domain.requests import parse_request
 from qwen_edit.entrypoints import request_body
+from qwen_edit.settings import Buckets
 
 FUZZ = settings(
     max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
@@ -127,11 +128,9 @@ class Objects:
 @given(key=upload_keys, recipe=json_values)
 def test_planning_an_upload_only_plans_or_rejects(key, recipe):
     """Any key, any recipe document: a plan that writes under outbox/, or a Rejected."""
-    ctx = SimpleNamespace(
-        settings=SimpleNamespace(input_bucket="in"),
-        objects=Objects(
-            {"recipes/r.json": json.dumps(recipe).encode(), key: json.dumps(recipe).encode()}
-        ),
+    documents = {"recipes/r.json": json.dumps(recipe).encode(), key: json.dumps(recipe).encode()}
+    ctx = Context(
+        Buckets(input_bucket="in", output_bucket="out"), {"objects": lambda: Objects(documents)}
     )
     upload = uploads.Upload(bucket="in", key=key, size=1, identity="v1")
     try:

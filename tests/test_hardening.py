@@ -62,11 +62,12 @@ def inline(data: bytes, mime: str = "image/png") -> str:
 
 @pytest.fixture
 def settings(monkeypatch):
-    """Change the deployment's settings for every handler of the in-process stack."""
-    ctx = runtime.context()
+    """Change the deployment's environment for every handler of the in-process stack."""
 
-    def change(**fields):
-        monkeypatch.setattr(ctx, "settings", ctx.settings.model_copy(update=fields))
+    def change(**variables: str) -> None:
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+        runtime.context.cache_clear()  # as a new Lambda container would read it
 
     return change
 
@@ -115,6 +116,11 @@ def test_size_is_ascii_width_by_height_only(stack, size):
         "https://example.com:99999/a.png",
         "http://[fe80::1%zz/x.png",
         "https:///x.png",
+        "https://a..example/x.png",  # hosts the IDNA codec refuses crashed DNS
+        "https://.example/x.png",
+        "https://" + "a" * 64 + ".example/x.png",
+        "http://169.254.169.254\\@1.1.1.1/x.png",  # WHATWG reads the host before the backslash
+        "http://h.example/a b.png",
     ],
 )
 def test_image_urls_that_do_not_parse(stack, image):
@@ -127,13 +133,21 @@ def test_image_urls_that_do_not_parse(stack, image):
     )
 
 
-def test_webhook_url_with_a_port_out_of_range(stack):
+@pytest.mark.parametrize(
+    "url", ["https://h.example:70000/x", "https://[::1/", "https://a..example/", "https://h\\x"]
+)
+def test_webhook_urls_that_do_not_parse(stack, url):
     refused(
-        call(stack, "api-create-edit", body=edit(webhook_url="https://h.example:70000/x")),
+        call(stack, "api-create-edit", body=edit(webhook_url=url)),
         422,
         "InvalidRequest",
         "webhook_url",
     )
+
+
+def test_provider_table_sizes_are_bounded(stack):
+    body = {"model": "qwen-image-max", "prompt": "x", "size": "99999*99999"}
+    refused(call(stack, "api-create-generation", body=body), 422, "InvalidRequest", "size")
 
 
 def edited_cursors(cursor: str):
@@ -197,7 +211,7 @@ def test_uploaded_bombs_are_refused_at_acceptance(stack):
 
 
 def test_a_provider_that_keeps_failing_ends_the_job_at_its_attempt_budget(stack, settings):
-    settings(max_provider_attempts=2)
+    settings(MAX_PROVIDER_ATTEMPTS="2")
     stack.emulator.fake.faults.server_error_rate = 1.0  # every call: 500 or 503
     job = call(stack, "api-create-edit", body=edit()).body
     wait_execution(stack, job["id"], timeout=60)
@@ -248,7 +262,7 @@ def test_shared_prefixes_are_open_to_every_tenant(stack, settings):
         "images[0]",
         "not-available",
     )
-    settings(shared_input_prefixes=("library/",))
+    settings(SHARED_INPUT_PREFIXES="library/")
     assert (
         call(stack, "api-create-edit", body=edit(images=[image]), tenant="tenant-b").status == 202
     )
@@ -265,7 +279,7 @@ def test_an_operator_key_lists_and_cancels_upload_jobs(stack, settings):
         s3.put_object(Bucket=bucket, Key=f"inbox/slow/{name}.png", Body=image_bytes())
     stack.pump()
     assert call(stack, "api-list-jobs", tenant="operator-key").body["jobs"] == []
-    settings(operator_api_key_ids=("operator-key",))
+    settings(OPERATOR_API_KEY_IDS="operator-key")
     listed = call(stack, "api-list-jobs", tenant="operator-key").body["jobs"]
     assert {job["source"] for job in listed} == {"s3"} and len(listed) == 3
     waiting = next(job for job in listed if job["status"] == "queued")
@@ -286,6 +300,7 @@ def output_keys(stack) -> list[str]:
 @pytest.mark.parametrize(
     "key",
     [
+        "inbox/r/" + "a" * 1010 + ".png",  # its outputs' keys would pass S3's 1024 bytes
         "inbox/r/../../results/x.png",
         "inbox/r//a.png",
         "inbox/./r/a.png",

@@ -3,10 +3,13 @@ and boto3 against its S3 endpoint."""
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -191,3 +194,29 @@ def test_stops_within_seconds_in_the_middle_of_a_burst(tmp_path):
         waiting = api.get("/jobs", params={"status": "queued"}).json()["jobs"]
     assert waiting, "the burst should still be queued when the server is stopped"
     server.stop(timeout=10)
+
+
+def test_undecodable_pixel_data_fails_at_once_not_after_retries(served):
+    """Chunks and CRCs intact, pixel data not zlib: only decoding finds it. The provider (the
+    emulator, which fetches the stored input from the local S3) answers 400 InvalidParameter,
+    a final error: the job fails after one call instead of retrying."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + body))
+        return struct.pack(">I", len(body)) + kind + body + crc
+
+    header = struct.pack(">IIBBBBB", 64, 64, 8, 2, 0, 0, 0)
+    broken = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", b"not zlib at all" * 4)
+        + chunk(b"IEND", b"")
+    )
+    image = "data:image/png;base64," + base64.b64encode(broken).decode()
+    api = httpx.Client(base_url=served["api_url"], headers={"x-api-key": KEY_A}, timeout=30)
+    job = api.post("/edits", json={"prompt": "x", "images": [image]}).json()
+    deadline = time.monotonic() + 60
+    while (job := api.get(f"/jobs/{job['id']}").json())["status"] not in ("failed", "succeeded"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.5)
+    assert job["status"] == "failed" and job["error"]["code"] == "InvalidParameter", job

@@ -134,9 +134,12 @@ def test_size_rules(model, size, ok, rule):
         assert broken(edit, model=model, size=size) == {("size", rule)}
 
 
-def test_provider_table_sizes_are_checked_for_form_only():
+def test_provider_table_sizes_are_checked_for_form_and_pixel_bounds():
     assert generation(model="qwen-image-plus", size="1664*928")
     assert broken(generation, model="qwen-image-plus", size="big") == {("size", "format")}
+    assert broken(generation, model="qwen-image-max", size="99999*99999") == {
+        ("size", "total-pixels")
+    }
 
 
 def test_unknown_model_and_wrong_capability():

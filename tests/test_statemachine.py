@@ -63,7 +63,8 @@ def test_every_task_runs_the_workflow_step_of_its_name():
         ).lower()  # RecordFailure → record_failure
         assert callable(getattr(workflow, step))
         app = ROOT / resources[function]["Properties"]["CodeUri"] / "app.py"
-        assert f"workflow_task(workflow.{step})" in app.read_text(), (state_name, app)
+        folder = app.parent.name
+        assert f'workflow_task("{folder}", workflow.{step})' in app.read_text(), (state_name, app)
 
 
 def test_error_names_are_domain_errors_with_the_matching_outcome():

@@ -267,9 +267,9 @@ def test_forbidden_targets_are_refused_at_submit(stack, url):
 
 
 def resolving(monkeypatch, stack, answer):
-    """Swap the DNS port of the API-side context and of the handlers' context."""
-    for ctx in (stack.ctx, runtime.context()):
-        monkeypatch.setattr(ctx, "resolve", answer)
+    """Swap the DNS port of the API-side context and of every handler's context."""
+    monkeypatch.setattr(stack.ctx, "resolve", answer)
+    runtime.override_ports(resolve=lambda: answer)  # the stack's teardown clears it
 
 
 def test_a_name_that_resolves_to_a_private_address_is_refused_at_submit(stack, monkeypatch):

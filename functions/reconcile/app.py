@@ -15,4 +15,6 @@ from qwen_edit.entrypoints.lambda_handlers import logger
 def handler(event: EventBridgeEvent, _context: Any) -> None:
     detail = event.detail
     logger.append_keys(job_id=detail["name"])
-    workflow.reconcile(runtime.context(), detail["name"], detail["status"], detail.get("cause"))
+    workflow.reconcile(
+        runtime.context("reconcile"), detail["name"], detail["status"], detail.get("cause")
+    )

@@ -9,6 +9,7 @@ from aws_lambda_powertools.utilities.batch import (
     EventType,
     process_partial_response,
 )
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from qwen_edit import runtime
@@ -22,7 +23,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 def record_handler(record: SQSRecord) -> None:
     delivery = webhooks.Delivery.model_validate_json(record.body)
     logger.append_keys(job_id=delivery.job_id, webhook_id=delivery.webhook_id)
-    status = webhooks.deliver(runtime.context(), delivery)
+    status = webhooks.deliver(runtime.context("webhook"), delivery)
     if status is DeliveryStatus.FAILED:  # one EMF record, written now (failures are rare)
         with single_metric(
             name="WebhookDeliveriesFailed", unit=MetricUnit.Count, value=1, namespace="qwen-edit"
@@ -31,7 +32,7 @@ def record_handler(record: SQSRecord) -> None:
 
 
 @logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )

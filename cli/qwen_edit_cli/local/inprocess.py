@@ -10,7 +10,6 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -19,7 +18,6 @@ from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
 from qwen_edit import runtime
-from qwen_edit.adapters.aws import StepFunctionsExecutions
 from qwen_edit_cli.emulator.server import EmulatorServer
 from qwen_edit_cli.local.fidelity import atomic_dynamodb
 from qwen_edit_cli.local.stack import LocalStack, build_stack
@@ -108,15 +106,12 @@ def in_process_stack(
                 endpoint_url=aws_endpoint,
             )
             os.environ["ADMISSION_MARGIN_SECONDS"] = LOCAL_ADMISSION_MARGIN
-            os.environ["ALLOW_LOOPBACK_URLS"] = (
-                "true"  # receivers and images on this machine (SPEC §7)
-            )
-            runtime.context.cache_clear()
+            # receivers and images on this machine (SPEC §7)
+            os.environ["ALLOW_LOOPBACK_URLS"] = "true"
+            runtime.clear_overrides()
             if resolve is not None:
-                runtime.context().resolve = resolve  # the handlers' context, built once
-            stack.ctx = replace(
-                runtime.context(), executions=StepFunctionsExecutions(stack.state_machine_arn)
-            )
+                runtime.override_ports(resolve=lambda: resolve)
+            stack.ctx = runtime.context()  # every part of every function, for local tools
             stack.emulator = emulator
             scope.enter_context(stack.dispatcher.installed())
             stack.pump()  # S3's s3:TestEvent, sent when the notification was configured
@@ -124,7 +119,7 @@ def in_process_stack(
     finally:
         os.environ.clear()
         os.environ.update(saved)
-        runtime.context.cache_clear()
+        runtime.clear_overrides()
         parameters.clear_caches()
 
 

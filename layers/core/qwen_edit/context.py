@@ -1,11 +1,19 @@
-"""Everything a use case needs, gathered once per Lambda container (see runtime.py)."""
+"""Everything a use case needs: the function's settings, and its ports, each built on first use.
+
+The composition root (runtime.py) hands over factories, not clients: a function pays only for
+the AWS clients and provider connections it really uses. Tests pass in-memory fakes the same
+way. Asking for a port or a part of the settings the function was not given is an error that
+names it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, cast
 
-from qwen_edit.config import Settings
+from pydantic import BaseModel
+
 from qwen_edit.domain.catalog import Provider
 from qwen_edit.ports import (
     EventPublisher,
@@ -17,18 +25,77 @@ from qwen_edit.ports import (
     WebhookOutbox,
     WebhookSender,
 )
+from qwen_edit.settings import ConfigurationError
+
+Part = TypeVar("Part", bound=BaseModel)
+Resolve = Callable[[str, int], list[str]]
 
 
-@dataclass
 class Context:
-    settings: Settings
-    jobs: JobStore
-    limits: LimitStore
-    objects: ObjectStore
-    events: EventPublisher
-    webhook_outbox: WebhookOutbox
-    provider: Callable[[Provider], ImageProvider]
-    resolve: Callable[[str, int], list[str]]  # DNS, for webhook targets
-    webhook_sender: WebhookSender | None = None  # only the webhook function
-    webhook_secret: Callable[[], str] | None = None  # only the webhook function
-    executions: Executions | None = None  # only the functions that start or stop workflows
+    def __init__(self, settings: BaseModel, ports: Mapping[str, Callable[[], Any]]):
+        self.settings = settings
+        self._factories = dict(ports)
+        self._built: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def with_settings(self, **fields: Any) -> Context:
+        """The same ports with some settings changed, unchecked (tests and local tools)."""
+        changed = Context(self.settings.model_copy(update=fields), self._factories)
+        changed._built = self._built
+        return changed
+
+    def need(self, part: type[Part]) -> Part:
+        """The part of the settings a use case reads, typed."""
+        if not isinstance(self.settings, part):
+            raise ConfigurationError(
+                f"{type(self.settings).__name__} has no {part.__name__} settings"
+            )
+        return self.settings
+
+    def _port(self, name: str) -> Any:
+        with self._lock:
+            if name not in self._built:
+                if name not in self._factories:
+                    raise ConfigurationError(
+                        f"this function has no {name} (settings: {type(self.settings).__name__})"
+                    )
+                self._built[name] = self._factories[name]()
+            return self._built[name]
+
+    @property
+    def jobs(self) -> JobStore:
+        return cast(JobStore, self._port("jobs"))
+
+    @property
+    def limits(self) -> LimitStore:
+        return cast(LimitStore, self._port("limits"))
+
+    @property
+    def objects(self) -> ObjectStore:
+        return cast(ObjectStore, self._port("objects"))
+
+    @property
+    def events(self) -> EventPublisher:
+        return cast(EventPublisher, self._port("events"))
+
+    @property
+    def webhook_outbox(self) -> WebhookOutbox:
+        return cast(WebhookOutbox, self._port("webhook_outbox"))
+
+    @property
+    def executions(self) -> Executions:
+        return cast(Executions, self._port("executions"))
+
+    @property
+    def webhook_sender(self) -> WebhookSender:
+        return cast(WebhookSender, self._port("webhook_sender"))
+
+    def provider(self, kind: Provider) -> ImageProvider:
+        return cast(Callable[[Provider], ImageProvider], self._port("provider"))(kind)
+
+    def resolve(self, host: str, port: int) -> list[str]:
+        """DNS, for webhook targets and image URLs."""
+        return cast(Resolve, self._port("resolve"))(host, port)
+
+    def webhook_secret(self) -> str:
+        return cast(Callable[[], str], self._port("webhook_secret"))()

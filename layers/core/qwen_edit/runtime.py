@@ -1,29 +1,89 @@
-"""The composition root: builds a Context from the Lambda environment, once per container."""
+"""The composition root: a function's Context from its environment, once per container.
+
+Settings are validated at once (a missing variable fails the first invocation, naming it);
+the adapters behind the ports are built on first use, so a function creates only the clients
+it calls. The local stack and the tests may replace a port for every function
+(`override_ports`), for example DNS that never leaves the machine.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from functools import cache
+from typing import Any
 
-from qwen_edit.adapters.aws import (
-    EventBridgePublisher,
-    S3ObjectStore,
-    SqsWebhookOutbox,
-    StepFunctionsExecutions,
-)
-from qwen_edit.adapters.dynamodb import DynamoJobStore, DynamoLimitStore
-from qwen_edit.adapters.providers import provider_client
-from qwen_edit.adapters.secrets import provider_api_key, webhook_signing_secret
-from qwen_edit.adapters.webhook_http import HttpWebhookSender, resolve_host
-from qwen_edit.config import Settings
 from qwen_edit.context import Context
 from qwen_edit.domain.catalog import Provider
 from qwen_edit.ports import ImageProvider
+from qwen_edit.settings import (
+    FUNCTIONS,
+    Announcing,
+    Buckets,
+    Delivering,
+    Env,
+    Jobs,
+    Limits,
+    LocalEnv,
+    ProviderAccess,
+    Starting,
+)
+
+_overrides: dict[str, Callable[[], Any]] = {}
 
 
 @cache
-def context() -> Context:
-    settings = Settings.from_env(dict(os.environ))
+def context(function: str | None = None) -> Context:
+    """The Context of functions/<function>/ (None: every part, for the local stack and tests)."""
+    kind = LocalEnv if function is None else FUNCTIONS[function]
+    settings = kind.from_env(os.environ)
+    return Context(settings, {**_ports(settings), **_overrides})
+
+
+def override_ports(**factories: Callable[[], Any]) -> None:
+    """Replace ports in every context built from now on (local stack and tests only)."""
+    _overrides.update(factories)
+    context.cache_clear()
+
+
+def clear_overrides() -> None:
+    _overrides.clear()
+    context.cache_clear()
+
+
+def _ports(settings: Env) -> dict[str, Callable[[], Any]]:
+    # Adapters are imported here, on first use: a function that never calls out never loads
+    # them (httpx, the webhook signer, boto3 clients it does not need).
+    ports: dict[str, Callable[[], Any]] = {}
+    if isinstance(settings, Jobs):
+        ports["jobs"] = lambda: _dynamodb().DynamoJobStore(settings.jobs_table)
+    if isinstance(settings, Limits):
+        ports["limits"] = lambda: _dynamodb().DynamoLimitStore(
+            settings.limits_table, margin_seconds=settings.admission_margin_seconds
+        )
+    if isinstance(settings, Buckets | ProviderAccess):
+        ports["objects"] = lambda: _aws().S3ObjectStore()
+    if isinstance(settings, Announcing):
+        ports["events"] = lambda: _aws().EventBridgePublisher(settings.event_bus_name)
+    if isinstance(settings, Announcing | Delivering):
+        ports["webhook_outbox"] = lambda: _aws().SqsWebhookOutbox(
+            settings.webhook_queue_url,
+            settings.webhook_dead_letter_queue_url if isinstance(settings, Delivering) else None,
+        )
+    if isinstance(settings, Starting):
+        ports["executions"] = lambda: _aws().StepFunctionsExecutions(settings.state_machine_arn)
+    if isinstance(settings, ProviderAccess):
+        ports["provider"] = lambda: _provider_clients(settings)
+    if isinstance(settings, Delivering):
+        ports["webhook_sender"] = lambda: _webhook_http().HttpWebhookSender()
+        ports["webhook_secret"] = lambda: _webhook_secret(settings)
+    ports["resolve"] = lambda: _webhook_http().resolve_host
+    return ports
+
+
+def _provider_clients(settings: ProviderAccess) -> Callable[[Provider], ImageProvider]:
+    from qwen_edit.adapters.providers import provider_client
+    from qwen_edit.adapters.secrets import provider_api_key
 
     @cache
     def client(kind: Provider, api_key: str) -> ImageProvider:
@@ -34,23 +94,28 @@ def context() -> Context:
         # the client, and its connections, are kept per key.
         return client(kind, provider_api_key(settings.api_key_secret_arn))
 
-    executions = (
-        StepFunctionsExecutions(settings.state_machine_arn) if settings.state_machine_arn else None
-    )
-    return Context(
-        settings=settings,
-        jobs=DynamoJobStore(settings.jobs_table),
-        limits=DynamoLimitStore(
-            settings.limits_table, margin_seconds=settings.admission_margin_seconds
-        ),
-        objects=S3ObjectStore(),
-        events=EventBridgePublisher(settings.event_bus_name),
-        webhook_outbox=SqsWebhookOutbox(
-            settings.webhook_queue_url, settings.webhook_dead_letter_queue_url
-        ),
-        webhook_sender=HttpWebhookSender(),
-        webhook_secret=lambda: webhook_signing_secret(settings.webhook_secret_arn),
-        provider=provider,
-        resolve=resolve_host,
-        executions=executions,
-    )
+    return provider
+
+
+def _webhook_secret(settings: Delivering) -> Callable[[], str]:
+    from qwen_edit.adapters.secrets import webhook_signing_secret
+
+    return lambda: webhook_signing_secret(settings.webhook_secret_arn)
+
+
+def _dynamodb() -> Any:
+    from qwen_edit.adapters import dynamodb
+
+    return dynamodb
+
+
+def _aws() -> Any:
+    from qwen_edit.adapters import aws
+
+    return aws
+
+
+def _webhook_http() -> Any:
+    from qwen_edit.adapters import webhook_http
+
+    return webhook_http

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import Any
+from typing import Any, cast
 
 import boto3
 from botocore.config import Config
@@ -24,22 +24,26 @@ class S3ObjectStore:
 
     def get(self, bucket: str, key: str) -> bytes | None:
         try:
-            return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            return cast(bytes, self.client.get_object(Bucket=bucket, Key=key)["Body"].read())
         except self.client.exceptions.NoSuchKey:
             return None
 
     def presigned_get(self, bucket: str, key: str, expires_in: int) -> str:
-        return self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in
+        return cast(
+            str,
+            self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in
+            ),
         )
 
     def presigned_put(
         self, bucket: str, key: str, content_type: str, content_length: int | None, expires_in: int
     ) -> str:
-        params = {"Bucket": bucket, "Key": key, "ContentType": content_type}
+        params: dict[str, str | int] = {"Bucket": bucket, "Key": key, "ContentType": content_type}
         if content_length is not None:  # signed: S3 refuses a body of any other size
             params["ContentLength"] = content_length
-        return self.client.generate_presigned_url("put_object", Params=params, ExpiresIn=expires_in)
+        url = self.client.generate_presigned_url("put_object", Params=params, ExpiresIn=expires_in)
+        return cast(str, url)
 
     def peek(self, bucket: str, key: str, length: int) -> tuple[int, bytes] | None:
         try:
@@ -104,7 +108,8 @@ class EventBridgePublisher:
 class SqsWebhookOutbox:
     MAX_DELAY = 900  # SQS's longest message delay
 
-    def __init__(self, queue_url: str, dead_letter_queue_url: str, client: Any = None):
+    def __init__(self, queue_url: str, dead_letter_queue_url: str | None, client: Any = None):
+        # Only the webhook function dead-letters; the others only queue first attempts.
         self.queue_url, self.dead_letter_queue_url = queue_url, dead_letter_queue_url
         self.client = client or boto3.client("sqs")
 
@@ -116,6 +121,8 @@ class SqsWebhookOutbox:
         )
 
     def dead_letter(self, delivery: Any) -> None:
+        if self.dead_letter_queue_url is None:
+            raise RuntimeError("this function has no webhook dead-letter queue")
         self.client.send_message(
             QueueUrl=self.dead_letter_queue_url, MessageBody=delivery.model_dump_json()
         )

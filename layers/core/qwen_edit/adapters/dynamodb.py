@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -28,12 +28,15 @@ from qwen_edit.domain.jobs import (
     WebhookAttempt,
 )
 
+Item = dict[str, Any]  # an attribute value or item in DynamoDB's wire format
+State = dict[str, Any]  # a limits item, as plain values
+T = TypeVar("T")
 RECORD_RETENTION = timedelta(days=90)  # the table's TTL removes job records after this
 _serialize = TypeSerializer().serialize
 _deserialize = TypeDeserializer().deserialize
 
 
-def _to_dynamo(value: Any) -> dict:
+def _to_dynamo(value: Any) -> Item:
     def convert(v: Any) -> Any:
         if isinstance(v, float):
             return Decimal(str(v))
@@ -43,10 +46,10 @@ def _to_dynamo(value: Any) -> dict:
             return [convert(x) for x in v]
         return v
 
-    return _serialize(convert(to_jsonable_python(value)))
+    return cast(Item, _serialize(convert(to_jsonable_python(value))))
 
 
-def _from_dynamo(attribute: dict) -> Any:
+def _from_dynamo(attribute: Item) -> Any:
     def convert(v: Any) -> Any:
         if isinstance(v, Decimal):
             return int(v) if v == v.to_integral_value() else float(v)
@@ -59,7 +62,7 @@ def _from_dynamo(attribute: dict) -> Any:
     return convert(_deserialize(attribute))
 
 
-def _encode_cursor(key: dict) -> str:
+def _encode_cursor(key: Item) -> str:
     return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
 
 
@@ -97,7 +100,7 @@ def _bad_cursor() -> InvalidRequest:
 
 
 def _conditional_failed(error: ClientError) -> bool:
-    return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    return bool(error.response["Error"]["Code"] == "ConditionalCheckFailedException")
 
 
 class DynamoJobStore:
@@ -210,7 +213,7 @@ class DynamoJobStore:
         return [self._job(item) for item in page["Items"]], _encode_cursor(last) if last else None
 
     @staticmethod
-    def _job(item: dict) -> Job:
+    def _job(item: Item) -> Job:
         return Job.model_validate(
             {k: _from_dynamo(v) for k, v in item.items() if k != "expires_at"}
         )
@@ -234,14 +237,14 @@ class DynamoLimitStore:
         self.margin = margin_seconds
 
     def reserve(self, family: str, limit: RateLimit, now: float) -> float:
-        def change(state: dict) -> tuple[dict, float]:
+        def change(state: State) -> tuple[State, float]:
             slot, kept = admission.reserve(state.get("times", []), limit, now, self.margin)
             return {"times": kept}, slot
 
         return self._change(f"RATE#{family}", change)
 
     def claim_call(self, family: str, limit: RateLimit, now: float) -> float:
-        def change(state: dict) -> tuple[dict | None, float]:
+        def change(state: State) -> tuple[State | None, float]:
             wait, calls = admission.claim(state.get("times", []), limit, now, self.margin)
             return ({"times": calls} if wait == 0 else None), wait
 
@@ -250,7 +253,7 @@ class DynamoLimitStore:
     def acquire_lease(
         self, family: str, holder: str, max_holders: int, until: float, now: float
     ) -> bool:
-        def change(state: dict) -> tuple[dict | None, bool]:
+        def change(state: State) -> tuple[State | None, bool]:
             holders = admission.live_leases(state.get("holders", {}), now)
             if holder not in holders and len(holders) >= max_holders:
                 return None, False
@@ -275,7 +278,7 @@ class DynamoLimitStore:
                 raise
             # Not held (released before, or expired and taken over): nothing to do.
 
-    def _change(self, key: str, change: Callable[[dict], tuple[dict | None, Any]]) -> Any:
+    def _change(self, key: str, change: Callable[[State], tuple[State | None, T]]) -> T:
         for attempt in range(self.ATTEMPTS):
             item = self.client.get_item(
                 TableName=self.table, Key={"pk": {"S": key}}, ConsistentRead=True

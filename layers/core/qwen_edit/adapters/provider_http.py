@@ -45,7 +45,7 @@ class ProviderHttp:
         path: str,
         *,
         json: Any = None,
-        headers: dict | None = None,
+        headers: dict[str, str] | None = None,
         timeout: httpx.Timeout = TASK_TIMEOUT,
     ) -> dict[str, Any]:
         response = self._send(self._api, method, path, json=json, headers=headers, timeout=timeout)
@@ -105,7 +105,8 @@ def _json_or_empty(response: httpx.Response) -> dict[str, Any]:
 def _error_fields(body: dict[str, Any]) -> tuple[str | None, str | None]:
     """DashScope answers {code, message}; the Vtrix-style task API answers
     {error: {code, error_message}}."""
-    nested = body.get("error") if isinstance(body.get("error"), dict) else {}
+    error = body.get("error")
+    nested: dict[str, Any] = error if isinstance(error, dict) else {}
     code = body.get("code") or nested.get("code")
     message = body.get("message") or nested.get("error_message") or nested.get("message")
     return (str(code) if code not in (None, "") else None), message

@@ -6,14 +6,14 @@ import httpx
 
 from qwen_edit.adapters.dashscope import DashScopeClient
 from qwen_edit.adapters.task_api import TaskApiClient
-from qwen_edit.config import Settings
 from qwen_edit.domain.catalog import Provider
 from qwen_edit.ports import ImageProvider
+from qwen_edit.settings import ProviderAccess
 
 
 def provider_client(
     provider: Provider,
-    settings: Settings,
+    settings: ProviderAccess,
     api_key: str,
     *,
     transport: httpx.BaseTransport | None = None,

@@ -16,9 +16,9 @@ def resolve_host(host: str, port: int) -> list[str]:
     """Every address the name resolves to now (webhooks.check_target judges them)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror:
+    except (socket.gaierror, UnicodeError, ValueError):  # no such name, or not a name at all
         return []
-    return sorted({info[4][0] for info in infos})
+    return sorted({str(info[4][0]) for info in infos})
 
 
 class HttpWebhookSender:

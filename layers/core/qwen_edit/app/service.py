@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from aws_lambda_powertools import Logger
 
 from qwen_edit.app import webhooks
 from qwen_edit.context import Context
 from qwen_edit.domain import keys
-from qwen_edit.domain.addresses import is_public
+from qwen_edit.domain.addresses import all_loopback, is_public
 from qwen_edit.domain.catalog import MAX_IMAGE_BYTES, Capability, RuleViolation, get_model
 from qwen_edit.domain.errors import JobNotFound
+from qwen_edit.domain.image_headers import ImageRejected
 from qwen_edit.domain.images import (
     EXTENSION_OF_FORMAT,
     MIME_TYPES,
-    ImageRejected,
     InlineImage,
     S3Image,
     UrlImage,
@@ -36,7 +34,9 @@ from qwen_edit.domain.jobs import (
     now_utc,
 )
 from qwen_edit.domain.provider import ProviderError
-from qwen_edit.domain.requests import ValidRequest, invalid, parse_request
+from qwen_edit.domain.requests import GenerationRequest, ValidRequest, invalid, parse_request
+from qwen_edit.domain.urls import parse_web_url
+from qwen_edit.settings import Buckets, Jobs, Loopback, Requests
 
 logger = Logger(child=True)
 UPLOAD_TENANT = "s3-uploads"  # upload-triggered jobs belong to no API key (the operator's)
@@ -45,7 +45,7 @@ UPLOAD_URL_SECONDS = 900  # presigned input uploads
 
 
 def default_model(ctx: Context, capability: Capability) -> str:
-    settings = ctx.settings
+    settings = ctx.need(Requests)
     return (
         settings.default_model
         if capability is Capability.EDIT
@@ -54,7 +54,11 @@ def default_model(ctx: Context, capability: Capability) -> str:
 
 
 def validate(
-    ctx: Context, capability: Capability, payload: Mapping[str, Any], *, tenant: str
+    ctx: Context,
+    capability: Capability,
+    payload: Mapping[str, Any] | GenerationRequest,
+    *,
+    tenant: str,
 ) -> ValidRequest:
     """parse_request, then what only storage and DNS can tell: every s3:// input is one this
     tenant may use, exists, and is a well-formed image of at most 10 MB; image URLs and the
@@ -72,7 +76,9 @@ def validate(
         elif isinstance(ref, UrlImage) and (problem := _url_problem(ctx, ref.url)):
             problems.append(RuleViolation(field, "public-url", f"{field}: {problem}"))
     webhook = webhooks.target_violation(
-        valid.body.webhook_url, ctx.resolve, allow_loopback_http=ctx.settings.allow_loopback_urls
+        valid.body.webhook_url,
+        ctx.resolve,
+        allow_loopback_http=ctx.need(Loopback).allow_loopback_urls,
     )
     problems += [webhook] if webhook else []
     if problems:
@@ -84,14 +90,10 @@ def _url_problem(ctx: Context, url: str) -> str | None:
     """Why the provider must not be sent to fetch `url`: a host that resolves to a private,
     loopback or metadata address (a paid call that can only fail, and an SSRF probe). A name
     that does not resolve here is left to the provider, which answers InvalidURL."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    found = ctx.resolve(host, parts.port or (443 if parts.scheme == "https" else 80))
-    if (
-        ctx.settings.allow_loopback_urls
-        and found
-        and all(ipaddress.ip_address(a).is_loopback for a in found)
-    ):
+    target = parse_web_url(url)  # parse_image_ref checked it already
+    host = target.host
+    found = ctx.resolve(host, target.port)
+    if ctx.need(Loopback).allow_loopback_urls and all_loopback(found):
         return None  # the local stack only: images served on this machine
     hidden = [address for address in found if not is_public(address)]
     if hidden:
@@ -108,7 +110,7 @@ def may_read(ctx: Context, tenant: str, ref: S3Image) -> bool:
     their own jobs' results, and the input prefixes the operator shares. Upload-triggered jobs
     (the operator's bucket): the input bucket except what belongs to API tenants, and their own
     outbox/."""
-    settings = ctx.settings
+    settings = ctx.need(Requests)
     try:
         keys.segments(ref.key)
     except keys.UnsafeKey:
@@ -173,7 +175,7 @@ def accept(
         model=valid.spec.id,
         source=source,
         request={},
-        deadline_seconds=ctx.settings.job_deadline_seconds,
+        deadline_seconds=ctx.need(Jobs).job_deadline_seconds,
         job_id=job_id,
         output=output,
         metadata=valid.body.metadata,
@@ -203,8 +205,9 @@ def accept(
 def _stored(ctx: Context, job_id: str, index: int, ref: Any) -> str:
     if isinstance(ref, InlineImage):
         key = keys.input_key(job_id, index, EXTENSION_OF_FORMAT[ref.format])
-        ctx.objects.put(ctx.settings.input_bucket, key, ref.data, ref.mime)
-        return S3Image(ctx.settings.input_bucket, key).uri
+        bucket = ctx.need(Buckets).input_bucket
+        ctx.objects.put(bucket, key, ref.data, ref.mime)
+        return S3Image(bucket, key).uri
     return ref.uri if isinstance(ref, S3Image) else ref.url
 
 
@@ -214,7 +217,7 @@ def view(ctx: Context, job: Job) -> dict[str, Any]:
         output.model_copy(
             update={
                 "url": ctx.objects.presigned_get(
-                    *output.s3_uri.removeprefix("s3://").split("/", 1), OUTPUT_URL_SECONDS
+                    *keys.parse_s3_uri(output.s3_uri), OUTPUT_URL_SECONDS
                 )
             }
         )
@@ -238,7 +241,7 @@ def new_upload(
         next(fmt for fmt, mimes in MIME_TYPES.items() if content_type in mimes)
     ]
     key = keys.upload_key(tenant, extension)
-    bucket = ctx.settings.input_bucket
+    bucket = ctx.need(Buckets).input_bucket
     url = ctx.objects.presigned_put(bucket, key, content_type, content_length, UPLOAD_URL_SECONDS)
     expires = now_utc() + timedelta(seconds=UPLOAD_URL_SECONDS)
     return {
@@ -295,7 +298,7 @@ def announce(ctx: Context, job: Job) -> None:
 def write_record(ctx: Context, job: Job) -> None:
     """The job as clients see it, beside its outputs (results/<id>/job.json or <stem>.json)."""
     ctx.objects.put(
-        ctx.settings.output_bucket,
+        ctx.need(Buckets).output_bucket,
         job.output.record_key,
         json.dumps(job.public(), indent=2).encode(),
         "application/json",

@@ -25,6 +25,7 @@ from qwen_edit.domain.catalog import Capability
 from qwen_edit.domain.errors import InvalidRequest, JobConflict
 from qwen_edit.domain.images import FORMAT_OF_EXTENSION
 from qwen_edit.domain.jobs import Job, JobSource, JobStatus, OutputTarget
+from qwen_edit.settings import Buckets
 
 logger = Logger(child=True)
 UPLOAD_TENANT = service.UPLOAD_TENANT
@@ -163,17 +164,17 @@ def _references(ctx: Context, what: str, images: Any) -> list[str]:
 def _as_reference(ctx: Context, ref: str) -> str:
     """A bare key names an object of the input bucket; URLs and s3:// pass as they are."""
     if "://" not in ref and not ref.startswith("data:"):
-        return keys.s3_uri(ctx.settings.input_bucket, ref.lstrip("/"))
+        return keys.s3_uri(ctx.need(Buckets).input_bucket, ref.lstrip("/"))
     return ref
 
 
 def _triggers_jobs(ctx: Context, ref: str) -> bool:
-    prefix = keys.s3_uri(ctx.settings.input_bucket, keys.INBOX)
+    prefix = keys.s3_uri(ctx.need(Buckets).input_bucket, keys.INBOX)
     return ref.startswith(prefix)
 
 
 def _read_json(ctx: Context, key: str, *, what: str, missing: str) -> dict[str, Any]:
-    raw = ctx.objects.get(ctx.settings.input_bucket, key)
+    raw = ctx.objects.get(ctx.need(Buckets).input_bucket, key)
     if raw is None:
         raise Rejected("NotFound", missing)
     try:
@@ -191,7 +192,7 @@ def _write_rejection(ctx: Context, upload: Upload, rejected: Rejected) -> None:
         "error": {"code": rejected.code, "message": rejected.message, "details": rejected.details},
     }
     ctx.objects.put(
-        ctx.settings.output_bucket,
+        ctx.need(Buckets).output_bucket,
         keys.rejection_key(upload.key),
         json.dumps(record, indent=2).encode(),
         "application/json",

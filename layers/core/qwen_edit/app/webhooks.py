@@ -10,22 +10,22 @@ is accepted and again before every attempt.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import random
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 from standardwebhooks import Webhook
 
 from qwen_edit.context import Context
-from qwen_edit.domain.addresses import is_public
+from qwen_edit.domain.addresses import all_loopback, is_public
 from qwen_edit.domain.catalog import RuleViolation
 from qwen_edit.domain.jobs import DeliveryStatus, Job, Timestamp, WebhookAttempt, now_utc
+from qwen_edit.domain.urls import parse_web_url
+from qwen_edit.settings import Loopback
 
 # Seconds to wait after attempt 1, 2, …; close to the Standard Webhooks schedule.
 SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
@@ -54,6 +54,8 @@ class Outcome(StrEnum):
 
 def delivery_for(job: Job, view: dict[str, Any]) -> Delivery:
     """The job's one delivery: links (presigned outputs, the job's API path), never bytes."""
+    if job.webhook is None or job.webhook_url is None:
+        raise ValueError(f"job {job.id} has no webhook")
     data = {**view, "links": {"job": f"/v1/jobs/{job.id}"}}
     return Delivery(
         job_id=job.id,
@@ -88,20 +90,14 @@ def retry_window() -> timedelta:
 
 def check_target(url: str, resolve: Resolve, *, allow_loopback_http: bool = False) -> list[str]:
     """The public addresses `url` may be delivered to; ValueError saying why not otherwise."""
-    parts = urlsplit(url)
-    host = parts.hostname
-    if not host:
-        raise ValueError("the webhook URL has no host")
-    addresses = resolve(host, parts.port or (443 if parts.scheme == "https" else 80))
+    target = parse_web_url(url)
+    host = target.host
+    addresses = resolve(host, target.port)
     if not addresses:
         raise ValueError(f"{host} does not resolve")
-    if (
-        allow_loopback_http
-        and parts.scheme in ("http", "https")
-        and all(ipaddress.ip_address(a).is_loopback for a in addresses)
-    ):
+    if allow_loopback_http and all_loopback(addresses):
         return addresses  # the local stack only: receivers on this machine
-    if parts.scheme != "https":
+    if target.scheme != "https":
         raise ValueError("webhook_url must be https")
     for address in addresses:
         if not is_public(address):
@@ -139,7 +135,7 @@ def deliver(ctx: Context, delivery: Delivery) -> DeliveryStatus:
     started = now_utc()
     try:
         addresses = check_target(
-            delivery.url, ctx.resolve, allow_loopback_http=ctx.settings.allow_loopback_urls
+            delivery.url, ctx.resolve, allow_loopback_http=ctx.need(Loopback).allow_loopback_urls
         )
     except ValueError as refused:
         return _finish(
@@ -159,18 +155,18 @@ def deliver(ctx: Context, delivery: Delivery) -> DeliveryStatus:
         return _finish(ctx, delivery, attempt, DeliveryStatus.DELIVERED)
     if outcome is Outcome.STOP:
         return _finish(ctx, delivery, attempt, DeliveryStatus.STOPPED)
-    wait = next_wait(delivery.attempt)
-    if wait is None:
+    retry_in = next_wait(delivery.attempt)
+    if retry_in is None:
         return _finish(ctx, delivery, attempt, DeliveryStatus.FAILED)
     ctx.jobs.record_webhook(delivery.job_id, attempt, DeliveryStatus.PENDING)
     ctx.webhook_outbox.send(
         delivery.model_copy(
             update={
                 "attempt": delivery.attempt + 1,
-                "not_before": started + timedelta(seconds=wait),
+                "not_before": started + timedelta(seconds=retry_in),
             }
         ),
-        wait,
+        retry_in,
     )
     return DeliveryStatus.PENDING
 

@@ -29,6 +29,7 @@ from qwen_edit.domain.images import ImageRef, S3Image, png_dimensions
 from qwen_edit.domain.jobs import Job, JobError, JobOutput, JobStatus, ProviderInfo, now_utc
 from qwen_edit.domain.provider import ProviderError, ProviderTask, TaskStatus, Usage
 from qwen_edit.domain.requests import direct_url, parse_request
+from qwen_edit.settings import Buckets, Limits, ProviderAccess
 
 logger = Logger(child=True)
 PRESIGNED_INPUT_SECONDS = 3600  # how long the provider may take to fetch an s3:// input
@@ -85,8 +86,8 @@ def admit(ctx: Context, state: WorkflowState) -> Admission:
     spec = get_model(job.model)
     attempt = state.admission.attempt + 1 if state.admission else 0
     provider_attempts = _provider_attempts(state)
-    if provider_attempts >= ctx.settings.max_provider_attempts:
-        code, message = failure_of(state.failure.Error, state.failure.Cause)
+    if provider_attempts >= ctx.need(Limits).max_provider_attempts:
+        code, message = _failure(state)
         raise JobFailed(
             f"gave up after {provider_attempts} provider attempts; the last one: {message}",
             code=code,
@@ -139,7 +140,9 @@ def poll(ctx: Context, state: WorkflowState) -> Submission:
     """Ask the provider once; TaskPending makes the Poll state's Retry ask again later."""
     job = ctx.jobs.get(state.job_id)
     spec = get_model(job.model)
-    task_id = state.submission.task_id
+    task_id = _submission(state).task_id
+    if task_id is None:
+        raise JobFailed("the workflow polled a job without a provider task", code="NoTask")
     _check_deadline(job, time.time())
     try:
         task = ctx.provider(spec.provider).fetch(task_id)
@@ -160,8 +163,8 @@ def store(ctx: Context, state: WorkflowState) -> None:
         if job.status is JobStatus.SUCCEEDED:
             write_record(ctx, job)
         return
-    result = state.submission
-    bucket = ctx.settings.output_bucket
+    result = _submission(state)
+    bucket = ctx.need(Buckets).output_bucket
     provider = ctx.provider(get_model(job.model).provider)
     outputs = []
     for index, url in enumerate(result.image_urls):
@@ -187,7 +190,7 @@ def store(ctx: Context, state: WorkflowState) -> None:
 
 def record_failure(ctx: Context, state: WorkflowState) -> None:
     """Every caught failure ends here: the job fails with the code and message that caused it."""
-    code, message = failure_of(state.failure.Error, state.failure.Cause)
+    code, message = _failure(state)
     job = ctx.jobs.get(state.job_id)
     _release_lease(ctx, job, get_model(job.model))
     try:
@@ -211,6 +214,20 @@ def notify(ctx: Context, state: WorkflowState) -> None:
         announce(ctx, job)
 
 
+def _submission(state: WorkflowState) -> Submission:
+    """The provider's answer, which the definition puts in the state before Poll and Store."""
+    if state.submission is None:
+        raise JobFailed("the workflow state carries no submission", code="NoSubmission")
+    return state.submission
+
+
+def _failure(state: WorkflowState) -> tuple[str, str]:
+    """(code, message) of the failure the definition's Catch put in the state."""
+    if state.failure is None:
+        return "Unknown", "the workflow state carries no failure"
+    return failure_of(state.failure.Error, state.failure.Cause)
+
+
 # ---- helpers ---------------------------------------------------------------------------------
 
 
@@ -221,7 +238,7 @@ def _readable_url(ctx: Context, ref: ImageRef) -> str:
 
 
 def _provider_info(ctx: Context, spec: ModelSpec, task: ProviderTask) -> ProviderInfo:
-    region = ctx.settings.region.value if spec.provider is Provider.DASHSCOPE else None
+    region = ctx.need(ProviderAccess).region.value if spec.provider is Provider.DASHSCOPE else None
     return ProviderInfo(
         name=spec.provider.value, region=region, request_id=task.request_id, task_id=task.task_id
     )

@@ -92,6 +92,18 @@ def is_public(address: str | IPv4Address | IPv6Address) -> bool:
     return False
 
 
+def all_loopback(addresses: list[str]) -> bool:
+    """True when every address is a loopback one (the local stack's own receivers and files)."""
+    return bool(addresses) and all(_loopback(address) for address in addresses)
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
 def embedded_ipv4(address: IPv6Address) -> tuple[IPv4Address, ...]:
     """The IPv4 addresses an IPv6 address carries (NAT64, 6to4, Teredo server+client,
     compatible, mapped, translated); () when none."""

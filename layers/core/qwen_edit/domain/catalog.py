@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 
 class Provider(StrEnum):
@@ -36,8 +37,8 @@ class SizeRule(StrEnum):
     EACH_SIDE = "each-side"  # edit-max/plus: width and height each within [512, 2048]
     NOT_SETTABLE = "not-settable"  # qwen-image-edit: the provider picks
     # qwen-image-max/plus: a fixed table that the text-to-image reference refers to but does
-    # not include, so the service checks only the `width*height` form and leaves the table to
-    # the provider.
+    # not include, so the service checks the `width*height` form and the 2.0 series' pixel
+    # bounds, and leaves the table itself to the provider.
     PROVIDER_TABLE = "provider-table"
 
 
@@ -93,7 +94,7 @@ class ModelSpec:
     def supports(self, capability: Capability) -> bool:
         return capability in self.capabilities
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """The public view of a model (GET /v1/models)."""
         return {
             "id": self.id,
@@ -116,7 +117,7 @@ class ModelSpec:
         }
 
 
-def _size_bounds(rule: SizeRule) -> dict:
+def _size_bounds(rule: SizeRule) -> dict[str, int]:
     if rule is SizeRule.TOTAL_PIXELS:
         return {"min_pixels": PIXELS_MIN, "max_pixels": PIXELS_MAX}
     if rule is SizeRule.EACH_SIDE:
@@ -132,7 +133,7 @@ _SYNC = (Endpoint.MULTIMODAL_SYNC,)
 _ASYNC_FIRST = (Endpoint.IMAGE_SYNTHESIS_ASYNC, Endpoint.MULTIMODAL_SYNC)
 
 
-def _family(alias: str, snapshots: tuple[str, ...], **rules) -> list[ModelSpec]:
+def _family(alias: str, snapshots: tuple[str, ...], **rules: Any) -> list[ModelSpec]:
     return [ModelSpec(id=model_id, family=alias, **rules) for model_id in (alias, *snapshots)]
 
 
@@ -269,7 +270,7 @@ class RuleViolation:
     rule: str
     message: str
 
-    def as_detail(self) -> dict:
+    def as_detail(self) -> dict[str, str]:
         return {"field": self.field, "rule": self.rule, "message": self.message}
 
 
@@ -335,7 +336,11 @@ def _check_size(spec: ModelSpec, size: str) -> list[RuleViolation]:
             )
         ]
     width, height = dims
-    if spec.size_rule is SizeRule.TOTAL_PIXELS and not PIXELS_MIN <= width * height <= PIXELS_MAX:
+    # Without the provider's table, its sizes are still held within the largest envelope any
+    # Qwen image model documents (512*512 to 2048*2048 pixels): a size far outside can only
+    # fail, and would make the emulator or a proxy allocate gigabytes.
+    bounded = spec.size_rule in (SizeRule.TOTAL_PIXELS, SizeRule.PROVIDER_TABLE)
+    if bounded and not PIXELS_MIN <= width * height <= PIXELS_MAX:
         return [
             RuleViolation(
                 "size",

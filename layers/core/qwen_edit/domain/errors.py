@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
+from typing import Any
 
 from qwen_edit.domain.redaction import redact
 
@@ -26,7 +27,9 @@ class QwenEditError(Exception):
     http_status = 500
     outcome = Outcome.FAIL
 
-    def __init__(self, message: str, details: list[dict] | None = None, *, code: str | None = None):
+    def __init__(
+        self, message: str, details: list[dict[str, Any]] | None = None, *, code: str | None = None
+    ):
         message = redact(message)  # it lands in execution histories and job records
         super().__init__(message)
         self.message = message

@@ -12,10 +12,10 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from qwen_edit.domain.catalog import INPUT_FORMATS, MAX_IMAGE_BYTES
 from qwen_edit.domain.image_headers import ImageHeader, ImageRejected, inspect_image
+from qwen_edit.domain.urls import parse_web_url
 
 # Canonical format name → MIME types a data URL may declare for it.
 MIME_TYPES: dict[str, tuple[str, ...]] = {
@@ -107,14 +107,11 @@ def parse_image_ref(value: str) -> ImageRef:
         if not bucket or not key:
             raise ImageRejected("s3-reference", "an s3 reference must be s3://<bucket>/<key>")
         return S3Image(bucket, key)
-    try:
-        parts = urlsplit(value)
-        host, _port = parts.hostname, parts.port  # both raise ValueError when malformed
-    except ValueError:
-        raise ImageRejected("url", f"{value[:100]!r} is not a valid URL") from None
-    if parts.scheme in ("http", "https"):
-        if not host:
-            raise ImageRejected("url", f"{value[:100]!r} has no host")
+    if value.startswith(("http://", "https://")) or "://" not in value:
+        try:
+            parse_web_url(value)
+        except ValueError as error:
+            raise ImageRejected("url", f"{value[:100]!r}: {error}") from None
         return UrlImage(value)
     raise ImageRejected(
         "scheme",

@@ -43,6 +43,12 @@ def s3_uri(bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key}"
 
 
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """(bucket, key) of an s3:// URI the service wrote itself."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
 def tenant_folder(tenant: str) -> str:
     """A tenant's folder name: fixed length and safe whatever its API key id looks like."""
     return hashlib.sha256(tenant.encode()).hexdigest()[:20]
@@ -103,11 +109,15 @@ class InboxKey:
 
 
 def parse_inbox_key(key: str) -> InboxKey:
-    """UnsafeKey unless `key` is a safe key under inbox/."""
+    """UnsafeKey unless `key` is a safe key under inbox/ whose outputs fit S3's key limit."""
     parts = segments(key)
     if parts[0] != INBOX.rstrip("/") or len(parts) < 2:
         raise UnsafeKey(f"{key!r} is not under {INBOX}")
-    return InboxKey(tuple(parts[1:]))
+    inbox = InboxKey(tuple(parts[1:]))
+    longest = f"{inbox.outbox_prefix}{inbox.stem}.error.json"  # longer than <stem>-6.png
+    if len(longest.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise UnsafeKey(f"its outputs' keys would be over {MAX_KEY_BYTES} bytes")
+    return inbox
 
 
 def rejection_key(key: str) -> str:

@@ -10,7 +10,6 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
@@ -30,8 +29,10 @@ from qwen_edit.domain.catalog import (
     parse_size,
 )
 from qwen_edit.domain.errors import InvalidRequest
-from qwen_edit.domain.images import ImageRef, ImageRejected, InlineImage, UrlImage, parse_image_ref
+from qwen_edit.domain.image_headers import ImageRejected
+from qwen_edit.domain.images import ImageRef, InlineImage, UrlImage, parse_image_ref
 from qwen_edit.domain.provider import ProviderRequest
+from qwen_edit.domain.urls import parse_web_url
 
 MetadataKey = Annotated[str, Field(min_length=1, max_length=64)]
 MetadataValue = Annotated[str, Field(max_length=512)]
@@ -88,12 +89,9 @@ class GenerationRequest(BaseModel):
         # webhooks.check_target's, at acceptance and again before every delivery.
         if url is not None:
             try:
-                parts = urlsplit(url)
-                has_host = bool(parts.hostname) and (parts.port is None or parts.port > 0)
-            except ValueError:  # an unbalanced [IPv6] host, a port out of range
-                has_host = False
-            if parts.scheme not in ("http", "https") or not has_host:
-                raise ValueError("webhook_url must be an https:// URL with a host")
+                parse_web_url(url)
+            except ValueError as error:
+                raise ValueError(f"webhook_url must be an https:// URL: {error}") from None
         return url
 
     def provider_parameters(self) -> dict[str, Any]:
@@ -131,15 +129,28 @@ class ValidRequest:
 
 
 def parse_request(
-    capability: Capability, payload: Mapping[str, Any], *, default_model: str
+    capability: Capability,
+    payload: Mapping[str, Any] | GenerationRequest,
+    *,
+    default_model: str,
 ) -> ValidRequest:
-    """Validate a client's request; raise InvalidRequest listing every broken rule."""
+    """Validate a client's request (a mapping, or a body the API router already validated
+    against its schema); raise InvalidRequest listing every broken rule."""
     schema = EditRequest if capability is Capability.EDIT else GenerationRequest
-    try:
-        body = schema.model_validate(payload)
-    except ValidationError as error:
-        raise invalid([violation_of(e) for e in error.errors()]) from None
+    if isinstance(payload, schema):
+        body = payload
+    else:
+        try:
+            body = schema.model_validate(payload)
+        except ValidationError as error:
+            raise invalid([violation_of(e) for e in error.errors()]) from None
+    return _check_body(capability, body, default_model)
 
+
+def _check_body(
+    capability: Capability, body: GenerationRequest, default_model: str
+) -> ValidRequest:
+    """The catalog's rules for the body's model, and every image reference parsed."""
     model_id = body.model if body.model is not None else default_model
     try:
         spec = get_model(model_id)

@@ -15,15 +15,21 @@ from qwen_edit.context import Context
 logger = Logger(service="qwen-edit")
 
 
-def workflow_task(step: Callable[[Context, WorkflowState], BaseModel | None]):
-    """A Step Functions task handler for one workflow step. Domain errors propagate: their class
-    name is the state's error, which the definition's Retry and Catch rules name."""
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def workflow_task(
+    function: str, step: Callable[[Context, WorkflowState], BaseModel | None]
+) -> Handler:
+    """The Step Functions task handler of functions/<function>/, running one workflow step.
+    Domain errors propagate: their class name is the state's error, which the definition's
+    Retry and Catch rules name."""
 
     @logger.inject_lambda_context(clear_state=True)
     def handler(event: dict[str, Any], _context: Any) -> dict[str, Any]:
         state = WorkflowState.model_validate(event)
         logger.append_keys(job_id=state.job_id)
-        result = step(runtime.context(), state)
+        result = step(runtime.context(function), state)
         return {} if result is None else result.model_dump(mode="json", exclude_none=True)
 
     return handler

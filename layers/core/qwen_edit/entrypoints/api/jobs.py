@@ -1,0 +1,144 @@
+"""Routes of jobs: create (edits, generations), read, list, cancel."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import PydanticSerializer
+
+from qwen_edit import runtime
+from qwen_edit.app import service
+from qwen_edit.domain.catalog import Capability
+from qwen_edit.domain.jobs import Job, JobSource, JobStatus, JobView
+from qwen_edit.domain.requests import EditRequest, GenerationRequest
+from qwen_edit.entrypoints.api.responses import answer
+from qwen_edit.entrypoints.api.schemas import JobPage, Submission, answers
+from qwen_edit.entrypoints.api.tenants import tenant_of
+from qwen_edit.settings import ApiOnly
+
+router = Router()  # type: ignore[no-untyped-call]  # Powertools leaves __init__ unannotated
+
+# Same tenant and Idempotency-Key: the same job for 24 h; with another body: 409.
+IDEMPOTENCY = IdempotencyConfig(
+    event_key_jmespath="[tenant, key]",
+    payload_validation_jmespath="[kind, body]",
+    expires_after_seconds=24 * 3600,
+)
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", max_length=255, description="same key and body: the same job"),
+]
+
+
+def _create(submission: Submission) -> Job:
+    ctx = runtime.context("api")
+    valid = service.validate(
+        ctx, Capability(submission.kind), submission.body, tenant=submission.tenant
+    )
+    return service.accept(ctx, valid, tenant=submission.tenant, source=JobSource.API)
+
+
+@cache
+def _idempotent_create() -> Any:
+    table = runtime.context("api").need(ApiOnly).idempotency_table
+
+    @idempotent_function(  # type: ignore[untyped-decorator]  # Powertools' own typing
+        data_keyword_argument="submission",
+        config=IDEMPOTENCY,
+        persistence_store=DynamoDBPersistenceLayer(table),
+        output_serializer=PydanticSerializer(model=JobView),
+    )
+    def create(submission: Submission) -> JobView:
+        return JobView.model_validate(_create(submission).public())
+
+    return create
+
+
+def _submit(
+    capability: Capability, body: GenerationRequest, idempotency_key: str | None
+) -> Response[str]:
+    ctx = runtime.context("api")
+    submission = Submission(
+        tenant=tenant_of(router.current_event),
+        key=idempotency_key,
+        kind=capability.value,
+        body=body,
+    )
+    if idempotency_key:
+        job = ctx.jobs.get(_idempotent_create()(submission=submission).id)
+    else:
+        job = _create(submission)
+    return answer(202, service.view(ctx, job), {"Location": f"/v1/jobs/{job.id}"})
+
+
+@router.post(
+    "/edits",
+    summary="Create an edit job",
+    responses=answers(202, "accepted; Location names the job", JobView),
+)
+def create_edit(
+    request: Annotated[EditRequest, Body()], idempotency_key: IdempotencyKey = None
+) -> Response[str]:
+    return _submit(Capability.EDIT, request, idempotency_key)
+
+
+@router.post(
+    "/generations",
+    summary="Create a text-to-image job",
+    responses=answers(202, "accepted; Location names the job", JobView),
+)
+def create_generation(
+    request: Annotated[GenerationRequest, Body()], idempotency_key: IdempotencyKey = None
+) -> Response[str]:
+    return _submit(Capability.TEXT_TO_IMAGE, request, idempotency_key)
+
+
+@router.get(
+    "/jobs/<job_id>",
+    summary="Get a job",
+    responses=answers(200, "the job; outputs carry presigned download URLs", JobView),
+)
+def get_job(job_id: str) -> Response[str]:
+    ctx = runtime.context("api")
+    job = service.get_for_tenant(ctx, job_id, tenant_of(router.current_event))
+    return answer(200, service.view(ctx, job))
+
+
+@router.get(
+    "/jobs",
+    summary="List your jobs, newest first",
+    responses=answers(200, "a page of jobs", JobPage),
+)
+def list_jobs(
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+    status: Annotated[JobStatus | None, Query()] = None,
+) -> Response[str]:
+    ctx = runtime.context("api")
+    jobs, next_cursor = service.list_jobs(
+        ctx, tenant_of(router.current_event), limit=limit, cursor=cursor, status=status
+    )
+    return answer(
+        200, {"jobs": [service.view(ctx, job) for job in jobs], "next_cursor": next_cursor}
+    )
+
+
+@router.post(
+    "/jobs/<job_id>/cancel",
+    summary="Cancel a job that has not finished",
+    responses=answers(200, "the canceled job", JobView),
+)
+def cancel_job(job_id: str) -> Response[str]:
+    ctx = runtime.context("api")
+    return answer(
+        200, service.view(ctx, service.cancel(ctx, job_id, tenant_of(router.current_event)))
+    )

@@ -1,0 +1,163 @@
+"""What each Lambda function needs from its environment (template.yaml sets it), one small
+pydantic model per function, composed of the mixins below.
+
+Every field a function needs is required, so a missing or malformed variable fails the first
+invocation with a message naming the variable, never as a None deep inside a use case. A use
+case asks for the part it reads (`ctx.need(Buckets).output_bucket`), and gets it typed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Self
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from qwen_edit.domain.provider import Region
+
+
+def _comma_list(value: object) -> object:
+    """Template parameters carry lists as comma-separated strings."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+CommaList = Annotated[tuple[str, ...], BeforeValidator(_comma_list)]
+
+
+class ConfigurationError(RuntimeError):
+    """The function's environment lacks a variable, or holds one it cannot read."""
+
+
+class Env(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Self:
+        # Empty template parameters arrive as empty strings: treat them as unset.
+        try:
+            return cls.model_validate({k: v for k, v in environ.items() if v != ""})
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+            )
+            raise ConfigurationError(
+                f"{cls.__name__}: the environment is incomplete ({problems})"
+            ) from None
+
+
+# ---- the parts ----------------------------------------------------------------------------------
+
+
+class Jobs(Env):
+    jobs_table: str = Field(alias="JOBS_TABLE", min_length=1)
+    job_deadline_seconds: int = Field(3600, alias="JOB_DEADLINE_SECONDS", ge=60)
+
+
+class Buckets(Env):
+    input_bucket: str = Field(alias="INPUT_BUCKET", min_length=1)
+    output_bucket: str = Field(alias="OUTPUT_BUCKET", min_length=1)
+
+
+class Loopback(Env):
+    # Only the local stack sets this: webhook receivers and image URLs on loopback, for laptops.
+    allow_loopback_urls: bool = Field(False, alias="ALLOW_LOOPBACK_URLS")
+
+
+class Requests(Buckets, Loopback):
+    """What validating a request needs."""
+
+    default_model: str = Field("qwen-image-edit-plus", alias="DEFAULT_MODEL")
+    default_generation_model: str = Field("qwen-image-plus", alias="DEFAULT_GENERATION_MODEL")
+    # Input-bucket prefixes every tenant may name in `images` besides its own uploads.
+    shared_input_prefixes: CommaList = Field((), alias="SHARED_INPUT_PREFIXES")
+
+
+class Limits(Env):
+    limits_table: str = Field(alias="LIMITS_TABLE", min_length=1)
+    admission_margin_seconds: float = Field(0.1, alias="ADMISSION_MARGIN_SECONDS", ge=0)
+    # A job gives up after this many provider calls that failed with "try later" (429, 5xx,
+    # timeouts, dropped connections), failing with the last error.
+    max_provider_attempts: int = Field(10, alias="MAX_PROVIDER_ATTEMPTS", ge=1, le=100)
+
+
+class ProviderAccess(Env):
+    region: Region = Field(Region.SINGAPORE, alias="DASHSCOPE_REGION")
+    base_url: str | None = Field(None, alias="DASHSCOPE_BASE_URL")  # a proxy, or the emulator
+    api_key_secret_arn: str = Field(alias="DASHSCOPE_API_KEY_SECRET_ARN", min_length=1)
+    task_api_base_url: str | None = Field(None, alias="TASK_API_BASE_URL")  # optional provider
+
+
+class Announcing(Env):
+    """Final statuses go out as EventBridge events and webhook deliveries."""
+
+    event_bus_name: str = Field("default", alias="EVENT_BUS_NAME")
+    webhook_queue_url: str = Field(alias="WEBHOOK_QUEUE_URL", min_length=1)
+
+
+class Starting(Env):
+    state_machine_arn: str = Field(alias="STATE_MACHINE_ARN", min_length=1)
+
+
+class Delivering(Loopback):
+    webhook_queue_url: str = Field(alias="WEBHOOK_QUEUE_URL", min_length=1)
+    webhook_dead_letter_queue_url: str = Field(alias="WEBHOOK_DEAD_LETTER_QUEUE_URL", min_length=1)
+    webhook_secret_arn: str = Field(alias="WEBHOOK_SECRET_ARN", min_length=1)
+
+
+class ApiOnly(Env):
+    idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE", min_length=1)
+    # API key ids that act for the operator: they own (list, read, cancel) upload-triggered jobs.
+    operator_api_key_ids: CommaList = Field((), alias="OPERATOR_API_KEY_IDS")
+
+
+# ---- one model per function (functions/<name>/) -----------------------------------------------
+
+
+class AdmitEnv(Jobs, Limits): ...
+
+
+class SubmitEnv(Jobs, Limits, ProviderAccess): ...
+
+
+class PollEnv(Jobs, Limits, ProviderAccess): ...
+
+
+class StoreEnv(Jobs, Buckets, ProviderAccess): ...
+
+
+class RecordFailureEnv(Jobs, Limits, Buckets): ...
+
+
+class NotifyEnv(Jobs, Buckets, Announcing): ...
+
+
+class ReconcileEnv(Jobs, Limits, Buckets, Announcing): ...
+
+
+class TriggerEnv(Jobs, Requests, Starting): ...
+
+
+class WebhookEnv(Jobs, Delivering): ...
+
+
+class ApiEnv(Jobs, Requests, Starting, Announcing, Limits, ProviderAccess, ApiOnly): ...
+
+
+class LocalEnv(ApiEnv, Delivering):
+    """Everything: the local stack and the tests act as every function at once."""
+
+
+FUNCTIONS: dict[str, type[Env]] = {
+    "admit": AdmitEnv,
+    "submit": SubmitEnv,
+    "poll": PollEnv,
+    "store": StoreEnv,
+    "record_failure": RecordFailureEnv,
+    "notify": NotifyEnv,
+    "reconcile": ReconcileEnv,
+    "trigger": TriggerEnv,
+    "webhook": WebhookEnv,
+    "api": ApiEnv,
+}

@@ -1,0 +1,300 @@
+"""template.yaml hygiene: every log group keeps logs for LogRetentionDays, SQS queues give their
+functions the visibility timeout Lambda asks for, and policies grant only what the code calls
+(no S3 deletes, no DynamoDB deletes or scans outside the idempotency table)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qwen_edit.domain import keys
+
+from conftest import ROOT
+from yaml_loader import template
+
+# The retention periods CloudWatch Logs accepts (PutRetentionPolicy).
+RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827]
+RETENTION_DAYS += [2192, 2557, 2922, 3288, 3653]
+LAMBDA_DEFAULT_TIMEOUT = 3  # seconds, when neither the function nor Globals set one
+SQS_DEFAULT_VISIBILITY_TIMEOUT = 30
+
+# What the SAM policy templates this stack may use grant (samtranslator's
+# policy_templates.json). A template missing here fails the policy tests: teach it here first.
+SAM_POLICY_TEMPLATES: dict[str, list[str]] = {
+    "AWSSecretsManagerGetSecretValuePolicy": ["secretsmanager:GetSecretValue"],
+    "DynamoDBCrudPolicy": [
+        "dynamodb:GetItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:PutItem",
+        "dynamodb:Scan",
+        "dynamodb:Query",
+        "dynamodb:UpdateItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:DescribeTable",
+        "dynamodb:ConditionCheckItem",
+    ],
+    "DynamoDBReadPolicy": [
+        "dynamodb:GetItem",
+        "dynamodb:Scan",
+        "dynamodb:Query",
+        "dynamodb:BatchGetItem",
+        "dynamodb:DescribeTable",
+    ],
+    "DynamoDBWritePolicy": ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"],
+    "EventBridgePutEventsPolicy": ["events:PutEvents"],
+    "LambdaInvokePolicy": ["lambda:InvokeFunction"],
+    "S3CrudPolicy": [
+        "s3:GetObject",
+        "s3:ListBucket",
+        "s3:GetBucketLocation",
+        "s3:GetObjectVersion",
+        "s3:PutObject",
+        "s3:PutObjectAcl",
+        "s3:GetLifecycleConfiguration",
+        "s3:PutLifecycleConfiguration",
+        "s3:DeleteObject",
+    ],
+    "S3ReadPolicy": [
+        "s3:GetObject",
+        "s3:ListBucket",
+        "s3:GetBucketLocation",
+        "s3:GetObjectVersion",
+        "s3:GetLifecycleConfiguration",
+    ],
+    "S3WritePolicy": ["s3:PutObject", "s3:PutObjectAcl", "s3:PutLifecycleConfiguration"],
+    "SQSSendMessagePolicy": ["sqs:SendMessage*"],
+    "StepFunctionsExecutionPolicy": ["states:StartExecution"],
+}
+# Deleting objects, by name or by a lifecycle rule that expires them.
+S3_DELETES = [
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:DeleteObjects",
+    "s3:PutLifecycleConfiguration",
+]
+
+
+def _resources() -> dict[str, Any]:
+    return template()["Resources"]
+
+
+def _of_type(kind: str) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in _resources().items() if r["Type"] == kind}
+
+
+FUNCTIONS = sorted(_of_type("AWS::Serverless::Function"))
+
+
+def _timeout(function: str) -> int:
+    own = _resources()[function]["Properties"].get("Timeout")
+    default = template().get("Globals", {}).get("Function", {}).get("Timeout")
+    return own or default or LAMBDA_DEFAULT_TIMEOUT
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _arn(node: Any) -> str:
+    """A policy resource as text: !GetAtt X.Arn is ${X.Arn}, !Sub keeps its string."""
+    if isinstance(node, dict) and "Fn::GetAtt" in node:
+        logical, attribute = node["Fn::GetAtt"]
+        return f"${{{logical}.{attribute}}}"
+    if isinstance(node, dict) and "Fn::Sub" in node:
+        sub = node["Fn::Sub"]
+        return sub if isinstance(sub, str) else sub[0]
+    return str(node)
+
+
+def _grants(resource: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every (action, resource) an Allow of this resource's policies grants, SAM policy
+    templates expanded (their bucket or table resources as ${X.Arn} and ${X.Arn}/*)."""
+    documents = []
+    properties = resource.get("Properties", {})
+    if resource["Type"] in ("AWS::Serverless::Function", "AWS::Serverless::StateMachine"):
+        for policy in _listed(properties.get("Policies", [])):
+            if isinstance(policy, str):
+                pytest.fail(f"managed policy {policy}: name what it grants inline instead")
+            if "Statement" in policy:
+                documents.append(policy)
+                continue
+            ((name, parameters),) = policy.items()
+            assert name in SAM_POLICY_TEMPLATES, f"unknown SAM policy template {name}"
+            target = next(iter((parameters or {}).values()), None)
+            logical = target.get("Ref") if isinstance(target, dict) else None
+            arns = [f"${{{logical}.Arn}}", f"${{{logical}.Arn}}/*"] if logical else ["*"]
+            documents.append(
+                {
+                    "Statement": [
+                        {"Effect": "Allow", "Action": SAM_POLICY_TEMPLATES[name], "Resource": arns}
+                    ]
+                }
+            )
+    elif resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+        documents.append(properties["PolicyDocument"])
+    elif resource["Type"] == "AWS::IAM::Role":
+        documents += [p["PolicyDocument"] for p in properties.get("Policies", [])]
+    elif resource["Type"] in ("AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy"):
+        documents.append(properties["PolicyDocument"])
+    return [
+        (action, _arn(target))
+        for document in documents
+        for statement in _listed(document["Statement"])
+        if statement.get("Effect") == "Allow"
+        for action in _listed(statement.get("Action", []))
+        for target in _listed(statement.get("Resource", "*"))
+    ]
+
+
+def _all_grants() -> list[tuple[str, str, str]]:
+    return [
+        (name, action, arn)
+        for name, resource in _resources().items()
+        for action, arn in _grants(resource)
+    ]
+
+
+def _allows(granted: str, action: str) -> bool:
+    """Whether a granted action (IAM wildcards, case-insensitive) covers `action`."""
+    return fnmatchcase(action.lower(), granted.lower())
+
+
+# ---- log groups -----------------------------------------------------------------------------
+
+
+def test_log_retention_is_a_parameter_of_the_periods_cloudwatch_accepts():
+    parameter = template()["Parameters"]["LogRetentionDays"]
+    assert parameter["Type"] == "Number"
+    assert parameter["Default"] == 30
+    assert parameter["AllowedValues"] == RETENTION_DAYS
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_every_function_has_a_log_group_named_for_it(function):
+    groups = [
+        name
+        for name, group in _of_type("AWS::Logs::LogGroup").items()
+        if group["Properties"].get("LogGroupName") == {"Fn::Sub": f"/aws/lambda/${{{function}}}"}
+    ]
+    assert len(groups) == 1, f"{function}: log groups named for it: {groups}"
+    properties = _resources()[groups[0]]["Properties"]
+    assert properties["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_every_log_group_keeps_logs_for_log_retention_days():
+    groups = _of_type("AWS::Logs::LogGroup")
+    assert {"ApiAccessLogs", "JobStateMachineLogs"} <= set(groups)
+    for name, group in groups.items():
+        assert group["Properties"].get("RetentionInDays") == {"Ref": "LogRetentionDays"}, name
+
+
+def test_the_state_machine_and_the_api_log_to_log_groups_of_the_template():
+    machines = _of_type("AWS::Serverless::StateMachine")
+    assert machines
+    for name, machine in machines.items():
+        destinations = machine["Properties"]["Logging"]["Destinations"]
+        arns = [d["CloudWatchLogsLogGroup"]["LogGroupArn"] for d in destinations]
+        assert arns and all(
+            _resources()[arn["Fn::GetAtt"][0]]["Type"] == "AWS::Logs::LogGroup" for arn in arns
+        ), name
+    api = _resources()["Api"]["Properties"]["AccessLogSetting"]["DestinationArn"]
+    assert _resources()[api["Fn::GetAtt"][0]]["Type"] == "AWS::Logs::LogGroup"
+
+
+# ---- SQS event sources ----------------------------------------------------------------------
+
+SQS_SOURCES = [
+    (function, event["Properties"]["Queue"]["Fn::GetAtt"][0])
+    for function in FUNCTIONS
+    for event in _resources()[function]["Properties"].get("Events", {}).values()
+    if event["Type"] == "SQS"
+]
+
+
+def test_the_queue_triggered_functions_are_checked():
+    assert {function for function, _ in SQS_SOURCES} >= {"TriggerFunction", "WebhookFunction"}
+
+
+@pytest.mark.parametrize(("function", "queue"), SQS_SOURCES)
+def test_queue_visibility_timeout_is_at_least_six_times_the_function_timeout(function, queue):
+    # Lambda's advice for SQS event sources: it leaves room to retry a throttled batch.
+    visibility = _resources()[queue]["Properties"].get(
+        "VisibilityTimeout", SQS_DEFAULT_VISIBILITY_TIMEOUT
+    )
+    assert visibility >= 6 * _timeout(function), (queue, visibility, function, _timeout(function))
+
+
+# ---- least privilege ------------------------------------------------------------------------
+
+
+def test_no_policy_uses_s3_crud_or_write_templates():
+    # S3CrudPolicy deletes; S3WritePolicy may set lifecycle rules (expiring objects) and ACLs.
+    for name, resource in _resources().items():
+        for policy in _listed(resource.get("Properties", {}).get("Policies", [])):
+            if isinstance(policy, dict):
+                used = set(policy) & {"S3CrudPolicy", "S3WritePolicy", "S3FullAccessPolicy"}
+                assert not used, (name, used)
+
+
+def test_no_policy_grants_s3_deletes():
+    grants = _all_grants()
+    assert grants, "no policy found: the walk over the template is broken"
+    deleting = [
+        (name, granted, arn)
+        for name, granted, arn in grants
+        if any(_allows(granted, action) for action in S3_DELETES)
+    ]
+    assert not deleting, deleting
+
+
+def test_dynamodb_deletes_scans_and_batch_writes_only_on_the_idempotency_table():
+    # Job records expire by TTL, and admission state is overwritten; only Powertools'
+    # idempotency layer deletes (the record of a call that failed).
+    risky = ["dynamodb:DeleteItem", "dynamodb:Scan", "dynamodb:BatchWriteItem"]
+    found = [
+        (name, granted, arn)
+        for name, granted, arn in _all_grants()
+        if any(_allows(granted, action) for action in risky)
+    ]
+    assert all(
+        arn == "${IdempotencyTable.Arn}" and granted == "dynamodb:DeleteItem"
+        for _name, granted, arn in found
+    ), found
+
+
+def test_writes_to_the_input_bucket_stay_out_of_inbox_and_recipes():
+    # A function that could write inbox/ could trigger jobs (and itself); recipes/ are the
+    # operator's. Inline images go to inputs/, presigned uploads to uploads/.
+    allowed = {f"${{InputBucket.Arn}}/{prefix}*" for prefix in (keys.INPUTS, keys.UPLOADS)}
+    writes = [
+        (name, arn)
+        for name, granted, arn in _all_grants()
+        if arn.startswith("${InputBucket.Arn}") and _allows(granted, "s3:PutObject")
+    ]
+    assert writes, "no function writes the input bucket: the walk over the template is broken"
+    assert all(arn in allowed for _name, arn in writes), writes
+
+
+def test_object_prefixes_in_policies_are_the_service_key_prefixes():
+    # Policies scoped to a prefix name one of domain/keys.py's, so renaming a prefix there
+    # cannot leave a deployment without the permission (the local stack does not check IAM).
+    prefixes = {keys.INBOX, keys.OUTBOX, keys.RECIPES, keys.RESULTS, keys.INPUTS, keys.UPLOADS}
+    for name, _granted, arn in _all_grants():
+        for bucket in ("${InputBucket.Arn}", "${OutputBucket.Arn}"):
+            if arn.startswith(bucket) and arn not in (bucket, f"{bucket}/*"):
+                prefix = arn.removeprefix(f"{bucket}/").removesuffix("*")
+                assert arn.endswith("/*") and prefix in prefixes, (name, arn)
+
+
+def test_cfn_lint_is_clean():
+    cfn_lint = Path(sys.executable).with_name("cfn-lint")
+    result = subprocess.run(
+        [str(cfn_lint), "template.yaml"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
