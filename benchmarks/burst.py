@@ -28,8 +28,8 @@ from qwen_edit.domain.jobs import JobSource, JobStatus
 from qwen_edit_cli.emulator.faults import Faults
 from qwen_edit_cli.emulator.server import EmulatorServer
 from qwen_edit_cli.local.inprocess import Pump, in_process_stack
+from qwen_edit_cli.local.samples import image_bytes
 
-from conftest import image_bytes
 from report import ROOT, write_section
 
 CHART = ROOT / "docs" / "burst.png"

@@ -20,11 +20,10 @@ from botocore.client import BaseClient
 
 from qwen_edit_cli.emulator.faults import Faults
 from qwen_edit_cli.emulator.server import EmulatorServer
+from qwen_edit_cli.local.drive import billed_transitions, call, history, wait_execution
 from qwen_edit_cli.local.inprocess import in_process_stack
 from qwen_edit_cli.local.template import load_template
 
-from api_support import call
-from jobs_support import billed_transitions, history, wait_execution
 from report import DEFAULT_PRICE_PER_IMAGE, PRICES, write_section
 
 SCALE = 10  # 1 s here is 10 s in a deployment

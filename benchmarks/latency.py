@@ -16,10 +16,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from qwen_edit.domain.catalog import Capability
 from qwen_edit_cli.emulator.faults import Faults
 from qwen_edit_cli.emulator.server import EmulatorServer
+from qwen_edit_cli.local.drive import start, wait_execution, wait_until
 from qwen_edit_cli.local.inprocess import Pump, in_process_stack
+from qwen_edit_cli.local.samples import data_url
 
-from conftest import data_url
-from jobs_support import start, wait_execution, wait_until
 from report import median, percentile, write_section
 
 

@@ -4,11 +4,9 @@ each script owns one section (between its markers) and rewrites only that."""
 from __future__ import annotations
 
 import statistics
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the job helpers the tests use
 REPORT = ROOT / "docs" / "benchmarks.md"
 
 # us-east-1 list prices (public AWS price pages), arm64 Lambda, on-demand DynamoDB.

@@ -7,18 +7,13 @@ provider): a sync edit, and async text-to-image jobs that need 1, 3 and 12 polls
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from qwen_edit.domain.catalog import Capability
 from qwen_edit_cli.emulator.faults import Faults
 from qwen_edit_cli.emulator.server import EmulatorServer
+from qwen_edit_cli.local.drive import billed_transitions, history, start, wait_execution
 from qwen_edit_cli.local.inprocess import in_process_stack
-
-from jobs_support import billed_transitions, history, start, wait_execution
 
 STATE_TRANSITION_USD = 0.000025  # us-east-1 list price, Standard workflows
 

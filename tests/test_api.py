@@ -11,10 +11,10 @@ import requests
 
 from qwen_edit.domain import keys
 from qwen_edit.domain.catalog import MODELS
+from qwen_edit_cli.local.drive import call, wait_execution, wait_until
+from qwen_edit_cli.local.samples import data_url, image_bytes, png_size
 
-from api_support import call
-from conftest import ROOT, data_url, image_bytes, png_size
-from jobs_support import wait_execution, wait_until
+from conftest import ROOT
 from yaml_loader import template
 
 EDIT = {"model": "qwen-image-edit-plus", "prompt": "add a red scarf", "n": 1}

@@ -10,8 +10,8 @@ import httpx
 from qwen_edit.adapters.dashscope import DashScopeClient
 from qwen_edit.domain.catalog import Capability
 from qwen_edit.domain.provider import ProviderRequest
+from qwen_edit_cli.local.samples import png_size
 
-from conftest import png_size
 from processes import ServedProcess
 
 

@@ -12,8 +12,7 @@ from qwen_edit.adapters.dashscope import BASE_URLS, DashScopeClient, base_url_fo
 from qwen_edit.domain.catalog import Capability, Provider, get_model, models_for
 from qwen_edit.domain.provider import ProviderError, ProviderRequest, Region, TaskStatus
 from qwen_edit_cli.emulator.faults import LimitOverride
-
-from conftest import data_url, png_size
+from qwen_edit_cli.local.samples import data_url, png_size
 
 
 def edit_call(model="qwen-image-edit-plus", images=None, **parameters) -> ProviderRequest:

@@ -19,8 +19,7 @@ import pytest
 
 from qwen_edit_cli.emulator.faults import Faults
 from qwen_edit_cli.emulator.server import EmulatorServer
-
-from conftest import data_url, image_bytes
+from qwen_edit_cli.local.samples import data_url, image_bytes
 
 SYNC = "/services/aigc/multimodal-generation/generation"
 ASYNC = "/services/aigc/text2image/image-synthesis"

@@ -16,10 +16,8 @@ from qwen_edit import runtime
 from qwen_edit.app import uploads
 from qwen_edit.domain import keys
 from qwen_edit.domain.jobs import JobStatus
-
-from api_support import call
-from conftest import data_url, image_bytes
-from jobs_support import job_of, wait_execution
+from qwen_edit_cli.local.drive import call, job_of, wait_execution
+from qwen_edit_cli.local.samples import data_url, image_bytes
 
 EDIT = {"model": "qwen-image-edit-plus", "prompt": "add a red scarf"}
 

@@ -18,8 +18,7 @@ from qwen_edit.domain.image_headers import (
     ImageRejected,
     inspect_image,
 )
-
-from conftest import image_bytes
+from qwen_edit_cli.local.samples import image_bytes
 
 RULES = {"format", "truncated", "corrupt", "pixels"}
 SIZE = (67, 45)

@@ -17,7 +17,8 @@ import boto3
 import httpx
 import pytest
 
-from conftest import data_url, image_bytes, png_size
+from qwen_edit_cli.local.samples import data_url, image_bytes, png_size
+
 from processes import ServedProcess
 
 KEY_A, KEY_B = "qe-test-tenant-a", "qe-test-tenant-b"

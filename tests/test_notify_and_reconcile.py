@@ -11,10 +11,11 @@ import pytest
 from qwen_edit.app import service
 from qwen_edit.domain.catalog import Capability
 from qwen_edit.domain.jobs import JobStatus
+from qwen_edit_cli.local.drive import job_of, start, wait_execution, wait_until
 from qwen_edit_cli.local.lambdas import FakeLambdaContext, load_handler
+from qwen_edit_cli.local.samples import data_url
 
-from conftest import ROOT, data_url
-from jobs_support import job_of, start, wait_execution, wait_until
+from conftest import ROOT
 
 
 @pytest.fixture

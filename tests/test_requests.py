@@ -11,8 +11,7 @@ from qwen_edit.domain.errors import InvalidRequest
 from qwen_edit.domain.image_headers import ImageRejected
 from qwen_edit.domain.images import InlineImage, S3Image, UrlImage, check_image_bytes
 from qwen_edit.domain.requests import direct_url, parse_request
-
-from conftest import data_url, image_bytes
+from qwen_edit_cli.local.samples import data_url, image_bytes
 
 IMAGE = "https://images.example.com/photo.png"
 

@@ -15,8 +15,10 @@ import sys
 
 import pytest
 
-from api_support import call
-from conftest import ROOT, data_url
+from qwen_edit_cli.local.drive import call
+from qwen_edit_cli.local.samples import data_url
+
+from conftest import ROOT
 
 IN_NAMESPACE = os.environ.get("QWEN_EDIT_LOOPBACK_ONLY") == "1"
 inside = pytest.mark.skipif(not IN_NAMESPACE, reason="runs in a loopback-only namespace")

@@ -10,8 +10,7 @@ import pytest
 from qwen_edit.adapters.task_api import TaskApiClient
 from qwen_edit.domain.catalog import Capability
 from qwen_edit.domain.provider import ProviderError, ProviderRequest, TaskStatus
-
-from conftest import data_url, png_size
+from qwen_edit_cli.local.samples import data_url, png_size
 
 
 @pytest.fixture

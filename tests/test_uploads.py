@@ -13,10 +13,11 @@ import pytest
 from qwen_edit.app import uploads
 from qwen_edit.domain.jobs import JobSource, JobStatus
 from qwen_edit.entrypoints import s3_events
+from qwen_edit_cli.local.drive import wait_execution
 from qwen_edit_cli.local.lambdas import FakeLambdaContext
+from qwen_edit_cli.local.samples import image_bytes, png_size
 
-from conftest import ROOT, image_bytes, png_size
-from jobs_support import wait_execution
+from conftest import ROOT
 
 RECIPE = {"model": "qwen-image-edit-plus", "prompt": "Turn the photo into a watercolor", "seed": 3}
 

@@ -19,9 +19,10 @@ from qwen_edit import runtime
 from qwen_edit.app import webhooks
 from qwen_edit.domain.errors import InvalidRequest
 from qwen_edit.domain.jobs import DeliveryStatus, JobStatus
+from qwen_edit_cli.local.drive import job_of, start, wait_execution, wait_until
+from qwen_edit_cli.local.samples import data_url
 
-from conftest import data_url
-from jobs_support import job_of, start, wait_execution, wait_until
+from conftest import ROOT
 
 # ---- the guard, on its own ---------------------------------------------------------------------
 
@@ -303,7 +304,6 @@ def test_the_signing_secret_never_reaches_the_logs(stack, caplog):
 
 
 def test_the_sample_delivery_event_is_a_delivery():
-    from conftest import ROOT
 
     event = json.loads((ROOT / "events" / "webhook-sqs.json").read_text())
     delivery = webhooks.Delivery.model_validate_json(event["Records"][0]["body"])

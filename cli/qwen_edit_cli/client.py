@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import mimetypes
 import time
 from collections.abc import Callable
@@ -19,7 +20,13 @@ CONTENT_TYPES = {f".{ext}": MIME_TYPES[fmt][0] for ext, fmt in FORMAT_OF_EXTENSI
 class ApiError(Exception):
     """An answer of the API's error envelope, or no answer at all (status None)."""
 
-    def __init__(self, status: int | None, code: str, message: str, details: list | None = None):
+    def __init__(
+        self,
+        status: int | None,
+        code: str,
+        message: str,
+        details: list[dict[str, Any]] | None = None,
+    ):
         super().__init__(f"{code}: {message}")
         self.status, self.code, self.message, self.details = status, code, message, details or []
 
@@ -38,12 +45,12 @@ class QwenEditClient:
             raise ApiError(None, "Unreachable", f"{self.http.base_url}: {error}") from None
         body = answer.json() if answer.content else {}
         if answer.status_code >= 400:
-            error = body.get("error", {}) if isinstance(body, dict) else {}
+            envelope = body.get("error", {}) if isinstance(body, dict) else {}
             raise ApiError(
                 answer.status_code,
-                error.get("code", f"HTTP{answer.status_code}"),
-                error.get("message", answer.text[:200]),
-                error.get("details"),
+                envelope.get("code", f"HTTP{answer.status_code}"),
+                envelope.get("message", answer.text[:200]),
+                envelope.get("details"),
             )
         return body
 
@@ -61,7 +68,7 @@ class QwenEditClient:
             raise ApiError(
                 put.status_code, "UploadFailed", f"storing {path} failed: {put.text[:200]}"
             )
-        return ticket["image"]
+        return str(ticket["image"])
 
     def create(
         self, kind: str, body: dict[str, Any], idempotency_key: str | None = None
@@ -104,7 +111,9 @@ class QwenEditClient:
                 raise ApiError(None, "Timeout", f"job {job_id} is still {job['status']}")
             time.sleep(interval)
 
-    def download(self, job: dict[str, Any], out_dir: Path, name: str | None = None) -> list[Path]:
+    def download(
+        self, job: dict[str, Any], out_dir: Path, name: str | None = None
+    ) -> builtins.list[Path]:
         """Save a job's outputs as <name or job id>[-i].png in out_dir."""
         out_dir.mkdir(parents=True, exist_ok=True)
         outputs = job.get("outputs", [])

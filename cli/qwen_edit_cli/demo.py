@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import boto3
 from PIL import Image, ImageDraw
@@ -62,13 +63,13 @@ def upload_triggered(ready: Ready, out_dir: Path) -> tuple[str, str, list[Path]]
             path.write_bytes(
                 s3.get_object(Bucket=ready.output_bucket, Key=f"{prefix}.png")["Body"].read()
             )
-            return record["status"], record["model"], [path]
+            return str(record["status"]), str(record["model"]), [path]
         time.sleep(0.5)
-    return "timed out", RECIPE["model"], []
+    return "timed out", str(RECIPE["model"]), []
 
 
 def api_job(
-    client: QwenEditClient, out_dir: Path, kind: str, body: dict, name: str
+    client: QwenEditClient, out_dir: Path, kind: str, body: dict[str, Any], name: str
 ) -> tuple[str, str, list[Path]]:
     job = client.create(kind, body)
     job = client.wait(job["id"], interval=0.5, timeout=120)

@@ -25,10 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        return args.run(args)
+        return int(args.run(args))
     except ApiError as error:
         _say_error(error, getattr(args, "json", False))
-        return EXIT_CODES.get(error.status, EXIT_SERVICE)
+        return EXIT_CODES.get(error.status or 0, EXIT_SERVICE)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -182,13 +182,16 @@ def _submit(args: argparse.Namespace) -> int:
     return 0 if job["status"] == "succeeded" else EXIT_JOB_DID_NOT_SUCCEED
 
 
+_last_status: dict[str, str] = {}  # what _progress last printed, per job
+
+
 def _progress(job: dict[str, Any], elapsed: float) -> None:
     line = f"{job['id']}  {job['model']}  {job['status']:<9}  {elapsed:6.1f} s"
     if sys.stderr.isatty():
         print(f"\r{line}", end="", file=sys.stderr, flush=True)
-    elif job["status"] != getattr(_progress, "last", None):
+    elif job["status"] != _last_status.get(job["id"]):
         print(line, file=sys.stderr, flush=True)
-    _progress.last = job["status"]
+    _last_status[job["id"]] = job["status"]
 
 
 def _show(job: dict[str, Any], as_json: bool) -> int:

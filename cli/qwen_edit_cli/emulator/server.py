@@ -7,14 +7,9 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from qwen_edit_cli.emulator.fake import (
-    FakeDashScope,
-    Reply,
-    error_reply,
-    internal_error,
-    invalid,
-)
-from qwen_edit_cli.emulator.faults import Faults
+from qwen_edit_cli.emulator.fake import FakeDashScope
+from qwen_edit_cli.emulator.faults import Faults, invalid
+from qwen_edit_cli.emulator.routes import Reply, error_reply, internal_error
 
 # Where a request's body ends is unknown after these answers, so the connection is not reused.
 _CLOSE = {"Connection": "close"}
@@ -64,7 +59,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_DELETE = _serve
 
-    def log_message(self, format: str, *args) -> None:
+    def log_message(self, format: str, *args: object) -> None:
         if self.server.verbose:
             super().log_message(format, *args)
 
@@ -89,7 +84,7 @@ class EmulatorServer:
     ):
         self._httpd = _Server((host, port), _Handler)
         self._httpd.verbose = verbose
-        bound_host, bound_port = self._httpd.server_address[:2]
+        bound_host, bound_port = self._httpd.socket.getsockname()[:2]
         self.url = f"http://{bound_host}:{bound_port}"
         self.fake = self._httpd.fake = FakeDashScope(
             api_key=api_key, faults=faults, public_url=self.url, verbose=verbose
@@ -123,5 +118,5 @@ class EmulatorServer:
     def __enter__(self) -> EmulatorServer:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

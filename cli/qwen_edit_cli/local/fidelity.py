@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from typing import Any
 from unittest import mock
 
 from moto.dynamodb.models import DynamoDBBackend
@@ -22,9 +23,9 @@ _ATOMIC = ("get_item", "put_item", "update_item", "delete_item", "transact_write
 def atomic_dynamodb() -> Iterator[None]:
     lock = threading.RLock()
 
-    def serialized(method):
+    def serialized(method: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(method)
-        def call(*args, **kwargs):
+        def call(*args: Any, **kwargs: Any) -> Any:
             with lock:
                 return method(*args, **kwargs)
 

@@ -84,7 +84,7 @@ def in_process_stack(
                     f"{aws_endpoint}/moto-api/config",
                     json={"stepfunctions": {"execute_state_machine": True}},
                 ).raise_for_status()
-            parameters.clear_caches()
+            parameters.clear_caches()  # type: ignore[no-untyped-call]  # Powertools leaves it unannotated
             secret = boto3.client("secretsmanager").create_secret(
                 Name="dashscope", SecretString=dashscope_key
             )["ARN"]
@@ -111,7 +111,6 @@ def in_process_stack(
             runtime.clear_overrides()
             if resolve is not None:
                 runtime.override_ports(resolve=lambda: resolve)
-            stack.ctx = runtime.context()  # every part of every function, for local tools
             stack.emulator = emulator
             scope.enter_context(stack.dispatcher.installed())
             stack.pump()  # S3's s3:TestEvent, sent when the notification was configured
@@ -120,7 +119,7 @@ def in_process_stack(
         os.environ.clear()
         os.environ.update(saved)
         runtime.clear_overrides()
-        parameters.clear_caches()
+        parameters.clear_caches()  # type: ignore[no-untyped-call]  # Powertools leaves it unannotated
 
 
 class Pump(threading.Thread):

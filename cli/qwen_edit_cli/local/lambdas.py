@@ -19,10 +19,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from unittest import mock
 
 from moto.awslambda.models import LambdaFunction
+
+Handler = Callable[[dict[str, Any], Any], Any]
 
 
 @dataclass
@@ -42,35 +44,39 @@ class FakeLambdaContext:
         return 300_000
 
 
-def load_handler(code_dir: Path, handler: str) -> Callable[[dict, Any], Any]:
+def load_handler(code_dir: Path, handler: str) -> Any:
     module_name, _, attribute = handler.rpartition(".")
     spec = importlib.util.spec_from_file_location(
         f"qwen_edit_functions.{code_dir.name}.{module_name}", code_dir / f"{module_name}.py"
     )
+    if spec is None or spec.loader is None:
+        raise ImportError(f"no handler module {module_name} in {code_dir}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # as an import would: pydantic resolves annotations here
     spec.loader.exec_module(module)
-    return getattr(module, attribute)
+    return getattr(module, attribute)  # `module.attribute`: a handler, or what is asked for
 
 
 class LambdaDispatcher:
     def __init__(self) -> None:
         self.sources: dict[str, tuple[Path, str]] = {}
-        self.handlers: dict[str, Callable[[dict, Any], Any]] = {}
+        self.handlers: dict[str, Handler] = {}
         self.invocations: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     def register(self, function_name: str, code_dir: Path, handler: str) -> None:
         self.sources[function_name] = (code_dir, handler)
 
-    def handler(self, function_name: str) -> Callable[[dict, Any], Any]:
+    def handler(self, function_name: str) -> Handler:
         """Loaded on first use, like a Lambda cold start: module code sees the environment."""
         with self._lock:
             if function_name not in self.handlers:
-                self.handlers[function_name] = load_handler(*self.sources[function_name])
+                self.handlers[function_name] = cast(
+                    Handler, load_handler(*self.sources[function_name])
+                )
             return self.handlers[function_name]
 
-    def call(self, function_name: str, event: dict, context: Any) -> Any:
+    def call(self, function_name: str, event: dict[str, Any], context: Any) -> Any:
         handler = self.handler(function_name)
         with self._lock:
             self.invocations[function_name] += 1
@@ -100,7 +106,7 @@ class LambdaDispatcher:
     def installed(self) -> Iterator[LambdaDispatcher]:
         dispatcher = self
 
-        def _invoke_lambda(function: LambdaFunction, event: Any = None):
+        def _invoke_lambda(function: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
             if function.function_name not in dispatcher.sources:
                 raise RuntimeError(f"no local handler for {function.function_name}")
             return dispatcher.invoke(function, event)

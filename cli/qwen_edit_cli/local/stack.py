@@ -13,13 +13,15 @@ import os
 import secrets
 import string
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 
 from qwen_edit import runtime
-from qwen_edit_cli.local.lambdas import LambdaDispatcher
+from qwen_edit.context import Context
+from qwen_edit_cli.local.lambdas import Handler, LambdaDispatcher
 from qwen_edit_cli.local.sqs import SqsEventSource
 from qwen_edit_cli.local.template import ROOT, Resolver, load_template, substitute
 
@@ -35,14 +37,18 @@ class LocalStack:
     environment: dict[str, str] = field(default_factory=dict)
     dispatcher: LambdaDispatcher = field(default_factory=LambdaDispatcher)
     event_sources: list[SqsEventSource] = field(default_factory=list)
-    ctx: Any = None  # set by in_process_stack: the context API-side code uses
     emulator: Any = None
+
+    @property
+    def ctx(self) -> Context:
+        """Every part of every function's context (what local tools and tests use)."""
+        return runtime.context()
 
     @property
     def state_machine_arn(self) -> str:
         return self.arns["JobStateMachine"]
 
-    def handler(self, logical_id: str):
+    def handler(self, logical_id: str) -> Handler:
         """The real handler of a function of the template, as Lambda would run it."""
         return self.dispatcher.handler(self.physical[logical_id])
 
@@ -195,11 +201,11 @@ def build_stack(
 
 def _create_function(
     stack: LocalStack,
-    client,
+    client: Callable[[str], Any],
     resolve: Resolver,
     logical: str,
-    resource: dict,
-    globals_env: dict,
+    resource: dict[str, Any],
+    globals_env: dict[str, Any],
     role_arn: str,
 ) -> None:
     props = resource["Properties"]

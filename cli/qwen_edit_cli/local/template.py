@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cfnlint.decode import decode
 
@@ -24,7 +24,7 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     parsed, problems = decode(str(path))
     if problems:
         raise ValueError(f"{path} does not parse: {problems}")
-    return parsed
+    return cast(dict[str, Any], parsed)
 
 
 class Resolver:
@@ -87,7 +87,7 @@ class Resolver:
         return self._ref(name)
 
     def _sub(self, text: str) -> str:
-        def one(match: re.Match) -> str:
+        def one(match: re.Match[str]) -> str:
             name = match.group(1)
             if "." in name and not name.startswith("AWS::"):
                 return str(self._get_att(*name.split(".", 1)))
@@ -99,7 +99,7 @@ class Resolver:
 def substitute(definition: str, values: dict[str, Any]) -> str:
     """DefinitionSubstitutions as Step Functions applies them: ${Name} replaced textually."""
 
-    def one(match: re.Match) -> str:
+    def one(match: re.Match[str]) -> str:
         return str(values[match.group(1)])
 
     return re.sub(r"\$\{(\w+)\}", one, definition)

@@ -1,0 +1,612 @@
+"""In-memory fakes of our own ports (qwen_edit.ports), for the unit layer of the test pyramid.
+
+Each fake keeps the promise its port documents, and only that: the job store moves statuses
+along jobs.ALLOWED_FROM and refuses everything else with JobConflict, like the DynamoDB adapter;
+the limit store runs the pure admission maths; executions start a name once. They also record
+what the use cases asked of them, so a test can say "one execution started", "no provider call".
+
+Nothing here opens a socket, builds a boto3 client or needs an imaging library: the PNGs are
+built with struct and zlib.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import struct
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from pydantic_core import to_jsonable_python
+
+from qwen_edit.app.webhooks import Delivery
+from qwen_edit.context import Context
+from qwen_edit.domain import admission
+from qwen_edit.domain.catalog import Capability, Provider, RateLimit
+from qwen_edit.domain.errors import InvalidRequest, JobConflict, JobNotFound
+from qwen_edit.domain.jobs import (
+    ALLOWED_FROM,
+    FINAL_STATUSES,
+    DeliveryStatus,
+    Job,
+    JobSource,
+    JobStatus,
+    WebhookAttempt,
+    new_job,
+)
+from qwen_edit.domain.provider import ProviderError, ProviderRequest, ProviderTask, TaskStatus
+from qwen_edit.ports import (
+    EventPublisher,
+    Executions,
+    ImageProvider,
+    JobStore,
+    LimitStore,
+    ObjectStore,
+    WebhookOutbox,
+    WebhookSender,
+)
+from qwen_edit.settings import LocalEnv
+
+T = TypeVar("T")
+
+
+def present(value: T | None) -> T:
+    """`value`, which the test expects to be set (job.error, job.provider, …)."""
+    assert value is not None
+    return value
+
+
+# ---- images without an imaging library ----------------------------------------------------------
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(data, zlib.crc32(kind)) & 0xFFFFFFFF
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+def tiny_png(width: int = 3, height: int = 2, rgb: tuple[int, int, int] = (200, 60, 40)) -> bytes:
+    """A real, well-formed RGB PNG (every CRC right), small enough to build in microseconds."""
+    row = b"\x00" + bytes(rgb) * width  # filter type 0, then the pixels
+    return b"".join(
+        [
+            b"\x89PNG\r\n\x1a\n",
+            _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)),
+            _chunk(b"IDAT", zlib.compress(row * height)),
+            _chunk(b"IEND", b""),
+        ]
+    )
+
+
+def png_data_url(png: bytes | None = None) -> str:
+    return f"data:image/png;base64,{base64.b64encode(png or tiny_png()).decode()}"
+
+
+# ---- JobStore -----------------------------------------------------------------------------------
+
+
+def _encode_cursor(tenant: str, job: Job) -> str:
+    key = {"tenant": tenant, "created_at": _sort_key(job)[0], "id": job.id}
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
+
+
+def _decode_cursor(cursor: str, tenant: str) -> tuple[str, str]:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if not isinstance(key, dict) or set(key) != {"tenant", "created_at", "id"}:
+            raise ValueError("not a cursor")
+        if not all(isinstance(value, str) and value for value in key.values()):
+            raise ValueError("not a cursor")
+        if key["tenant"] != tenant:
+            raise ValueError("not this tenant's cursor")
+    except (ValueError, TypeError, RecursionError, UnicodeError):  # binascii.Error too
+        raise InvalidRequest(
+            "cursor is not one this API gave out",
+            [{"field": "cursor", "rule": "cursor", "message": "pass next_cursor unchanged"}],
+        ) from None
+    return key["created_at"], key["id"]
+
+
+def _sort_key(job: Job) -> tuple[str, str]:
+    # The tenant index sorts on the stored created_at string (fixed width: time order).
+    return job.model_dump(mode="json", include={"created_at"})["created_at"], job.id
+
+
+class FakeJobStore:
+    """Jobs kept as the JSON the real store would keep, so every read is a fresh copy."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, str] = {}
+
+    def create(self, job: Job) -> None:
+        if job.id in self._records:
+            raise JobConflict(f"job {job.id} already exists")
+        self._records[job.id] = job.model_dump_json(exclude_none=True)
+
+    def get(self, job_id: str) -> Job:
+        if job_id not in self._records:
+            raise JobNotFound(f"no job {job_id}")
+        return Job.model_validate_json(self._records[job_id])
+
+    def transition(self, job_id: str, to: JobStatus, at: datetime, **fields: Any) -> Job:
+        return self._update(
+            job_id,
+            ALLOWED_FROM[to],
+            {"status": to, "updated_at": at, **fields},
+            f"cannot become {to.value}",
+        )
+
+    def update(self, job_id: str, at: datetime, **fields: Any) -> Job:
+        unfinished = frozenset(JobStatus) - FINAL_STATUSES
+        return self._update(
+            job_id, unfinished, {"updated_at": at, **fields}, "is final and cannot change"
+        )
+
+    def record_webhook(self, job_id: str, attempt: WebhookAttempt, status: DeliveryStatus) -> None:
+        record = self._record(job_id)
+        if record.get("webhook") is None:  # the real store's condition: attribute_exists(webhook)
+            raise JobConflict(f"job {job_id} has no webhook")
+        record["webhook"]["attempts"].append(to_jsonable_python(attempt))
+        record["webhook"]["status"] = status.value
+        self._save(record)
+
+    def list_for_tenant(
+        self, tenant: str, limit: int, cursor: str | None, status: JobStatus | None
+    ) -> tuple[list[Job], str | None]:
+        """DynamoDB's way: `limit` of the tenant's jobs are read (newest first), then filtered
+        by status, so a page may hold fewer; the cursor is where reading stopped."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        jobs = sorted(
+            (job for job in map(self.get, self._records) if job.tenant == tenant),
+            key=_sort_key,
+            reverse=True,
+        )
+        if cursor:
+            after = _decode_cursor(cursor, tenant)
+            jobs = [job for job in jobs if _sort_key(job) < after]
+        page = jobs[:limit]
+        next_cursor = _encode_cursor(tenant, page[-1]) if len(jobs) > limit else None
+        return [job for job in page if status is None or job.status is status], next_cursor
+
+    # -- helpers (not part of the port) --
+
+    def all(self) -> list[Job]:
+        return [self.get(job_id) for job_id in self._records]
+
+    def _record(self, job_id: str) -> dict[str, Any]:
+        if job_id not in self._records:
+            raise JobNotFound(f"no job {job_id}")
+        record: dict[str, Any] = json.loads(self._records[job_id])
+        return record
+
+    def _save(self, record: dict[str, Any]) -> Job:
+        job = Job.model_validate(record)  # what the store keeps is always a valid job
+        self._records[job.id] = job.model_dump_json(exclude_none=True)
+        return self.get(job.id)
+
+    def _update(
+        self, job_id: str, allowed: frozenset[JobStatus], changes: dict[str, Any], refusal: str
+    ) -> Job:
+        record = self._record(job_id)
+        current = JobStatus(record["status"])
+        if current not in allowed:
+            raise JobConflict(f"job {job_id} is {current.value} and {refusal}")
+        record.update(to_jsonable_python(changes))
+        return self._save(record)
+
+
+# ---- LimitStore ---------------------------------------------------------------------------------
+
+
+class FakeLimitStore:
+    """The admission state in dicts; the maths is domain/admission.py's, as in DynamoDB."""
+
+    def __init__(self, margin: float = admission.DEFAULT_MARGIN_SECONDS) -> None:
+        self.margin = margin
+        self.reservations: dict[str, list[float]] = {}
+        self.calls: dict[str, list[float]] = {}
+        self.leases: dict[str, dict[str, float]] = {}
+        self.released: list[tuple[str, str]] = []
+
+    def reserve(self, family: str, limit: RateLimit, now: float) -> float:
+        slot, kept = admission.reserve(self.reservations.get(family, []), limit, now, self.margin)
+        self.reservations[family] = kept
+        return slot
+
+    def claim_call(self, family: str, limit: RateLimit, now: float) -> float:
+        wait, calls = admission.claim(self.calls.get(family, []), limit, now, self.margin)
+        if wait == 0:
+            self.calls[family] = calls
+        return wait
+
+    def acquire_lease(
+        self, family: str, holder: str, max_holders: int, until: float, now: float
+    ) -> bool:
+        holders = admission.live_leases(self.leases.get(family, {}), now)
+        if holder not in holders and len(holders) >= max_holders:
+            return False
+        self.leases[family] = {**holders, holder: until}
+        return True
+
+    def release_lease(self, family: str, holder: str) -> None:
+        self.leases.get(family, {}).pop(holder, None)
+        self.released.append((family, holder))
+
+
+# ---- ObjectStore --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    body: bytes
+    content_type: str
+
+
+class FakeObjectStore:
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], StoredObject] = {}
+        self.writes: list[tuple[str, str]] = []  # every put, in order (rewrites included)
+
+    def put(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
+        self.objects[(bucket, key)] = StoredObject(bytes(body), content_type)
+        self.writes.append((bucket, key))
+
+    def get(self, bucket: str, key: str) -> bytes | None:
+        found = self.objects.get((bucket, key))
+        return None if found is None else found.body
+
+    def presigned_get(self, bucket: str, key: str, expires_in: int) -> str:
+        return self._presigned("GET", bucket, key, expires_in)
+
+    def presigned_put(
+        self, bucket: str, key: str, content_type: str, content_length: int | None, expires_in: int
+    ) -> str:
+        return self._presigned("PUT", bucket, key, expires_in)
+
+    def peek(self, bucket: str, key: str, length: int) -> tuple[int, bytes] | None:
+        found = self.objects.get((bucket, key))
+        return None if found is None else (len(found.body), found.body[:length])
+
+    # -- helpers (not part of the port) --
+
+    def keys(self, bucket: str, prefix: str = "") -> list[str]:
+        return sorted(key for b, key in self.objects if b == bucket and key.startswith(prefix))
+
+    def json(self, bucket: str, key: str) -> Any:
+        found = self.objects[(bucket, key)]
+        assert found.content_type == "application/json", found.content_type
+        return json.loads(found.body)
+
+    @staticmethod
+    def _presigned(method: str, bucket: str, key: str, expires_in: int) -> str:
+        signature = hashlib.sha256(f"{method} {bucket} {key}".encode()).hexdigest()[:32]
+        return (
+            f"https://fake-s3/{bucket}/{quote(key)}"
+            f"?X-Amz-Expires={expires_in}&X-Amz-Signature={signature}"
+        )
+
+
+# ---- Executions, events, the webhook outbox and sender -----------------------------------------
+
+
+class FakeExecutions:
+    def __init__(self) -> None:
+        self.started: dict[str, dict[str, Any]] = {}  # name → input, one per name
+        self.start_calls: list[str] = []
+        self.stopped: list[tuple[str, str]] = []
+        self.failure: Exception | None = None  # raised by every start while set
+
+    def start(self, name: str, payload: dict[str, Any]) -> None:
+        self.start_calls.append(name)
+        if self.failure is not None:
+            raise self.failure
+        self.started.setdefault(name, payload)  # a second start of a name starts nothing
+
+    def stop(self, name: str, cause: str) -> None:
+        self.stopped.append((name, cause))
+
+
+class FakeEvents:
+    def __init__(self) -> None:
+        self.published: list[Job] = []
+
+    def publish(self, job: Job) -> None:
+        self.published.append(job)
+
+    @property
+    def detail_types(self) -> list[str]:
+        return [f"Job {job.status.value.title()}" for job in self.published]
+
+
+class FakeOutbox:
+    def __init__(self) -> None:
+        self.sent: list[tuple[Delivery, float]] = []
+        self.dead: list[Delivery] = []
+
+    def send(self, delivery: Any, delay_seconds: float) -> None:
+        self.sent.append((delivery, delay_seconds))
+
+    def dead_letter(self, delivery: Any) -> None:
+        self.dead.append(delivery)
+
+
+@dataclass(frozen=True)
+class Post:
+    url: str
+    addresses: list[str]
+    headers: dict[str, str]
+    body: str
+
+
+Answer = int | None | tuple[int | None, str | None]
+
+
+class FakeSender:
+    """Answers each POST with the next scripted status (None: the connection failed); 200 once
+    the script is spent."""
+
+    def __init__(self, *answers: Answer) -> None:
+        self.answers: deque[Answer] = deque(answers)
+        self.posts: list[Post] = []
+
+    def script(self, *answers: Answer) -> None:
+        self.answers.extend(answers)
+
+    def post(
+        self, url: str, addresses: list[str], headers: dict[str, str], body: str
+    ) -> tuple[int | None, str | None]:
+        self.posts.append(Post(url, list(addresses), dict(headers), body))
+        answer = self.answers.popleft() if self.answers else 200
+        if isinstance(answer, tuple):
+            return answer
+        return answer, None if answer is not None else "could not connect"
+
+
+# ---- ImageProvider ------------------------------------------------------------------------------
+
+Step = ProviderTask | ProviderError
+
+
+def _play(step: Step) -> ProviderTask:
+    if isinstance(step, ProviderError):
+        raise step
+    return step
+
+
+class ScriptedProvider:
+    """An ImageProvider that answers from scripts, recording every call.
+
+    Unscripted, a sync submit succeeds with `n` result URLs, an async one answers PENDING with a
+    task id, a fetch answers SUCCEEDED, and a download is a real tiny PNG.
+    """
+
+    name = "scripted"
+
+    def __init__(
+        self,
+        submits: Iterable[Step] = (),
+        fetches: Iterable[Step] = (),
+        downloads: Iterable[bytes | ProviderError] = (),
+    ) -> None:
+        self.submits: deque[Step] = deque(submits)
+        self.fetches: deque[Step] = deque(fetches)
+        self.downloads: deque[bytes | ProviderError] = deque(downloads)
+        self.cancel_error: ProviderError | None = None
+        self.submitted: list[tuple[ProviderRequest, bool]] = []
+        self.fetched: list[str] = []
+        self.canceled: list[str] = []
+        self.downloaded: list[str] = []
+
+    @property
+    def calls(self) -> int:
+        """Calls that cost money or a place at the provider (submits)."""
+        return len(self.submitted)
+
+    def submit(self, request: ProviderRequest, *, asynchronous: bool) -> ProviderTask:
+        self.submitted.append((request, asynchronous))
+        if self.submits:
+            return _play(self.submits.popleft())
+        if asynchronous:
+            return ProviderTask(status=TaskStatus.PENDING, task_id="task-1", request_id="req-1")
+        count = int(request.parameters.get("n", 1))
+        return ProviderTask(
+            status=TaskStatus.SUCCEEDED,
+            request_id="req-1",
+            image_urls=[f"https://results.fake/req-1/{i}.png" for i in range(count)],
+        )
+
+    def fetch(self, task_id: str) -> ProviderTask:
+        self.fetched.append(task_id)
+        if self.fetches:
+            return _play(self.fetches.popleft())
+        return succeeded(task_id=task_id)
+
+    def cancel(self, task_id: str) -> None:
+        self.canceled.append(task_id)
+        if self.cancel_error is not None:
+            raise self.cancel_error
+
+    def download(self, url: str) -> bytes:
+        self.downloaded.append(url)
+        if self.downloads:
+            answer = self.downloads.popleft()
+            if isinstance(answer, ProviderError):
+                raise answer
+            return answer
+        return tiny_png()
+
+
+def succeeded(*urls: str, task_id: str | None = None) -> ProviderTask:
+    return ProviderTask(
+        status=TaskStatus.SUCCEEDED,
+        task_id=task_id,
+        request_id="req-1",
+        image_urls=list(urls or ["https://results.fake/req-1/0.png"]),
+    )
+
+
+def task(status: TaskStatus, task_id: str = "task-1", **fields: Any) -> ProviderTask:
+    return ProviderTask(status=status, task_id=task_id, **fields)
+
+
+def http_error(status: int, code: str | None = None, message: str = "no") -> ProviderError:
+    return ProviderError.from_http(status, code, message, "req-err")
+
+
+# ---- DNS ----------------------------------------------------------------------------------------
+
+PUBLIC_ADDRESS = "93.184.216.34"
+DEFAULT_HOSTS: dict[str, list[str]] = {
+    "hooks.example.com": [PUBLIC_ADDRESS],
+    "images.example.com": [PUBLIC_ADDRESS],
+    "results.fake": [PUBLIC_ADDRESS],
+}
+
+
+class FakeResolver:
+    """DNS from a dict of host → addresses; a name it does not know resolves to nothing."""
+
+    def __init__(self, hosts: dict[str, list[str]] | None = None) -> None:
+        self.hosts: dict[str, list[str]] = {**DEFAULT_HOSTS, **(hosts or {})}
+        self.lookups: list[tuple[str, int]] = []
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        self.lookups.append((host, port))
+        return list(self.hosts.get(host, []))
+
+
+# ---- the context --------------------------------------------------------------------------------
+
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"unit-test-webhook-signing-secret").decode()
+SETTINGS: dict[str, Any] = {
+    "jobs_table": "jobs",
+    "input_bucket": "in",
+    "output_bucket": "out",
+    "limits_table": "limits",
+    "api_key_secret_arn": "arn:aws:secretsmanager:us-east-1:1:secret:dashscope",
+    "webhook_queue_url": "https://sqs.fake/webhooks",
+    "webhook_dead_letter_queue_url": "https://sqs.fake/webhooks-dlq",
+    "webhook_secret_arn": "arn:aws:secretsmanager:us-east-1:1:secret:webhooks",
+    "state_machine_arn": "arn:aws:states:us-east-1:1:stateMachine:jobs",
+    "idempotency_table": "idempotency",
+}
+
+
+@dataclass
+class Fakes:
+    jobs: FakeJobStore = field(default_factory=FakeJobStore)
+    limits: FakeLimitStore = field(default_factory=FakeLimitStore)
+    objects: FakeObjectStore = field(default_factory=FakeObjectStore)
+    executions: FakeExecutions = field(default_factory=FakeExecutions)
+    events: FakeEvents = field(default_factory=FakeEvents)
+    outbox: FakeOutbox = field(default_factory=FakeOutbox)
+    sender: FakeSender = field(default_factory=FakeSender)
+    provider: ScriptedProvider = field(default_factory=ScriptedProvider)
+    resolve: FakeResolver = field(default_factory=FakeResolver)
+    webhook_secret: str = WEBHOOK_SECRET
+    provider_kinds: list[Provider] = field(default_factory=list)  # every ctx.provider(kind)
+
+    def provider_for(self, kind: Provider) -> ScriptedProvider:
+        self.provider_kinds.append(kind)
+        return self.provider
+
+
+_PORTS = frozenset(f.name for f in fields(Fakes)) - {"provider_kinds"}
+
+
+def fake_context(**overrides: Any) -> tuple[Context, Fakes]:
+    """A Context acting as every function at once (LocalEnv), wired to fresh fakes.
+
+    Keyword arguments named after a field of Fakes replace that fake (`jobs=MyStore()`); the
+    others are settings fields (`max_provider_attempts=3`, `shared_input_prefixes="assets/"`).
+    """
+    fakes = Fakes(**{name: value for name, value in overrides.items() if name in _PORTS})
+    settings = LocalEnv(
+        **{**SETTINGS, **{name: v for name, v in overrides.items() if name not in _PORTS}}
+    )
+    if "limits" not in overrides:
+        fakes.limits.margin = settings.admission_margin_seconds
+    ports: dict[str, Callable[[], Any]] = {
+        "jobs": lambda: fakes.jobs,
+        "limits": lambda: fakes.limits,
+        "objects": lambda: fakes.objects,
+        "events": lambda: fakes.events,
+        "webhook_outbox": lambda: fakes.outbox,
+        "executions": lambda: fakes.executions,
+        "webhook_sender": lambda: fakes.sender,
+        "provider": lambda: fakes.provider_for,
+        "resolve": lambda: fakes.resolve,
+        "webhook_secret": lambda: lambda: fakes.webhook_secret,
+    }
+    return Context(settings, ports), fakes
+
+
+# ---- jobs to start from -------------------------------------------------------------------------
+
+
+def a_job(
+    tenant: str = "tenant-a",
+    *,
+    model: str = "qwen-image-edit-plus",
+    capability: Capability = Capability.EDIT,
+    created_at: datetime | None = None,
+    webhook_url: str | None = None,
+    request: dict[str, Any] | None = None,
+    **fields: Any,
+) -> Job:
+    """A queued job as accept would record it (its request names only s3:// images)."""
+    job = new_job(
+        tenant=tenant,
+        capability=capability,
+        model=model,
+        source=JobSource.API,
+        request=request
+        or (
+            {"prompt": "add a red scarf", "images": ["s3://in/inputs/x/0.png"]}
+            if capability is Capability.EDIT
+            else {"prompt": "a lighthouse"}
+        ),
+        deadline_seconds=3600,
+        webhook_url=webhook_url,
+        **fields,
+    )
+    if created_at is not None:
+        job = job.model_copy(
+            update={
+                "created_at": created_at,
+                "updated_at": created_at,
+                "deadline_at": created_at + timedelta(hours=1),
+            }
+        )
+    return job
+
+
+def _implements_the_ports(
+    fakes: Fakes,
+) -> tuple[
+    JobStore,
+    LimitStore,
+    ObjectStore,
+    Executions,
+    EventPublisher,
+    WebhookOutbox,
+    WebhookSender,
+    ImageProvider,
+]:
+    """Never called: mypy checks here that every fake has its port's shape."""
+    return (
+        fakes.jobs,
+        fakes.limits,
+        fakes.objects,
+        fakes.executions,
+        fakes.events,
+        fakes.outbox,
+        fakes.sender,
+        fakes.provider,
+    )

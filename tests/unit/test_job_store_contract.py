@@ -1,0 +1,170 @@
+"""The JobStore contract (ports.JobStore), as the DynamoDB adapter keeps it.
+
+The assertions live in JobStoreContract and take the store from its `store` fixture, so the
+moto-backed suite can run the very same ones against DynamoJobStore by subclassing it with a
+fixture of its own. Here they run against FakeJobStore: the unit layer's fake must not promise
+more, or less, than the real store.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from itertools import product
+from typing import Any
+
+import pytest
+
+from qwen_edit.domain.errors import InvalidRequest, JobConflict, JobNotFound
+from qwen_edit.domain.jobs import (
+    ALLOWED_FROM,
+    DeliveryStatus,
+    Job,
+    JobError,
+    JobStatus,
+    ProviderInfo,
+    WebhookAttempt,
+    now_utc,
+)
+from qwen_edit.ports import JobStore
+
+from .fakes import FakeJobStore, a_job, present
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+# The shortest path from queued to each status (queued → running → succeeded, …).
+PATH = {
+    JobStatus.QUEUED: [],
+    JobStatus.RUNNING: [JobStatus.RUNNING],
+    JobStatus.SUCCEEDED: [JobStatus.RUNNING, JobStatus.SUCCEEDED],
+    JobStatus.FAILED: [JobStatus.FAILED],
+    JobStatus.CANCELED: [JobStatus.CANCELED],
+}
+
+
+def created(store: JobStore, tenant: str = "tenant-a", minute: int = 0, **fields: Any) -> Job:
+    job = a_job(tenant, created_at=T0 + timedelta(minutes=minute), **fields)
+    store.create(job)
+    return job
+
+
+def in_status(store: JobStore, status: JobStatus) -> Job:
+    job = created(store)
+    for step in PATH[status]:
+        job = store.transition(job.id, step, now_utc())
+    return job
+
+
+def every_page(
+    store: JobStore, tenant: str, limit: int, status: JobStatus | None = None
+) -> tuple[list[Job], int]:
+    jobs: list[Job] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        page, cursor = store.list_for_tenant(tenant, limit, cursor, status)
+        jobs += page
+        pages += 1
+        if cursor is None:
+            return jobs, pages
+
+
+class JobStoreContract:
+    @pytest.fixture
+    def store(self) -> JobStore:
+        raise NotImplementedError
+
+    def test_a_created_job_reads_back_equal(self, store: JobStore) -> None:
+        job = created(store)
+        assert store.get(job.id) == job
+
+    def test_a_second_create_of_the_same_id_is_a_conflict(self, store: JobStore) -> None:
+        job = created(store)
+        with pytest.raises(JobConflict):
+            store.create(job)
+
+    def test_unknown_jobs_are_not_found(self, store: JobStore) -> None:
+        with pytest.raises(JobNotFound):
+            store.get("nope")
+        with pytest.raises(JobNotFound):
+            store.transition("nope", JobStatus.RUNNING, now_utc())
+        with pytest.raises(JobNotFound):
+            store.update("nope", now_utc(), provider=ProviderInfo(name="dashscope"))
+
+    def test_statuses_move_only_along_allowed_from(self, store: JobStore) -> None:
+        for start, to in product(PATH, ALLOWED_FROM):
+            job = in_status(store, start)
+            if start in ALLOWED_FROM[to]:
+                error = JobError(code="C", message="m")
+                assert store.transition(job.id, to, now_utc(), error=error).status is to
+                assert store.get(job.id).error == error
+            else:
+                refusal = f"{start.value} and cannot become {to.value}"
+                with pytest.raises(JobConflict, match=refusal):
+                    store.transition(job.id, to, now_utc())
+                assert store.get(job.id) == job
+
+    def test_updates_set_fields_until_the_job_is_final(self, store: JobStore) -> None:
+        job = in_status(store, JobStatus.RUNNING)
+        info = ProviderInfo(name="dashscope", task_id="t-1")
+        assert store.update(job.id, now_utc(), provider=info).provider == info
+        store.transition(job.id, JobStatus.SUCCEEDED, now_utc())
+        with pytest.raises(JobConflict, match="is final"):
+            store.update(job.id, now_utc(), provider=ProviderInfo(name="other"))
+        assert store.get(job.id).provider == info
+
+    def test_webhook_attempts_append_and_leave_the_job_status(self, store: JobStore) -> None:
+        job = created(store, webhook_url="https://hooks.example.com/q")
+        store.transition(job.id, JobStatus.FAILED, now_utc())
+        store.record_webhook(
+            job.id, WebhookAttempt(at=now_utc(), status=500), DeliveryStatus.PENDING
+        )
+        store.record_webhook(
+            job.id, WebhookAttempt(at=now_utc(), status=200), DeliveryStatus.DELIVERED
+        )
+        after = store.get(job.id)
+        assert after.status is JobStatus.FAILED
+        webhook = present(after.webhook)
+        assert webhook.status is DeliveryStatus.DELIVERED
+        assert [a.status for a in webhook.attempts] == [500, 200]
+
+    def test_a_tenant_lists_its_own_jobs_newest_first_across_pages(self, store: JobStore) -> None:
+        mine = [created(store, "tenant-a", minute) for minute in range(5)]
+        created(store, "tenant-b", 10)
+        listed, pages = every_page(store, "tenant-a", limit=2)
+        assert [job.id for job in listed] == [job.id for job in reversed(mine)]
+        assert pages >= 3
+
+    def test_another_tenant_sees_none_of_them(self, store: JobStore) -> None:
+        created(store, "tenant-a")
+        assert store.list_for_tenant("tenant-b", 10, None, None) == ([], None)
+
+    def test_the_status_filter_keeps_paging(self, store: JobStore) -> None:
+        jobs = [created(store, "tenant-a", minute) for minute in range(4)]
+        for job in jobs[::2]:
+            store.transition(job.id, JobStatus.CANCELED, now_utc())
+        listed, _ = every_page(store, "tenant-a", limit=1, status=JobStatus.CANCELED)
+        assert [job.id for job in listed] == [jobs[2].id, jobs[0].id]
+
+    def test_a_cursor_this_store_did_not_give_out_is_invalid(self, store: JobStore) -> None:
+        created(store, "tenant-a")
+        for cursor in ("garbage", "e30=", "bm90IGpzb24=", "eyJpZCI6IHsiUyI6ICJ4In19"):
+            with pytest.raises(InvalidRequest):
+                store.list_for_tenant("tenant-a", 10, cursor, None)
+
+    def test_another_tenants_cursor_is_invalid(self, store: JobStore) -> None:
+        for minute in range(3):
+            created(store, "tenant-a", minute)
+        _, cursor = store.list_for_tenant("tenant-a", 1, None, None)
+        assert cursor is not None
+        with pytest.raises(InvalidRequest):
+            store.list_for_tenant("tenant-b", 1, cursor, None)
+
+
+class TestFakeJobStore(JobStoreContract):
+    @pytest.fixture
+    def store(self) -> JobStore:
+        return FakeJobStore()
+
+    def test_reads_are_copies(self, store: JobStore) -> None:
+        job = created(store)
+        store.get(job.id).request["images"].append("s3://in/more.png")
+        assert store.get(job.id) == job
