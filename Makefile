@@ -2,8 +2,12 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Lambda runs Python 3.12: the unit and integration suites run under it too, where pyenv has it.
+PYTHON312 ?= $(shell PYENV_VERSION=3.12.1 command -v python3.12 2>/dev/null)
+VENV312 := .venv312
+PYTEST := $(BIN)/python -m pytest
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint lint-types test-unit test-integration test-e2e test-infra test-py312 bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,8 +18,47 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/qwen-edit local demo
 
+# Lint first, then every layer of the pyramid in one parallel run, then Python 3.12.
 test: $(BIN)/.installed lint
-	$(BIN)/python -m pytest
+	$(PYTEST)
+	$(MAKE) --no-print-directory test-py312
+
+lint: $(BIN)/.installed lint-types
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/cfn-lint template.yaml
+
+# mypy: strict on layers/ and functions/ (pyproject.toml), checked on cli/ and benchmarks/.
+lint-types: $(BIN)/.installed
+	$(BIN)/mypy layers/core/qwen_edit functions/*/app.py cli/qwen_edit_cli
+	MYPYPATH=benchmarks $(BIN)/mypy benchmarks
+
+test-unit: $(BIN)/.installed
+	$(PYTEST) -n 0 tests/unit
+
+test-integration: $(BIN)/.installed
+	$(PYTEST) tests/integration
+
+test-e2e: $(BIN)/.installed
+	$(PYTEST) tests/e2e
+
+test-infra: $(BIN)/.installed
+	$(BIN)/cfn-lint template.yaml
+	$(PYTEST) -n 0 tests/infra
+
+$(VENV312)/.installed: pyproject.toml
+	PYENV_VERSION=3.12.1 $(PYTHON312) -m venv $(VENV312)
+	$(VENV312)/bin/python -m pip install --quiet --upgrade pip==26.3
+	$(VENV312)/bin/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+test-py312:
+ifeq ($(PYTHON312),)
+	@echo "Python 3.12 not found: the 3.12 run of the unit and integration suites is skipped."
+else
+	$(MAKE) --no-print-directory $(VENV312)/.installed
+	PYENV_VERSION=3.12.1 $(VENV312)/bin/python -m pytest tests/unit tests/integration
+endif
 
 # Writes docs/benchmarks.md and docs/burst.png (about 10 minutes on 2 cores).
 bench: $(BIN)/.installed
@@ -24,8 +67,5 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/latency.py
 	$(BIN)/python benchmarks/burst.py
 
-lint: $(BIN)/.installed
-	$(BIN)/cfn-lint template.yaml
-
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache
+	rm -rf $(VENV) $(VENV312) demo-output .pytest_cache .mypy_cache .ruff_cache .hypothesis

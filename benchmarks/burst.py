@@ -21,10 +21,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from qwen_edit import uploads
 from qwen_edit.app import service
 from qwen_edit.domain.catalog import Capability, get_model
-from qwen_edit.domain.jobs import JobSource, JobStatus
+from qwen_edit.domain.jobs import Job, JobSource, JobStatus
 from qwen_edit_cli.emulator.faults import Faults
 from qwen_edit_cli.emulator.server import EmulatorServer
 from qwen_edit_cli.local.inprocess import Pump, in_process_stack
@@ -41,6 +40,12 @@ def minimum_seconds(model: str, jobs: int) -> float:
     return (math.ceil(jobs / limit.requests) - 1) * limit.per_seconds
 
 
+def seconds_since(started: float, job: Job) -> float:
+    """When a succeeded job completed, in seconds since the burst started."""
+    assert job.completed_at is not None, f"{job.id} succeeded without a completion time"
+    return job.completed_at.timestamp() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--uploads", type=int, default=200)
@@ -55,7 +60,7 @@ def main() -> None:
     )
     with (
         EmulatorServer(faults=faults) as emulator,
-        in_process_stack(emulator, LogLevel="WARNING") as stack,
+        in_process_stack(emulator, template_parameters={"LogLevel": "WARNING"}) as stack,
     ):
         pump = Pump(stack)
         pump.start()
@@ -104,7 +109,7 @@ def main() -> None:
             upload_jobs, cursor = [], None
             while True:
                 page, cursor = stack.ctx.jobs.list_for_tenant(
-                    uploads.UPLOAD_TENANT, 100, cursor, None
+                    service.UPLOAD_TENANT, 100, cursor, None
                 )
                 upload_jobs += page
                 if not cursor:
@@ -128,7 +133,7 @@ def main() -> None:
         ("qwen-image-2.0-pro", jobs[len(upload_jobs) :], pro_pngs),
     ]:
         finished = sorted(
-            j.completed_at.timestamp() - started for j in group if j.status is JobStatus.SUCCEEDED
+            seconds_since(started, j) for j in group if j.status is JobStatus.SUCCEEDED
         )
         lost = len(group) - len(finished)
         model_calls = [c for c in calls if c["model"] == model]

@@ -7,6 +7,7 @@ and the size of each function and of the layer as built for arm64 / python3.12.
 
 from __future__ import annotations
 
+import argparse
 import io
 import shutil
 import subprocess
@@ -109,6 +110,9 @@ def layer_size() -> tuple[int, int] | None:
 
 
 def main() -> None:
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
     functions = sorted(p.parent for p in (ROOT / "functions").glob("*/app.py"))
     rows = []
     for function in functions:

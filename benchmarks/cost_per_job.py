@@ -14,6 +14,8 @@ import argparse
 import math
 import time
 from collections import Counter
+from dataclasses import dataclass
+from typing import Any
 from unittest import mock
 
 from botocore.client import BaseClient
@@ -28,7 +30,8 @@ from report import DEFAULT_PRICE_PER_IMAGE, PRICES, write_section
 
 SCALE = 10  # 1 s here is 10 s in a deployment
 READS = {"GetItem", "Query", "Scan", "BatchGetItem"}
-JOBS = [  # label, sample event, body, provider time in a deployment (seconds)
+JOBS: list[tuple[str, str, dict[str, Any], int]] = [
+    # label, sample event, body, provider time in a deployment (seconds)
     (
         "sync edit (qwen-image-edit-plus)",
         "api-create-edit",
@@ -50,14 +53,47 @@ JOBS = [  # label, sample event, body, provider time in a deployment (seconds)
 ]
 
 
+@dataclass(frozen=True)
+class Figures:
+    """One job's billed AWS usage."""
+
+    label: str
+    transitions: int
+    invocations: int
+    gb_seconds: float
+    dynamo_reads: int
+    dynamo_writes: int
+    s3_puts: int
+    s3_gets: int
+    sqs: int
+    events: int
+    secrets: int
+    polls: int
+
+    @property
+    def usd(self) -> float:
+        return (
+            self.transitions * PRICES["state_transition"]
+            + self.invocations * PRICES["lambda_request"]
+            + self.gb_seconds * PRICES["lambda_gb_second"]
+            + self.dynamo_reads * PRICES["dynamodb_read"]
+            + self.dynamo_writes * PRICES["dynamodb_write"]
+            + self.s3_puts * PRICES["s3_put"]
+            + self.s3_gets * PRICES["s3_get"]
+            + self.sqs * PRICES["sqs_request"]
+            + self.events * PRICES["eventbridge_event"]
+            + self.secrets * PRICES["secrets_manager_call"]
+        )
+
+
 def memory_of(function_name: str) -> int:
     template = load_template()
     logical = function_name.removeprefix("qwen-edit-local-")
     props = template["Resources"][logical]["Properties"]
-    return props.get("MemorySize", template["Globals"]["Function"]["MemorySize"])
+    return int(props.get("MemorySize", template["Globals"]["Function"]["MemorySize"]))
 
 
-def measure(label: str, sample: str, body: dict, provider_seconds: int) -> dict:
+def measure(label: str, sample: str, body: dict[str, Any], provider_seconds: int) -> Figures:
     running = max(0.0, provider_seconds / SCALE - 0.5)
     faults = Faults(
         sync_latency_s=0.05, pending_s=0.5 if provider_seconds else 0, running_s=running
@@ -66,29 +102,31 @@ def measure(label: str, sample: str, body: dict, provider_seconds: int) -> dict:
     durations: list[tuple[str, float]] = []
     real_api_call = BaseClient._make_api_call
 
-    def counted_api_call(client, operation, params):
+    def counted_api_call(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
         requests[f"{client.meta.service_model.service_name}.{operation}"] += 1
         return real_api_call(client, operation, params)
 
     with (
         EmulatorServer(faults=faults) as emulator,
         mock.patch.object(BaseClient, "_make_api_call", counted_api_call),
-        in_process_stack(emulator, LogLevel="WARNING") as stack,
+        in_process_stack(emulator, template_parameters={"LogLevel": "WARNING"}) as stack,
     ):
         real_call = stack.dispatcher.call
 
-        def timed_call(function_name, event, context):
+        def timed_call(function_name: str, event: dict[str, Any], context: Any) -> Any:
             started = time.perf_counter()
             try:
                 return real_call(function_name, event, context)
             finally:
                 durations.append((function_name, time.perf_counter() - started))
 
-        stack.dispatcher.call = timed_call
-        requests.clear()
-        job = call(stack, sample, body=body).body
-        wait_execution(stack, job["id"], timeout=300)
-        events = history(stack, job["id"])
+        with mock.patch.object(stack.dispatcher, "call", timed_call):
+            requests.clear()
+            answer = call(stack, sample, body=body)
+            job = answer.body
+            assert isinstance(job, dict) and "id" in job, f"the API refused the job: {answer}"
+            wait_execution(stack, job["id"], timeout=300)
+            events = history(stack, job["id"])
         # The interpreter's own Lambda invokes and the benchmark's history reads are not the
         # job's requests; invocations are counted by the dispatcher instead.
         counted = Counter(
@@ -102,37 +140,22 @@ def measure(label: str, sample: str, body: dict, provider_seconds: int) -> dict:
         n for k, n in counted.items() if k.startswith("dynamodb.") and k.split(".")[1] in READS
     )
     dynamo_writes = sum(n for k, n in counted.items() if k.startswith("dynamodb.")) - dynamo_reads
-    s3_puts = sum(n for k, n in counted.items() if k in ("s3.PutObject",))
-    s3_gets = sum(n for k, n in counted.items() if k.startswith("s3.") and k != "s3.PutObject")
-    figures = {
-        "label": label,
-        "transitions": billed_transitions(events),
-        "invocations": len(durations),
-        "gb_seconds": gb_seconds,
-        "dynamo_reads": dynamo_reads,
-        "dynamo_writes": dynamo_writes,
-        "s3_puts": s3_puts,
-        "s3_gets": s3_gets,
-        "sqs": sum(n for k, n in counted.items() if k.startswith("sqs.")),
-        "events": counted["events.PutEvents"],
-        "secrets": counted["secretsmanager.GetSecretValue"],
-        "polls": sum(
+    return Figures(
+        label=label,
+        transitions=billed_transitions(events),
+        invocations=len(durations),
+        gb_seconds=gb_seconds,
+        dynamo_reads=dynamo_reads,
+        dynamo_writes=dynamo_writes,
+        s3_puts=sum(n for k, n in counted.items() if k in ("s3.PutObject",)),
+        s3_gets=sum(n for k, n in counted.items() if k.startswith("s3.") and k != "s3.PutObject"),
+        sqs=sum(n for k, n in counted.items() if k.startswith("sqs.")),
+        events=counted["events.PutEvents"],
+        secrets=counted["secretsmanager.GetSecretValue"],
+        polls=sum(
             1 for e in events if e["type"] == "LambdaFunctionScheduled" and "PollFunction" in str(e)
         ),
-    }
-    figures["usd"] = (
-        figures["transitions"] * PRICES["state_transition"]
-        + figures["invocations"] * PRICES["lambda_request"]
-        + gb_seconds * PRICES["lambda_gb_second"]
-        + dynamo_reads * PRICES["dynamodb_read"]
-        + dynamo_writes * PRICES["dynamodb_write"]
-        + s3_puts * PRICES["s3_put"]
-        + s3_gets * PRICES["s3_get"]
-        + figures["sqs"] * PRICES["sqs_request"]
-        + figures["events"] * PRICES["eventbridge_event"]
-        + figures["secrets"] * PRICES["secrets_manager_call"]
     )
-    return figures
 
 
 def main() -> None:
@@ -142,21 +165,21 @@ def main() -> None:
     rows = [measure(*job) for job in JOBS]
     lines = []
     for r in rows:
-        share = r["usd"] / price * 100
+        share = r.usd / price * 100
         print(
-            f"{r['label']:<44} polls {r['polls']:>2}  transitions {r['transitions']:>2}  "
-            f"invocations {r['invocations']:>2}  GB-s {r['gb_seconds']:.3f}  "
-            f"DynamoDB r/w {r['dynamo_reads']}/{r['dynamo_writes']}  S3 put/get "
-            f"{r['s3_puts']}/{r['s3_gets']}  ${r['usd']:.6f} = {share:.2f}% of ${price}/image"
+            f"{r.label:<44} polls {r.polls:>2}  transitions {r.transitions:>2}  "
+            f"invocations {r.invocations:>2}  GB-s {r.gb_seconds:.3f}  "
+            f"DynamoDB r/w {r.dynamo_reads}/{r.dynamo_writes}  S3 put/get "
+            f"{r.s3_puts}/{r.s3_gets}  ${r.usd:.6f} = {share:.2f}% of ${price}/image"
         )
         lines.append(
-            f"| {r['label']} | {r['polls']} | {r['transitions']} | {r['invocations']} | "
-            f"{r['gb_seconds']:.3f} | {r['dynamo_reads']} / {r['dynamo_writes']} | "
-            f"{r['s3_puts']} / {r['s3_gets']} | {r['events']} | {r['secrets']} | "
-            f"${r['usd']:.6f} | {share:.2f}% |"
+            f"| {r.label} | {r.polls} | {r.transitions} | {r.invocations} | "
+            f"{r.gb_seconds:.3f} | {r.dynamo_reads} / {r.dynamo_writes} | "
+            f"{r.s3_puts} / {r.s3_gets} | {r.events} | {r.secrets} | "
+            f"${r.usd:.6f} | {share:.2f}% |"
         )
-    biggest = max(rows, key=lambda r: r["usd"])
-    sfn_share = biggest["transitions"] * PRICES["state_transition"] / biggest["usd"] * 100
+    biggest = max(rows, key=lambda r: r.usd)
+    sfn_share = biggest.transitions * PRICES["state_transition"] / biggest.usd * 100
     write_section(
         "cost",
         f"""

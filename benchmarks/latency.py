@@ -27,13 +27,13 @@ def receiver() -> tuple[ThreadingHTTPServer, dict[str, float]]:
     arrivals: dict[str, float] = {}
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
+        def do_POST(self) -> None:
             self.rfile.read(int(self.headers["Content-Length"]))
             arrivals.setdefault(self.headers["webhook-id"].removeprefix("msg_"), time.time())
             self.send_response(204)
             self.end_headers()
 
-        def log_message(self, *args):
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -47,7 +47,9 @@ def run(kind: str, jobs: int, poll_interval: int) -> tuple[list[float], list[flo
     hook = f"http://127.0.0.1:{server.server_address[1]}/hook"
     with (
         EmulatorServer(faults=faults) as emulator,
-        in_process_stack(emulator, poll_interval=poll_interval, LogLevel="WARNING") as stack,
+        in_process_stack(
+            emulator, poll_interval=poll_interval, template_parameters={"LogLevel": "WARNING"}
+        ) as stack,
     ):
         pump = Pump(stack)
         pump.start()
@@ -74,6 +76,8 @@ def run(kind: str, jobs: int, poll_interval: int) -> tuple[list[float], list[flo
         to_s3, to_webhook = [], []
         for job in submitted:
             done = stack.ctx.jobs.get(job.id)
+            assert done.provider is not None and done.completed_at is not None, done
+            finished: float | None
             if kind == "sync":
                 finished = next(
                     c["at"]
@@ -81,7 +85,9 @@ def run(kind: str, jobs: int, poll_interval: int) -> tuple[list[float], list[flo
                     if c["request_id"] == done.provider.request_id
                 )
             else:
+                assert done.provider.task_id is not None, done.provider
                 finished = emulator.fake.task_end(done.provider.task_id)
+            assert finished is not None, f"the provider has no end time for {job.id}"
             to_s3.append(done.completed_at.timestamp() - finished)
             to_webhook.append(arrivals[job.id] - finished)
     server.shutdown()

@@ -7,18 +7,21 @@ provider): a sync edit, and async text-to-image jobs that need 1, 3 and 12 polls
 
 from __future__ import annotations
 
+import argparse
 import time
+from typing import Any
 
 from qwen_edit.domain.catalog import Capability
 from qwen_edit_cli.emulator.faults import Faults
 from qwen_edit_cli.emulator.server import EmulatorServer
 from qwen_edit_cli.local.drive import billed_transitions, history, start, wait_execution
 from qwen_edit_cli.local.inprocess import in_process_stack
+from qwen_edit_cli.local.stack import LocalStack
 
 STATE_TRANSITION_USD = 0.000025  # us-east-1 list price, Standard workflows
 
 
-def run(stack, payload, capability) -> tuple[int, int, int]:
+def run(stack: LocalStack, payload: dict[str, Any], capability: Capability) -> tuple[int, int, int]:
     before = sum(stack.dispatcher.invocations.values())
     job = start(stack, payload, capability)
     assert wait_execution(stack, job.id, timeout=300)["status"] == "SUCCEEDED"
@@ -33,9 +36,11 @@ def run(stack, payload, capability) -> tuple[int, int, int]:
 
 
 def main() -> None:
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
     photo = "https://example.com/photo.png"  # the emulator stands in for remote images
-    print(f"{'job':<34} {'polls':>5} {'transitions':>11} {'invocations':>11} {'SFN $/job':>10}")
-    for label, faults, payload, capability in [
+    cases: list[tuple[str, Faults, dict[str, Any], Capability]] = [
         (
             "sync edit (qwen-image-edit-plus)",
             Faults(sync_latency_s=0),
@@ -60,8 +65,13 @@ def main() -> None:
             {"model": "qwen-image-plus", "prompt": "x"},
             Capability.TEXT_TO_IMAGE,
         ),
-    ]:
-        with EmulatorServer(faults=faults) as emulator, in_process_stack(emulator) as stack:
+    ]
+    print(f"{'job':<34} {'polls':>5} {'transitions':>11} {'invocations':>11} {'SFN $/job':>10}")
+    for label, faults, payload, capability in cases:
+        with (
+            EmulatorServer(faults=faults) as emulator,
+            in_process_stack(emulator, template_parameters={"LogLevel": "WARNING"}) as stack,
+        ):
             started = time.monotonic()
             transitions, invocations, polls = run(stack, payload, capability)
             print(

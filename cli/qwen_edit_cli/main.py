@@ -253,7 +253,10 @@ def _until_signalled() -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
-    stop.wait()
+    # A timed wait: the main thread must wake to run the handlers (an untimed wait can sleep
+    # through a signal that another, busy thread took).
+    while not stop.wait(0.5):
+        pass
     watchdog = threading.Timer(
         SHUTDOWN_GRACE_SECONDS, _exit_now, args=(f"shutdown took over {SHUTDOWN_GRACE_SECONDS} s",)
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,28 +21,35 @@ class NetworkUsed(AssertionError):
 
 class NetworkGuard:
     """Every way out of the process, refused and remembered (a use case that swallows the
-    error still fails the package at teardown)."""
+    error still fails the test at teardown). Only the test's own thread is judged: in a full
+    run, threads of other layers' stacks (SQS pollers, moto) may still be winding down."""
 
     def __init__(self) -> None:
         self.attempts: list[str] = []
+        self.thread = threading.current_thread()
 
-    def refuse(self, what: str) -> Any:
+    def refuse(self, what: str, original: Any) -> Any:
         def refused(*args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread() is not self.thread:
+                return original(*args, **kwargs)
             self.attempts.append(what)
             raise NetworkUsed(f"the unit layer may not use the network ({what})")
 
         return refused
 
 
-@pytest.fixture(scope="package", autouse=True)
+# Per test, not per package: pytest-xdist may run other layers' files on the same worker in
+# between, and they do use sockets.
+@pytest.fixture(autouse=True)
 def network_guard() -> Iterator[NetworkGuard]:
     guard = NetworkGuard()
     moto_before = "moto" in sys.modules  # a full run may have loaded it for other layers
     with pytest.MonkeyPatch.context() as patch:
         for name in ("connect", "connect_ex", "sendto"):
-            patch.setattr(socket.socket, name, guard.refuse(f"socket.{name}"))
-        patch.setattr(socket, "getaddrinfo", guard.refuse("getaddrinfo"))
-        patch.setattr(socket, "create_connection", guard.refuse("create_connection"))
+            original = getattr(socket.socket, name)
+            patch.setattr(socket.socket, name, guard.refuse(f"socket.{name}", original))
+        for name in ("getaddrinfo", "create_connection"):
+            patch.setattr(socket, name, guard.refuse(name, getattr(socket, name)))
         yield guard
     assert guard.attempts == [], f"unit tests reached for the network: {guard.attempts}"
     if not moto_before:

@@ -47,7 +47,9 @@ def wait_execution(stack: LocalStack, job_id: str, timeout: float = 90) -> dict[
     sfn = boto3.client("stepfunctions")
     deadline = time.monotonic() + timeout
     while True:
-        described = sfn.describe_execution(executionArn=execution_arn(stack, job_id))
+        described: dict[str, Any] = sfn.describe_execution(
+            executionArn=execution_arn(stack, job_id)
+        )
         if described["status"] != "RUNNING":
             return described
         if time.monotonic() > deadline:

@@ -8,7 +8,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -60,12 +60,13 @@ def in_process_stack(
     aws_endpoint: str | None = None,
     dashscope_key: str = "sk-local",
     resolve: Callable[[str, int], list[str]] | None = None,
-    **parameters_: Any,
+    template_parameters: Mapping[str, Any] | None = None,
 ) -> Iterator[LocalStack]:
     """Yields the stack with `.ctx` (what the API and trigger functions get) and `.emulator`.
 
-    `aws_endpoint`: a moto server to use (else moto runs in-process). Without an emulator the
-    parameters must name the real provider (DashScopeRegion). `resolve` replaces DNS for every
+    `template_parameters`: values for template.yaml's parameters. `aws_endpoint`: a moto server
+    to use (else moto runs in-process). Without an emulator the parameters must name the real
+    provider (DashScopeRegion). `resolve` replaces DNS for every
     handler (tests pass offline_resolve). The environment is restored after.
     """
     saved = dict(os.environ)
@@ -101,7 +102,7 @@ def in_process_stack(
                     "DashScopeApiKeySecretArn": secret,
                     "PollIntervalSeconds": poll_interval,
                     **provider,
-                    **parameters_,
+                    **(template_parameters or {}),
                 },
                 endpoint_url=aws_endpoint,
             )

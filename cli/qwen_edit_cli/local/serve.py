@@ -15,7 +15,8 @@ from pathlib import Path
 import boto3
 from moto.server import ThreadedMotoServer
 
-from qwen_edit.domain.catalog import Provider
+from qwen_edit.adapters.dashscope import base_url_for
+from qwen_edit.settings import ProviderAccess
 from qwen_edit_cli.emulator.server import EmulatorServer
 from qwen_edit_cli.local.apigateway import LocalApiGateway, key_id
 from qwen_edit_cli.local.inprocess import REGION, Pump, in_process_stack
@@ -38,7 +39,7 @@ class Ready:
 def _free_port(host: str) -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
-        return probe.getsockname()[1]
+        return int(probe.getsockname()[1])
 
 
 @contextmanager
@@ -70,7 +71,10 @@ def local_service(
             emulator = scope.enter_context(EmulatorServer(host))
             stack = scope.enter_context(
                 in_process_stack(
-                    emulator, poll_interval=poll_interval, aws_endpoint=aws_url, **parameters
+                    emulator,
+                    poll_interval=poll_interval,
+                    aws_endpoint=aws_url,
+                    template_parameters=parameters,
                 )
             )
             dashscope_url = emulator.api_base_url
@@ -84,11 +88,10 @@ def local_service(
                     poll_interval=poll_interval,
                     aws_endpoint=aws_url,
                     dashscope_key=key,
-                    DashScopeRegion=region,
-                    **parameters,
+                    template_parameters={**parameters, "DashScopeRegion": region},
                 )
             )
-            dashscope_url = stack.ctx.provider(Provider.DASHSCOPE).base_url
+            dashscope_url = base_url_for(stack.ctx.need(ProviderAccess).region)
         pump = Pump(stack)
         pump.start()
         scope.callback(pump.stop)
@@ -110,7 +113,12 @@ def local_service(
 
 
 def announce_ready(ready: Ready, ready_file: Path | None) -> None:
-    text = json.dumps(asdict(ready))
-    print(text, flush=True)
+    """The ready document on stdout and in `ready_file`. Stdout often ends up in a log file, so
+    with a ready file the webhook secret is only there; without one, stdout carries it."""
+    document = asdict(ready)
+    shown = (
+        document if ready_file is None else {**document, "webhook_secret": "(in the ready file)"}
+    )
+    print(json.dumps(shown), flush=True)
     if ready_file is not None:
-        ready_file.write_text(text)
+        ready_file.write_text(json.dumps(document))

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from qwen_edit.domain import keys
 from qwen_edit.domain.provider import Region
 
 
@@ -43,7 +44,7 @@ class Env(BaseModel):
                 f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
             )
             raise ConfigurationError(
-                f"{cls.__name__}: the environment is incomplete ({problems})"
+                f"{cls.__name__}: the environment is incomplete or malformed ({problems})"
             ) from None
 
 
@@ -72,6 +73,24 @@ class Requests(Buckets, Loopback):
     default_generation_model: str = Field("qwen-image-plus", alias="DEFAULT_GENERATION_MODEL")
     # Input-bucket prefixes every tenant may name in `images` besides its own uploads.
     shared_input_prefixes: CommaList = Field((), alias="SHARED_INPUT_PREFIXES")
+
+    @field_validator("shared_input_prefixes")
+    @classmethod
+    def _folders_of_no_one(cls, prefixes: tuple[str, ...]) -> tuple[str, ...]:
+        """Whole folders (`library/`, never `lib` that would also share `library-private/`),
+        and never one that holds tenants' own objects or what triggers jobs."""
+        private = (keys.UPLOADS, keys.INPUTS, keys.INBOX)
+        for prefix in prefixes:
+            if (
+                not prefix.endswith("/")
+                or prefix.startswith(private)
+                or any(p.startswith(prefix) for p in private)
+            ):
+                raise ValueError(
+                    f"{prefix!r} must be a folder ending in '/', outside {', '.join(private)}"
+                )
+            keys.segments(prefix.rstrip("/"))  # UnsafeKey (a ValueError) for ./.. or empty
+        return prefixes
 
 
 class Limits(Env):

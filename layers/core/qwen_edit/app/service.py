@@ -190,14 +190,18 @@ def accept(
     try:
         ctx.executions.start(job.id, {"job_id": job.id})
     except Exception as error:
-        # Never leave an accepted job queued with nothing to run it.
-        ctx.jobs.transition(
-            job.id,
-            JobStatus.FAILED,
-            now_utc(),
-            completed_at=now_utc(),
-            error=JobError(code="WorkflowStartFailed", message=str(error)),
-        )
+        if source is JobSource.API:
+            # The client gets a 500 and may submit again: the job it never saw ends, visibly.
+            failed = ctx.jobs.transition(
+                job.id,
+                JobStatus.FAILED,
+                now_utc(),
+                completed_at=now_utc(),
+                error=JobError(code="WorkflowStartFailed", message=str(error)),
+            )
+            write_record(ctx, failed)
+            announce(ctx, failed)
+        # An upload stays queued: S3's redelivery starts it (uploads.handle).
         raise
     return job
 

@@ -39,6 +39,7 @@ def environment_of(function: dict) -> dict[str, str]:
         "MAX_PROVIDER_ATTEMPTS": "10",
         "ADMISSION_MARGIN_SECONDS": "0.1",
         "DASHSCOPE_REGION": "beijing",
+        "SHARED_INPUT_PREFIXES": "library/",
     }
     return {name: numbers.get(name, "x") for name in variables}
 

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import re
 import tomllib
-from pathlib import Path
 
 from conftest import ROOT
 from yaml_loader import template
-
-
-def test_cfn_lint_is_clean():
-    cfn_lint = Path(sys.executable).with_name("cfn-lint")
-    result = subprocess.run(
-        [str(cfn_lint), "template.yaml"], cwd=ROOT, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_layout_of_the_design_card():
@@ -68,6 +58,14 @@ def test_samconfig_has_default_dev_and_prod():
     config = tomllib.loads((ROOT / "samconfig.toml").read_text())
     assert {"default", "dev", "prod"} <= set(config)
     assert config["prod"]["global"]["parameters"]["stack_name"] == "qwen-edit-prod"
+
+
+def test_make_test_lints_first_and_lint_runs_every_checker():
+    makefile = (ROOT / "Makefile").read_text()
+    lint = makefile[makefile.index("\nlint:") :].split("\n\n# ---")[0].split("\ntest-unit:")[0]
+    for checker in ("ruff check", "ruff format --check", "lint-types", "mypy", "cfn-lint"):
+        assert checker in lint, checker
+    assert re.search(r"^test: .*\blint\b", makefile, re.M)
 
 
 def test_ci_runs_the_readme_test_command():
