@@ -45,10 +45,8 @@ def stack(emulator):
 
 
 @pytest.fixture
-def tables():
+def tables(monkeypatch):
     """Only moto's DynamoDB, with the template's tables (no workflow, no provider)."""
-    import os
-
     import boto3
     from moto import mock_aws
 
@@ -56,27 +54,23 @@ def tables():
     from qwen_edit_cli.local.inprocess import FAKE_AWS_ENV
     from qwen_edit_cli.local.template import Resolver, load_template
 
-    saved = dict(os.environ)
-    os.environ.update(FAKE_AWS_ENV)
-    try:
-        with mock_aws(), atomic_dynamodb():
-            resources = load_template()["Resources"]
-            resolve = Resolver(load_template(), {}, lambda name: name, lambda *a: "")
-            dynamodb = boto3.client("dynamodb")
-            for logical in ("JobsTable", "LimitsTable"):
-                spec = resolve.value(resources[logical]["Properties"])
-                dynamodb.create_table(
-                    TableName=logical,
-                    KeySchema=spec["KeySchema"],
-                    AttributeDefinitions=spec["AttributeDefinitions"],
-                    BillingMode="PAY_PER_REQUEST",
-                    **(
-                        {"GlobalSecondaryIndexes": spec["GlobalSecondaryIndexes"]}
-                        if "GlobalSecondaryIndexes" in spec
-                        else {}
-                    ),
-                )
-            yield dynamodb
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    for name, value in FAKE_AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws(), atomic_dynamodb():
+        resources = load_template()["Resources"]
+        resolve = Resolver(load_template(), {}, lambda name: name, lambda *a: "")
+        dynamodb = boto3.client("dynamodb")
+        for logical in ("JobsTable", "LimitsTable"):
+            spec = resolve.value(resources[logical]["Properties"])
+            dynamodb.create_table(
+                TableName=logical,
+                KeySchema=spec["KeySchema"],
+                AttributeDefinitions=spec["AttributeDefinitions"],
+                BillingMode="PAY_PER_REQUEST",
+                **(
+                    {"GlobalSecondaryIndexes": spec["GlobalSecondaryIndexes"]}
+                    if "GlobalSecondaryIndexes" in spec
+                    else {}
+                ),
+            )
+        yield dynamodb
