@@ -12,7 +12,7 @@ from aws_lambda_powertools import Logger
 from qwen_edit.app import webhooks
 from qwen_edit.context import Context
 from qwen_edit.domain import keys
-from qwen_edit.domain.addresses import all_loopback, is_public
+from qwen_edit.domain.addresses import all_loopback, first_hidden
 from qwen_edit.domain.catalog import MAX_IMAGE_BYTES, Capability, RuleViolation, get_model
 from qwen_edit.domain.errors import JobNotFound
 from qwen_edit.domain.image_headers import ImageRejected
@@ -91,17 +91,10 @@ def _url_problem(ctx: Context, url: str) -> str | None:
     loopback or metadata address (a paid call that can only fail, and an SSRF probe). A name
     that does not resolve here is left to the provider, which answers InvalidURL."""
     target = parse_web_url(url)  # parse_image_ref checked it already
-    host = target.host
-    found = ctx.resolve(host, target.port)
+    found = ctx.resolve(target.host, target.port)
     if ctx.need(Loopback).allow_loopback_urls and all_loopback(found):
         return None  # the local stack only: images served on this machine
-    hidden = [address for address in found if not is_public(address)]
-    if hidden:
-        return (
-            f"{host} resolves to {hidden[0]}, which is not a public address; the provider "
-            "can only fetch public URLs"
-        )
-    return None
+    return first_hidden(target.host, found)
 
 
 def may_read(ctx: Context, tenant: str, ref: S3Image) -> bool:

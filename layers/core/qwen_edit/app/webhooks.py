@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from standardwebhooks import Webhook
 
 from qwen_edit.context import Context
-from qwen_edit.domain.addresses import all_loopback, is_public
+from qwen_edit.domain.addresses import all_loopback, first_hidden
 from qwen_edit.domain.catalog import RuleViolation
 from qwen_edit.domain.jobs import DeliveryStatus, Job, Timestamp, WebhookAttempt, now_utc
 from qwen_edit.domain.urls import parse_web_url
@@ -99,13 +99,8 @@ def check_target(url: str, resolve: Resolve, *, allow_loopback_http: bool = Fals
         return addresses  # the local stack only: receivers on this machine
     if target.scheme != "https":
         raise ValueError("webhook_url must be https")
-    for address in addresses:
-        if not is_public(address):
-            raise ValueError(
-                f"{host} resolves to {address}, which is not a public address "
-                "(loopback, private, link-local, CGNAT and metadata ranges are "
-                "refused)"
-            )
+    if problem := first_hidden(host, addresses):
+        raise ValueError(problem)
     return addresses
 
 

@@ -92,6 +92,18 @@ def is_public(address: str | IPv4Address | IPv6Address) -> bool:
     return False
 
 
+def first_hidden(host: str, addresses: list[str]) -> str | None:
+    """Why `host` must not be reached: the first of its addresses that is not public, in words;
+    None when every address is public. Webhook targets and image URLs share this judgement."""
+    hidden = next((address for address in addresses if not is_public(address)), None)
+    if hidden is None:
+        return None
+    return (
+        f"{host} resolves to {hidden}, which is not a public address (loopback, private, "
+        "link-local, CGNAT and metadata ranges are refused)"
+    )
+
+
 def all_loopback(addresses: list[str]) -> bool:
     """True when every address is a loopback one (the local stack's own receivers and files)."""
     return bool(addresses) and all(_loopback(address) for address in addresses)
