@@ -6,8 +6,15 @@ BIN := $(VENV)/bin
 PYTHON312 ?= $(shell PYENV_VERSION=3.12.1 command -v python3.12 2>/dev/null)
 VENV312 := .venv312
 PYTEST := $(BIN)/python -m pytest
+# checkov and the SAM CLI pin libraries the project pins otherwise: each has a venv of its own.
+TOOLS := .venv-tools
+CHECKOV := $(TOOLS)/checkov/bin/checkov
+SAM := $(TOOLS)/sam/bin/sam
+# Nothing they run may reach beyond loopback (checkov looks up its vendor's API otherwise).
+LOOPBACK_ONLY := $(shell unshare -n true 2>/dev/null && echo unshare -n --)
 
-.PHONY: demo test lint lint-types test-unit test-integration test-e2e test-infra test-py312 bench clean
+.PHONY: demo test lint lint-types scan build test-unit test-integration test-e2e test-infra \
+	test-py312 bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +25,9 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/qwen-edit local demo
 
-# Lint first, then every layer of the pyramid in one parallel run, then Python 3.12.
-test: $(BIN)/.installed lint
+# Lint and the template's checks first, then every layer of the pyramid in one parallel run,
+# then Python 3.12.
+test: $(BIN)/.installed lint scan build
 	$(PYTEST)
 	$(MAKE) --no-print-directory test-py312
 
@@ -32,6 +40,28 @@ lint: $(BIN)/.installed lint-types
 lint-types: $(BIN)/.installed
 	$(BIN)/mypy layers/core/qwen_edit functions/*/app.py cli/qwen_edit_cli
 	MYPYPATH=benchmarks $(BIN)/mypy benchmarks
+
+$(TOOLS)/%/.installed: requirements/%.txt
+	rm -rf $(TOOLS)/$*
+	PYENV_VERSION=3.12.1 $(or $(PYTHON312),$(PYTHON)) -m venv $(TOOLS)/$*
+	$(TOOLS)/$*/bin/python -m pip install --quiet --upgrade pip==26.3
+	$(TOOLS)/$*/bin/python -m pip install --quiet --no-deps -r requirements/$*.txt
+	touch $@
+
+# The IaC security scan: fails on any check not fixed or suppressed with a reason in the template.
+scan: $(TOOLS)/checkov/.installed
+	BC_SKIP_MAPPING=TRUE $(LOOPBACK_ONLY) $(CHECKOV) --file template.yaml \
+		--framework cloudformation --skip-download --compact --quiet
+
+# What `sam deploy` ships: the template validated and linted, the layer built for arm64 (Python
+# 3.12 builds it; tests/infra/test_build.py looks inside).
+build: $(TOOLS)/sam/.installed
+	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint
+ifeq ($(PYTHON312),)
+	@echo "Python 3.12 not found: sam build, which needs it, is skipped."
+else
+	SAM_CLI_TELEMETRY=0 PYENV_VERSION=3.12.1 $(SAM) build
+endif
 
 test-unit: $(BIN)/.installed
 	$(PYTEST) -n 0 tests/unit
@@ -68,4 +98,4 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/burst.py
 
 clean:
-	rm -rf $(VENV) $(VENV312) demo-output .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(VENV312) $(TOOLS) .aws-sam demo-output .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -14,11 +14,14 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.models import APIKey, Server
 
+from qwen_edit import runtime
+from qwen_edit.domain.catalog import Capability
 from qwen_edit.domain.errors import BadRequest
 from qwen_edit.entrypoints import request_body
-from qwen_edit.entrypoints.api import catalog, jobs, responses, uploads
-from qwen_edit.entrypoints.api.schemas import error_envelope
+from qwen_edit.entrypoints.api import catalog, contract, jobs, responses, uploads
+from qwen_edit.entrypoints.api.schemas import OpenApiDocument, answers, error_envelope
 from qwen_edit.entrypoints.lambda_handlers import logger
+from qwen_edit.settings import Requests
 
 app = APIGatewayRestResolver(enable_validation=True)
 responses.install(app)
@@ -26,20 +29,39 @@ for routes in (jobs.router, uploads.router, catalog.router):
     app.include_router(routes)
 
 
-@app.get("/openapi.json", summary="This API's OpenAPI document")
+@app.get(
+    "/openapi.json",
+    operation_id="get_openapi",
+    summary="This API's OpenAPI document",
+    responses=answers(200, "this document", OpenApiDocument),
+)
 def openapi() -> Response[str]:
-    return responses.answer(200, json.loads(openapi_document()))
+    settings = runtime.context("api").need(Requests)
+    defaults = {
+        Capability.EDIT: settings.default_model,
+        Capability.TEXT_TO_IMAGE: settings.default_generation_model,
+    }
+    return responses.answer(200, json.loads(openapi_document(defaults)))
 
 
-def openapi_document() -> str:
-    return app.get_openapi_json_schema(
+def openapi_document(default_models: dict[Capability, str] | None = None) -> str:
+    """The document, with the per-model rules of the deployment's default models (the
+    settings' defaults when none are given: docs/openapi.json)."""
+    document = app.get_openapi_schema(
         title="qwen-edit",
         version="1.0.0",
         servers=[Server(url="/v1")],
         description="Durable Qwen image editing and generation (see README.md).",
         security_schemes={"apiKey": APIKey.model_validate({"name": "x-api-key", "in": "header"})},
         security=[{"apiKey": []}],
-    )
+    ).model_dump(mode="json", by_alias=True, exclude_none=True)
+    if default_models is None:
+        fields = Requests.model_fields
+        default_models = {
+            Capability.EDIT: fields["default_model"].default,
+            Capability.TEXT_TO_IMAGE: fields["default_generation_model"].default,
+        }
+    return json.dumps(contract.refine(document, default_models), indent=2)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -396,7 +396,7 @@ def test_manifests_may_not_name_api_tenants_uploads(stack):
     [
         ({"n": True}, "n"),
         ({"seed": False}, "seed"),
-        ({"n": 2.0}, "n"),
+        ({"n": 2.5}, "n"),  # 2.0 is the integer 2, as JSON Schema reads it
         ({"seed": "5"}, "seed"),
         ({"prompt_extend": "yes"}, "prompt_extend"),
         ({"model": ""}, "model"),

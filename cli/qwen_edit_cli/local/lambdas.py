@@ -14,7 +14,7 @@ import sys
 import threading
 import traceback
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -63,6 +63,10 @@ class LambdaDispatcher:
         self.handlers: dict[str, Handler] = {}
         self.invocations: Counter[str] = Counter()
         self._lock = threading.Lock()
+        # One event at a time per function, as in one Lambda instance: handlers keep per-event
+        # state in module globals (the API resolver's current event, the logger's keys), which
+        # separate instances never share, and threads of one process would.
+        self._instances: defaultdict[str, threading.RLock] = defaultdict(threading.RLock)
 
     def register(self, function_name: str, code_dir: Path, handler: str) -> None:
         self.sources[function_name] = (code_dir, handler)
@@ -80,7 +84,9 @@ class LambdaDispatcher:
         handler = self.handler(function_name)
         with self._lock:
             self.invocations[function_name] += 1
-        return handler(event, context)
+            instance = self._instances[function_name]
+        with instance:
+            return handler(event, context)
 
     def invoke(self, function: LambdaFunction, event: Any) -> tuple[str, bool, str]:
         context = FakeLambdaContext(function.function_name, function.function_arn)

@@ -31,6 +31,8 @@ FORMAT_OF_EXTENSION = {
     for ext in (*INPUT_FORMATS, "tif")
 }
 _MAX_BASE64_CHARS = 4 * ((MAX_IMAGE_BYTES + 2) // 3)
+# The longest data URL that can hold a 10 MB image (the longest MIME type's header included).
+MAX_DATA_URL_CHARS = len("data:image/x-ms-bmp;base64,") + _MAX_BASE64_CHARS
 
 
 def png_dimensions(data: bytes) -> tuple[int, int] | None:

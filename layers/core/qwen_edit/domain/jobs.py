@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
 from qwen_edit.domain import keys
 from qwen_edit.domain.catalog import Capability
@@ -138,6 +138,16 @@ class WebhookState(BaseModel):
 
 class JobView(BaseModel):
     """The public shape of a job (API answers, events, webhooks, job.json)."""
+
+    # Fields with defaults are still in every answer: the schema says so (absent ones are None).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "required": [
+                *("id", "kind", "status", "model", "source"),
+                *("created_at", "updated_at", "request", "outputs"),
+            ]
+        }
+    )
 
     id: str
     kind: JobKind

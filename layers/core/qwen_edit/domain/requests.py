@@ -11,7 +11,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from qwen_edit.domain.catalog import (
@@ -30,13 +37,37 @@ from qwen_edit.domain.catalog import (
 )
 from qwen_edit.domain.errors import InvalidRequest
 from qwen_edit.domain.image_headers import ImageRejected
-from qwen_edit.domain.images import ImageRef, InlineImage, UrlImage, parse_image_ref
+from qwen_edit.domain.images import (
+    MAX_DATA_URL_CHARS,
+    MIME_TYPES,
+    ImageRef,
+    InlineImage,
+    UrlImage,
+    parse_image_ref,
+)
 from qwen_edit.domain.provider import ProviderRequest
-from qwen_edit.domain.urls import parse_web_url
+from qwen_edit.domain.urls import MAX_URL_CHARS, parse_web_url, url_pattern
 
+
+def _whole_number(value: Any) -> Any:
+    """JSON's 2.0 is the integer 2 (JSON Schema says so); strict mode alone refuses it."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# Last in an Annotated integer, after its Field bounds (the schema keeps them as minimum/maximum).
+WholeNumber = BeforeValidator(_whole_number)
 MetadataKey = Annotated[str, Field(min_length=1, max_length=64)]
 MetadataValue = Annotated[str, Field(max_length=512)]
 SIZE_PATTERN = r"^[0-9]{1,5}\*[0-9]{1,5}$"  # ASCII digits only; the catalog checks the bounds
+# The shapes the OpenAPI document states (the code checks them, with clearer messages).
+WEBHOOK_URL_PATTERN = url_pattern("https")
+_MIMES = "|".join(sorted({m.removeprefix("image/") for ms in MIME_TYPES.values() for m in ms}))
+_BASE64 = r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"
+IMAGE_SHAPES = [
+    {"pattern": url_pattern("https?"), "maxLength": MAX_URL_CHARS},
+    {"pattern": f"^data:image/(?:{_MIMES});base64,{_BASE64}$", "maxLength": MAX_DATA_URL_CHARS},
+    {"pattern": r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^\x00-\x1f\x7f]+$"},
+]
 # Characters that show nothing: a prompt of only these is blank (besides Unicode's format,
 # control and separator categories, these letters and symbols render as empty space).
 _BLANK_LOOKING = frozenset("\u115f\u1160\u3164\uffa0\u2800")
@@ -54,14 +85,18 @@ class GenerationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     model: str | None = Field(None, min_length=1, max_length=64)
-    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    prompt: str = Field(
+        min_length=1, max_length=MAX_PROMPT_CHARS, json_schema_extra={"pattern": r"\S"}
+    )
     negative_prompt: str | None = Field(None, max_length=MAX_NEGATIVE_PROMPT_CHARS)
-    n: int | None = Field(None, ge=1)
+    n: Annotated[int, Field(ge=1), WholeNumber] | None = None
     size: str | None = Field(None, max_length=11, json_schema_extra={"pattern": SIZE_PATTERN})
-    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX)
+    seed: Annotated[int, Field(ge=SEED_MIN, le=SEED_MAX), WholeNumber] | None = None
     prompt_extend: bool | None = None
     watermark: bool | None = None
-    webhook_url: str | None = Field(None, max_length=2048)
+    webhook_url: str | None = Field(
+        None, max_length=MAX_URL_CHARS, json_schema_extra={"pattern": WEBHOOK_URL_PATTERN}
+    )
     metadata: dict[MetadataKey, MetadataValue] | None = Field(None, max_length=20)
 
     @field_validator("prompt")
@@ -103,7 +138,9 @@ class GenerationRequest(BaseModel):
 class EditRequest(GenerationRequest):
     """An edit request: a generation request plus 1–3 input images."""
 
-    images: list[str] = Field(min_length=1, max_length=MAX_INPUT_IMAGES)
+    images: list[Annotated[str, Field(json_schema_extra={"anyOf": IMAGE_SHAPES})]] = Field(
+        min_length=1, max_length=MAX_INPUT_IMAGES
+    )
 
 
 @dataclass(frozen=True)

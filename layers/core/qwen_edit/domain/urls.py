@@ -11,10 +11,26 @@ spellings are refused or normalized here before any address is judged.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 MAX_URL_CHARS = 2048
+# The shape every accepted URL has, and the OpenAPI document states: an ASCII host name
+# (international names in punycode) or an IP literal, a port of 1 to 65535 without leading
+# zeros, no user name or password, no space, control character or backslash.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = rf"(?:{_LABEL}(?:\.{_LABEL})*\.?|\[[0-9A-Fa-f:.]+\])"
+_PORT = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+_REST = r"(?:[/?#][^\x00-\x20\x7f\\]*)?"
+
+
+def url_pattern(schemes: str) -> str:
+    """The shape of an accepted URL of these schemes (a regular expression alternation)."""
+    return f"^(?:{schemes})://{_HOST}(?::{_PORT})?{_REST}$"
+
+
+_SHAPE = re.compile(url_pattern("https?"))
 
 
 @dataclass(frozen=True)
@@ -41,6 +57,11 @@ def parse_web_url(url: str) -> WebUrl:
     if not host or port == 0:
         raise ValueError("the URL has no host" if not host else "the URL's port is 0")
     _check_host(host)
+    if not _SHAPE.fullmatch(url):
+        raise ValueError(
+            "the URL must be http(s)://host[:port][/path] with an ASCII host name (international "
+            "names in punycode) and no user name or password"
+        )
     return WebUrl(parts.scheme, host, port or (443 if parts.scheme == "https" else 80))
 
 

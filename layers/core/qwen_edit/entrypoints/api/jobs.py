@@ -82,8 +82,9 @@ def _submit(
 
 @router.post(
     "/edits",
+    operation_id="create_edit",
     summary="Create an edit job",
-    responses=answers(202, "accepted; Location names the job", JobView),
+    responses=answers(202, "accepted; Location names the job", JobView, also=(409, 422)),
 )
 def create_edit(
     request: Annotated[EditRequest, Body()], idempotency_key: IdempotencyKey = None
@@ -93,8 +94,9 @@ def create_edit(
 
 @router.post(
     "/generations",
+    operation_id="create_generation",
     summary="Create a text-to-image job",
-    responses=answers(202, "accepted; Location names the job", JobView),
+    responses=answers(202, "accepted; Location names the job", JobView, also=(409, 422)),
 )
 def create_generation(
     request: Annotated[GenerationRequest, Body()], idempotency_key: IdempotencyKey = None
@@ -104,8 +106,9 @@ def create_generation(
 
 @router.get(
     "/jobs/<job_id>",
+    operation_id="get_job",
     summary="Get a job",
-    responses=answers(200, "the job; outputs carry presigned download URLs", JobView),
+    responses=answers(200, "the job; outputs carry presigned download URLs", JobView, also=(404,)),
 )
 def get_job(job_id: str) -> Response[str]:
     ctx = runtime.context("api")
@@ -115,8 +118,9 @@ def get_job(job_id: str) -> Response[str]:
 
 @router.get(
     "/jobs",
+    operation_id="list_jobs",
     summary="List your jobs, newest first",
-    responses=answers(200, "a page of jobs", JobPage),
+    responses=answers(200, "a page of jobs", JobPage, also=(422,)),
 )
 def list_jobs(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -134,8 +138,9 @@ def list_jobs(
 
 @router.post(
     "/jobs/<job_id>/cancel",
+    operation_id="cancel_job",
     summary="Cancel a job that has not finished",
-    responses=answers(200, "the canceled job", JobView),
+    responses=answers(200, "the canceled job", JobView, also=(404, 409)),
 )
 def cancel_job(job_id: str) -> Response[str]:
     ctx = runtime.context("api")

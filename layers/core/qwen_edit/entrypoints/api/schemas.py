@@ -3,15 +3,15 @@ error responses every operation documents. The OpenAPI document is generated fro
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from qwen_edit.domain.catalog import MAX_IMAGE_BYTES
+from qwen_edit.domain.catalog import MAX_IMAGE_BYTES, Capability, Endpoint, Provider, SizeRule
 from qwen_edit.domain.images import MIME_TYPES
 from qwen_edit.domain.jobs import JobView
-from qwen_edit.domain.requests import GenerationRequest
+from qwen_edit.domain.requests import GenerationRequest, WholeNumber
 
 IMAGE_TYPES = tuple(sorted({mime for mimes in MIME_TYPES.values() for mime in mimes}))
 ImageType = Literal[IMAGE_TYPES]  # type: ignore[valid-type]  # built from the one MIME table
@@ -21,10 +21,8 @@ class UploadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     content_type: ImageType = Field(description="the image's MIME type")
-    content_length: int | None = Field(
+    content_length: Annotated[int, Field(ge=1, le=MAX_IMAGE_BYTES), WholeNumber] | None = Field(
         None,
-        ge=1,
-        le=MAX_IMAGE_BYTES,
         description="the exact size in bytes; when given, S3 refuses any other size",
     )
 
@@ -34,6 +32,50 @@ class Upload(BaseModel):
     headers: dict[str, str]
     image: str = Field(description="pass this s3:// reference in `images`")
     expires_at: str
+
+
+class Bounds(BaseModel):
+    min: int
+    max: int
+
+
+class SizeBounds(BaseModel):
+    rule: SizeRule
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+    min_side: int | None = None
+    max_side: int | None = None
+
+
+class ModelDescription(BaseModel):
+    """One model of the catalog and its limits (GET /v1/models)."""
+
+    id: str
+    family: str
+    provider: Provider
+    capabilities: list[Capability]
+    endpoint: Endpoint
+    is_async: bool = Field(alias="async")
+    input_images: Bounds
+    n: Bounds
+    size: SizeBounds
+    prompt_max_chars: int
+    negative_prompt_max_chars: int
+    seed: Bounds
+    rate_limit: str = Field(description="calls per second or minute, per model family")
+    max_concurrent_tasks: int | None
+
+
+class ModelCatalog(BaseModel):
+    models: list[ModelDescription]
+
+
+class OpenApiDocument(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    openapi: str
+    info: dict[str, Any]
+    paths: dict[str, Any]
 
 
 class JobPage(BaseModel):
@@ -70,20 +112,27 @@ def _documented(description: str, model: type[BaseModel]) -> OpenAPIResponse:
     return {"description": description, "content": {"application/json": {"model": model}}}
 
 
-ERRORS: dict[int, OpenAPIResponse] = {
-    status: _documented(description, ErrorEnvelope)
-    for status, description in [
-        (400, "the body is not JSON this API can read"),
-        (401, "missing or unknown API key"),
-        (404, "no such job for this API key"),
-        (409, "conflict: finished job, or Idempotency-Key reuse"),
-        (413, "body over the size limit"),
-        (422, "a field breaks a rule; `details` names each"),
-        (429, "throttled by the usage plan"),
-    ]
+ERROR_STATUSES = {
+    400: "the request is not one this API can read (a body that is not JSON, for one)",
+    401: "missing or unknown API key",
+    403: "this API key may not call this route",
+    404: "no such job for this API key",
+    409: "conflict: the job has finished, or the Idempotency-Key was used with another body",
+    413: "the request is over API Gateway's 10 MB",
+    422: "a field breaks a rule; `details` names each field and rule",
+    429: "throttled by the usage plan, or its quota is used up",
+    500: "the service failed; retry later",
 }
+# What API Gateway itself may answer on any route (template.yaml's GatewayResponses).
+GATEWAY_STATUSES = (400, 401, 403, 413, 429, 500)
 
 
-def answers(status: int, description: str, model: type[BaseModel]) -> dict[int, OpenAPIResponse]:
-    """The success answer of an operation, and the errors."""
-    return {status: _documented(description, model), **ERRORS}
+def answers(
+    status: int, description: str, model: type[BaseModel], *, also: tuple[int, ...] = ()
+) -> dict[int, OpenAPIResponse]:
+    """An operation's success answer, API Gateway's refusals, and its own errors (`also`)."""
+    errors = sorted({*GATEWAY_STATUSES, *also})
+    return {
+        status: _documented(description, model),
+        **{code: _documented(ERROR_STATUSES[code], ErrorEnvelope) for code in errors},
+    }

@@ -19,9 +19,13 @@ router = Router()  # type: ignore[no-untyped-call]  # Powertools leaves __init__
 
 @router.post(
     "/uploads",
+    operation_id="create_upload",
     summary="A presigned PUT for one input image",
     responses=answers(
-        201, "PUT the bytes to upload_url with these headers, then pass image", Upload
+        201,
+        "PUT the bytes to upload_url with these headers, then pass image",
+        Upload,
+        also=(422,),
     ),
 )
 def create_upload(request: Annotated[UploadRequest, Body()]) -> Response[str]:

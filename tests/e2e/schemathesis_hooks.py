@@ -1,0 +1,66 @@
+"""Schemathesis hooks for the contract test: the rules no schema can state.
+
+The OpenAPI document states every rule a schema can (contract.py), and names the rest in the
+request schemas' description (contract.UNSTATED): they need the image bytes, storage, DNS or a
+product of two numbers. A generated request that is schema-valid and still breaks one of them is
+rightly answered 422, so the *positive* cases are kept clear of exactly these rules, and only
+these; negative cases go out as generated.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import schemathesis
+
+from qwen_edit.domain.catalog import PIXELS_MAX, PIXELS_MIN, SizeRule, get_model, parse_size
+from qwen_edit.domain.requests import is_blank
+from qwen_edit.settings import Requests
+from qwen_edit_cli.local.samples import data_url
+
+# A real image: inline bytes, an upload of this key and a public URL are all beyond a schema.
+SAMPLE_IMAGE = data_url("png", (64, 64))
+# A webhook receiver must resolve to public addresses; offline, the local stack's loopback is the
+# only receiver it takes (nothing listens on the discard port: deliveries fail, jobs do not).
+LOOPBACK_RECEIVER = "http://127.0.0.1:9/schemathesis"
+_DEFAULT_MODEL = {
+    "/edits": Requests.model_fields["default_model"].default,
+    "/generations": Requests.model_fields["default_generation_model"].default,
+}
+
+
+def _positive(case: Any) -> bool:
+    return case.meta is not None and case.meta.generation.mode.is_positive
+
+
+@schemathesis.hook
+def map_case(context: Any, case: Any) -> Any:
+    if not _positive(case):
+        return case
+    if isinstance(case.query, dict):
+        case.query.pop("cursor", None)  # a cursor must be one this API gave out
+    body = case.body
+    if isinstance(body, dict):
+        if isinstance(body.get("images"), list):
+            body["images"] = [SAMPLE_IMAGE] * len(body["images"])
+        if isinstance(body.get("webhook_url"), str):
+            body["webhook_url"] = LOOPBACK_RECEIVER
+    return case
+
+
+@schemathesis.hook
+def filter_case(context: Any, case: Any) -> bool:
+    body = case.body
+    if not _positive(case) or not isinstance(body, dict) or case.path not in _DEFAULT_MODEL:
+        return True
+    if isinstance(body.get("prompt"), str) and is_blank(body["prompt"]):
+        return False  # only invisible characters: no pattern without \p{...} classes says so
+    return _within_pixel_bounds(body.get("model") or _DEFAULT_MODEL[case.path], body.get("size"))
+
+
+def _within_pixel_bounds(model: str, size: Any) -> bool:
+    """A size of a model whose bound is on width*height, a product no pattern can state."""
+    dims = parse_size(size) if isinstance(size, str) else None
+    if dims is None or get_model(model).size_rule is SizeRule.EACH_SIDE:
+        return True
+    return PIXELS_MIN <= dims[0] * dims[1] <= PIXELS_MAX
