@@ -10,6 +10,8 @@ import json
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +56,14 @@ class ServedProcess:
     def tail(self, lines: int = 40) -> str:
         text = self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+@contextmanager
+def serving(command: list[str], workdir: Path) -> Iterator[dict[str, Any]]:
+    """The command started, its ready document while it runs, and a clean stop after."""
+    server = ServedProcess(command, workdir)
+    ready = server.start()
+    try:
+        yield ready
+    finally:
+        server.stop()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from loopback_only import inside, outside, rerun_in_namespace
 
-from processes import ServedProcess
+from processes import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -29,12 +29,8 @@ SERVE = [
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    server = ServedProcess(SERVE, tmp_path_factory.mktemp("serve"))
-    ready = server.start()
-    try:
+    with serving(SERVE, tmp_path_factory.mktemp("serve")) as ready:
         yield ready
-    finally:
-        server.stop()
 
 
 @outside

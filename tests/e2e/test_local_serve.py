@@ -19,7 +19,7 @@ import pytest
 
 from qwen_edit_cli.local.samples import data_url, image_bytes, png_size
 
-from processes import ServedProcess
+from processes import ServedProcess, serving
 
 KEY_A, KEY_B = "qe-test-tenant-a", "qe-test-tenant-b"
 
@@ -43,12 +43,8 @@ SERVE = [
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    server = ServedProcess(SERVE, tmp_path_factory.mktemp("serve"))
-    ready = server.start()
-    try:
+    with serving(SERVE, tmp_path_factory.mktemp("serve")) as ready:
         yield ready
-    finally:
-        server.stop()
 
 
 def cli(served, *args, key=KEY_A):
