@@ -43,11 +43,13 @@ def test_schemathesis_finds_nothing(served):
     # Every check but `unsupported_method`: API Gateway itself answers methods a resource does
     # not declare (403 MissingAuthenticationToken, as 404 NotFound in our envelope), not the API.
     # The seed is fixed so that a run is reproducible; `st run` without it explores further.
+    # One worker: Python 3.11's ast module can fail ("recursion depth mismatch") when
+    # Hypothesis describes strategies in two threads at once, an error of the tool, not the API.
     command = [
         *(str(BIN / "st"), "run", str(ROOT / "docs" / "openapi.json")),
         *("--url", served["api_url"], "-H", f"x-api-key: {KEY}"),
         *("--checks", "all", "--exclude-checks", "unsupported_method"),
-        *("--max-examples", "40", "--seed", "20261126", "--workers", "2"),
+        *("--max-examples", "40", "--seed", "20261126", "--workers", "1"),
     ]
     env = {
         **os.environ,
