@@ -330,19 +330,36 @@ def test_catalog_rate_limit_two_per_minute(client, emulator):
     assert error.code == "Throttling.RateQuota"
 
 
-def test_timeouts_and_unreachable_hosts_are_retryable():
-    def time_out(request):
-        raise httpx.ReadTimeout("slow", request=request)
+@pytest.mark.parametrize(
+    "failure, code, outcome_unknown",
+    [
+        (httpx.ReadTimeout, "RequestTimeout", True),  # sent: the provider may have it
+        (httpx.WriteTimeout, "RequestTimeout", True),
+        (httpx.RemoteProtocolError, "ConnectionError", True),
+        (httpx.ConnectTimeout, "ConnectionError", False),  # nothing left this machine
+        (httpx.ConnectError, "ConnectionError", False),
+        (httpx.PoolTimeout, "ConnectionError", False),
+    ],
+)
+def test_failures_without_an_answer_are_retryable_and_say_whether_the_call_left(
+    failure, code, outcome_unknown
+):
+    def fail(request):
+        raise failure("no answer", request=request)
 
     error = provider_error(
-        lambda: DashScopeClient("k", transport=httpx.MockTransport(time_out)).submit(
+        lambda: DashScopeClient("k", transport=httpx.MockTransport(fail)).submit(
             edit_call(), asynchronous=False
         )
     )
-    assert (error.code, error.retryable, error.http_status) == ("RequestTimeout", True, None)
+    assert (error.code, error.retryable, error.http_status) == (code, True, None)
+    assert error.outcome_unknown is outcome_unknown
+
+
+def test_an_unreachable_host_is_retryable_and_was_never_reached():
     closed = DashScopeClient("k", base_url="http://127.0.0.1:9/api/v1")
     error = provider_error(lambda: closed.fetch("t"))
-    assert (error.code, error.retryable) == ("ConnectionError", True)
+    assert (error.code, error.retryable, error.outcome_unknown) == ("ConnectionError", True, False)
 
 
 def test_gateway_pages_without_json_are_classed_by_status():

@@ -17,12 +17,13 @@ from qwen_edit.domain.errors import (
     JobConflict,
     JobFailed,
     NotAdmitted,
+    ProviderOutcomeUnknown,
     ProviderRetryable,
     QwenEditError,
     TaskPending,
 )
-from qwen_edit.domain.jobs import Job, JobStatus, OutputTarget, now_utc
-from qwen_edit.domain.provider import TaskStatus
+from qwen_edit.domain.jobs import Job, JobStatus, OutputTarget, ProviderCall, now_utc
+from qwen_edit.domain.provider import ProviderError, TaskStatus
 
 from .fakes import Fakes, a_job, fake_context, http_error, present, succeeded, task
 
@@ -166,6 +167,48 @@ def test_a_final_provider_error_fails_the_job_with_the_providers_code(
     with pytest.raises(JobFailed) as failed:
         workflow.submit(ctx, state(job))
     assert (failed.value.code, failed.value.message) == ("DataInspectionFailed", "inappropriate")
+
+
+@pytest.mark.parametrize("code", ["RequestTimeout", "ConnectionError"])
+def test_a_call_whose_answer_was_lost_is_never_sent_again(
+    ctx: Context, fakes: Fakes, code: str
+) -> None:
+    job = queued(fakes)
+    fakes.provider.submits.append(ProviderError(code, "x", retryable=True, outcome_unknown=True))
+    with pytest.raises(ProviderOutcomeUnknown, match="not sent again"):
+        workflow.submit(ctx, state(job))
+    assert fakes.provider.calls == 1
+    call = present(fakes.jobs.get(job.id).provider_call)
+    assert (call.attempt, call.answered) == (0, False)  # the job's record says so
+
+
+def test_a_call_that_never_left_is_retried(ctx: Context, fakes: Fakes) -> None:
+    job = queued(fakes)
+    fakes.provider.submits.append(ProviderError("ConnectionError", "refused", retryable=True))
+    with pytest.raises(ProviderRetryable):
+        workflow.submit(ctx, state(job))
+
+
+def test_submit_run_again_after_a_crash_does_not_call_again(ctx: Context, fakes: Fakes) -> None:
+    job = queued(fakes)
+    admitted = state(job, admission=Admission(at=now_utc(), attempt=3))
+    sent = ProviderCall(attempt=3, sent_at=now_utc())  # written, then the Lambda died
+    fakes.jobs.update(job.id, now_utc(), provider_call=sent)
+    with pytest.raises(ProviderOutcomeUnknown, match="ran again after a crash"):
+        workflow.submit(ctx, admitted)
+    assert fakes.provider.calls == 0
+
+
+def test_each_attempt_calls_once_and_records_the_answer(ctx: Context, fakes: Fakes) -> None:
+    job = queued(fakes)
+    fakes.provider.submits.append(http_error(429, "Throttling.RateQuota"))
+    first = state(job, admission=Admission(at=now_utc(), attempt=0))
+    with pytest.raises(ProviderRetryable):
+        workflow.submit(ctx, first)
+    assert present(fakes.jobs.get(job.id).provider_call).answered
+    workflow.submit(ctx, state(job, admission=Admission(at=now_utc(), attempt=1)))
+    assert fakes.provider.calls == 2
+    assert present(fakes.jobs.get(job.id).provider_call).attempt == 1
 
 
 def test_submit_goes_back_to_admit_when_the_call_slot_is_far(

@@ -80,18 +80,30 @@ class ProviderHttp:
     def _send(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
             return client.request(method, url, **kwargs)
-        except httpx.TimeoutException as error:
-            raise ProviderError(
-                "RequestTimeout",
-                f"the provider did not answer in time ({type(error).__name__})",
-                retryable=True,
-            ) from None
-        except httpx.TransportError as error:
+        except _NOT_SENT as error:
             raise ProviderError(
                 "ConnectionError",
                 f"could not reach the provider ({type(error).__name__})",
                 retryable=True,
             ) from None
+        except httpx.TimeoutException as error:
+            raise ProviderError(
+                "RequestTimeout",
+                f"the provider did not answer in time ({type(error).__name__})",
+                retryable=True,
+                outcome_unknown=True,
+            ) from None
+        except httpx.TransportError as error:
+            raise ProviderError(
+                "ConnectionError",
+                f"the connection failed before the provider answered ({type(error).__name__})",
+                retryable=True,
+                outcome_unknown=True,
+            ) from None
+
+
+# Failures before a byte of the request left: the provider cannot have seen it.
+_NOT_SENT = (httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ConnectError, httpx.UnsupportedProtocol)
 
 
 def _json_or_empty(response: httpx.Response) -> dict[str, Any]:

@@ -21,12 +21,21 @@ from qwen_edit.domain.errors import (
     JobConflict,
     JobFailed,
     NotAdmitted,
+    ProviderOutcomeUnknown,
     ProviderRetryable,
     TaskPending,
     failure_of,
 )
 from qwen_edit.domain.images import ImageRef, S3Image, png_dimensions
-from qwen_edit.domain.jobs import Job, JobError, JobOutput, JobStatus, ProviderInfo, now_utc
+from qwen_edit.domain.jobs import (
+    Job,
+    JobError,
+    JobOutput,
+    JobStatus,
+    ProviderCall,
+    ProviderInfo,
+    now_utc,
+)
 from qwen_edit.domain.provider import ProviderError, ProviderTask, TaskStatus, Usage
 from qwen_edit.domain.requests import direct_url, parse_request
 from qwen_edit.settings import Buckets, Limits, ProviderAccess
@@ -34,6 +43,10 @@ from qwen_edit.settings import Buckets, Limits, ProviderAccess
 logger = Logger(child=True)
 PRESIGNED_INPUT_SECONDS = 3600  # how long the provider may take to fetch an s3:// input
 MAX_SLEEP_FOR_SLOT = 3.0  # longer gaps go back to Admit instead of idling in the Lambda
+OUTCOME_UNKNOWN = (
+    "the provider may have received the call but its answer was lost; it is not sent again, "
+    "so as not to create (and pay for) a second task: submit the job anew if you need it"
+)
 
 
 class Admission(BaseModel):
@@ -124,12 +137,29 @@ def submit(ctx: Context, state: WorkflowState) -> Submission:
     valid = parse_request(job.kind.capability, job.request, default_model=job.model)
     call = valid.to_provider(lambda ref: _readable_url(ctx, ref))
     provider = ctx.provider(spec.provider)  # before the claim: building it may take a while
+    attempt = state.admission.attempt if state.admission else 0
+    if (
+        job.provider_call
+        and job.provider_call.attempt == attempt
+        and not job.provider_call.answered
+    ):
+        raise ProviderOutcomeUnknown(f"{OUTCOME_UNKNOWN}: this step ran again after a crash")
     _claim_call(ctx, spec)
+    sent = ProviderCall(attempt=attempt, sent_at=now_utc())
+    ctx.jobs.update(job.id, sent.sent_at, provider_call=sent)
     try:
         task = provider.submit(call, asynchronous=spec.is_async)
     except ProviderError as error:
+        if error.outcome_unknown:
+            raise ProviderOutcomeUnknown(f"{OUTCOME_UNKNOWN}: {error.message}") from None
+        ctx.jobs.update(job.id, now_utc(), provider_call=sent.model_copy(update={"answered": True}))
         raise _provider_error(error) from None
-    ctx.jobs.update(job.id, now_utc(), provider=_provider_info(ctx, spec, task))
+    ctx.jobs.update(
+        job.id,
+        now_utc(),
+        provider=_provider_info(ctx, spec, task),
+        provider_call=sent.model_copy(update={"answered": True}),
+    )
     logger.info("submitted", extra={"job_id": job.id, "model": spec.id, "task_id": task.task_id})
     if task.status.is_final:
         return _final_result(task)

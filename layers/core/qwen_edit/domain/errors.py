@@ -97,6 +97,14 @@ class DeadlineExceeded(JobFailed):
     code = "DeadlineExceeded"
 
 
+class ProviderOutcomeUnknown(JobFailed):
+    """A provider call may have reached the provider, and its answer is lost (a timeout after
+    the request was sent, or a crash before the answer was recorded). Sending it again could
+    create a second task and a second charge, so the job fails instead (the one policy)."""
+
+    code = "ProviderOutcomeUnknown"
+
+
 def failure_of(error_name: str, cause: str | None) -> tuple[str, str]:
     """(code, message) of a workflow failure from the Catch's Error and Cause.
 

@@ -167,12 +167,22 @@ class JobView(BaseModel):
     webhook: WebhookState | None = None
 
 
+class ProviderCall(BaseModel):
+    """The job's latest provider call, written before it is sent: a step that finds its own
+    call unanswered knows an earlier run sent it and crashed (at most one call per attempt)."""
+
+    attempt: int  # the workflow's admission attempt that made it
+    sent_at: Timestamp
+    answered: bool = False
+
+
 class Job(JobView):
     """The record: the public view, plus whose it is, when it must end, where results go."""
 
     tenant: str
     deadline_at: Timestamp
     output: OutputTarget
+    provider_call: ProviderCall | None = None
 
     def public(self) -> dict[str, Any]:
         """The job as clients see it (SPEC §3): no tenant, no internal routing."""

@@ -52,6 +52,7 @@ class ProviderError(Exception):
         http_status: int | None = None,
         request_id: str | None = None,
         retryable: bool = False,
+        outcome_unknown: bool = False,
     ):
         message = redact(message)  # providers echo the presigned URLs they were given
         super().__init__(f"{code}: {message}")
@@ -60,6 +61,9 @@ class ProviderError(Exception):
         self.http_status = http_status
         self.request_id = request_id
         self.retryable = retryable
+        # No answer, though the request may have reached the provider: harmless to repeat for a
+        # read, a possible second charge for a call that creates a task or an image.
+        self.outcome_unknown = outcome_unknown
 
     @classmethod
     def from_http(
