@@ -57,6 +57,42 @@ def test_claims_refuse_the_third_call_in_a_window():
     assert wait == 0 and calls == [10.1, 10.0 + WINDOW]
 
 
+def test_next_call_is_when_the_log_frees_and_books_nothing():
+    assert admission.next_call([], TWO_PER_SECOND, 5.0) == 5.0
+    calls = [10.0, 10.1]
+    assert admission.next_call(calls, TWO_PER_SECOND, 10.2) == pytest.approx(10.0 + WINDOW)
+    assert admission.next_call(calls, TWO_PER_SECOND, 20.0) == 20.0
+
+
+def test_the_margin_is_added_once_per_window_not_as_a_share():
+    per_minute = RateLimit(2, 60)
+    assert admission.spacing(per_minute) == pytest.approx(60 + admission.DEFAULT_MARGIN_SECONDS)
+
+
+def test_a_rate_quota_429_slows_the_pace_once_and_it_recovers_with_time():
+    limit = RateLimit(2, 60)
+    pace = admission.Pace()
+    slowed = pace.slowed(limit, sent_at=100.0, now=101.0)
+    assert slowed.share(limit, 101.0) == pytest.approx(admission.DECREASE)
+    # 429s to calls sent before the slowdown tell nothing new; one sent after does.
+    assert slowed.slowed(limit, sent_at=99.0, now=102.0) is slowed
+    assert slowed.slowed(limit, sent_at=101.5, now=110.0).base < slowed.base
+    # Back to the full rate after (1 - DECREASE) / RECOVERY windows of time, never above it.
+    windows = (1 - admission.DECREASE) / admission.RECOVERY
+    assert slowed.share(limit, 101.0 + windows * 60) == pytest.approx(1.0)
+    assert slowed.share(limit, 101.0 + 10 * windows * 60) == 1.0
+    # A slower pace spreads reservations wider.
+    slot, _ = admission.reserve([100.0, 100.0], limit, 101.0, pace=slowed)
+    assert slot == pytest.approx(100 + 60 / admission.DECREASE + admission.DEFAULT_MARGIN_SECONDS)
+
+
+def test_the_pace_never_drops_below_its_floor():
+    limit, pace = TWO_PER_SECOND, admission.Pace()
+    for second in range(1, 60):
+        pace = pace.slowed(limit, sent_at=second - 0.5, now=float(second))
+    assert pace.share(limit, 59.0) >= admission.MIN_SHARE
+
+
 def test_backoff_is_bounded_full_jitter():
     rng = random.Random(1)
     assert admission.backoff_seconds(0) == 0
@@ -79,6 +115,18 @@ def test_store_reserves_and_claims(limits):
     assert limits.claim_call("fam", TWO_PER_SECOND, 50.0) == 0
     assert limits.claim_call("fam", TWO_PER_SECOND, 50.2) == pytest.approx(WINDOW - 0.2)
     assert limits.claim_call("other", TWO_PER_SECOND, 50.2) == 0  # families are separate
+
+
+def test_store_slows_the_pace_and_tells_when_the_next_call_may_go(limits):
+    assert limits.next_call_at("fam", TWO_PER_SECOND, 50.0) == 50.0
+    limits.claim_call("fam", TWO_PER_SECOND, 50.0)
+    limits.claim_call("fam", TWO_PER_SECOND, 50.1)
+    assert limits.next_call_at("fam", TWO_PER_SECOND, 50.2) == pytest.approx(50.0 + WINDOW)
+    limits.throttled("fam", TWO_PER_SECOND, sent_at=50.1, now=50.2)
+    limits.throttled("fam", TWO_PER_SECOND, sent_at=50.0, now=50.3)  # from before: no news
+    slower = 50.0 + admission.spacing(TWO_PER_SECOND, share=admission.DECREASE)
+    assert limits.next_call_at("fam", TWO_PER_SECOND, 50.3) == pytest.approx(slower, abs=0.01)
+    assert limits.next_call_at("other", TWO_PER_SECOND, 50.3) == 50.3
 
 
 def test_concurrent_reservations_stay_within_the_limit(limits):

@@ -212,18 +212,29 @@ class FakeLimitStore:
         self.reservations: dict[str, list[float]] = {}
         self.calls: dict[str, list[float]] = {}
         self.leases: dict[str, dict[str, float]] = {}
+        self.paces: dict[str, admission.Pace] = {}
         self.released: list[tuple[str, str]] = []
 
     def reserve(self, family: str, limit: RateLimit, now: float) -> float:
-        slot, kept = admission.reserve(self.reservations.get(family, []), limit, now, self.margin)
-        self.reservations[family] = kept
+        pace = self.paces.get(family, admission.Pace())
+        recent = self.reservations.get(family, [])
+        slot, self.reservations[family] = admission.reserve(recent, limit, now, self.margin, pace)
         return slot
 
     def claim_call(self, family: str, limit: RateLimit, now: float) -> float:
-        wait, calls = admission.claim(self.calls.get(family, []), limit, now, self.margin)
+        pace = self.paces.get(family, admission.Pace())
+        wait, calls = admission.claim(self.calls.get(family, []), limit, now, self.margin, pace)
         if wait == 0:
             self.calls[family] = calls
         return wait
+
+    def next_call_at(self, family: str, limit: RateLimit, now: float) -> float:
+        pace = self.paces.get(family, admission.Pace())
+        return admission.next_call(self.calls.get(family, []), limit, now, self.margin, pace)
+
+    def throttled(self, family: str, limit: RateLimit, sent_at: float, now: float) -> None:
+        pace = self.paces.get(family, admission.Pace())
+        self.paces[family] = pace.slowed(limit, sent_at, now)
 
     def acquire_lease(
         self, family: str, holder: str, max_holders: int, until: float, now: float

@@ -11,7 +11,8 @@ import pytest
 from qwen_edit.app import workflow
 from qwen_edit.app.workflow import Admission, Failure, Submission, WorkflowState
 from qwen_edit.context import Context
-from qwen_edit.domain.catalog import Capability
+from qwen_edit.domain import admission
+from qwen_edit.domain.catalog import Capability, RateLimit
 from qwen_edit.domain.errors import (
     DeadlineExceeded,
     JobConflict,
@@ -73,6 +74,23 @@ def test_admit_counts_only_provider_calls_that_said_later(ctx: Context, fakes: F
     # Admit's own Retry repeats its input: a failure of another kind is not a provider call.
     same = workflow.admit(ctx, state(job, admission=earlier, failure=caught(NotAdmitted("full"))))
     assert same.provider_attempts == 2
+
+
+def test_a_job_back_from_submit_keeps_its_place_instead_of_booking_at_the_tail(
+    ctx: Context, fakes: Fakes
+) -> None:
+    family = "qwen-image-edit-plus"
+    for _ in range(20):  # a burst booked the next 10 windows
+        fakes.limits.reserve(family, RateLimit(2, 1), now_utc().timestamp())
+    job = queued(fakes)
+    booked = list(fakes.limits.reservations[family])
+    earlier = Admission(at=now_utc(), attempt=0)
+    missed = workflow.admit(ctx, state(job, admission=earlier, failure=caught(NotAdmitted("x"))))
+    assert abs((missed.at - now_utc()).total_seconds()) < 2  # the call log is free now
+    assert fakes.limits.reservations[family] == booked  # and it booked nothing
+    retry = caught(ProviderRetryable("busy", code="Throttling"))
+    again = workflow.admit(ctx, state(job, admission=earlier, failure=retry))
+    assert (again.at - now_utc()).total_seconds() < admission.BACKOFF_BASE_SECONDS + 1
 
 
 def test_admit_gives_up_at_max_provider_attempts_with_the_last_error() -> None:
@@ -197,6 +215,17 @@ def test_submit_run_again_after_a_crash_does_not_call_again(ctx: Context, fakes:
     with pytest.raises(ProviderOutcomeUnknown, match="ran again after a crash"):
         workflow.submit(ctx, admitted)
     assert fakes.provider.calls == 0
+
+
+@pytest.mark.parametrize("code, slows", [("Throttling.RateQuota", True), ("Throttling", False)])
+def test_only_a_rate_quota_429_slows_the_pace(
+    ctx: Context, fakes: Fakes, code: str, slows: bool
+) -> None:
+    job = queued(fakes)
+    fakes.provider.submits.append(http_error(429, code))
+    with pytest.raises(ProviderRetryable):
+        workflow.submit(ctx, state(job))
+    assert ("qwen-image-edit-plus" in fakes.limits.paces) is slows
 
 
 def test_each_attempt_calls_once_and_records_the_answer(ctx: Context, fakes: Fakes) -> None:

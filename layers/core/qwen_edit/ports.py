@@ -41,6 +41,12 @@ class LimitStore(Protocol):
     def claim_call(self, family: str, limit: RateLimit, now: float) -> float:
         """Record a call at `now` if the limit allows it (0.0), else the seconds to wait."""
 
+    def next_call_at(self, family: str, limit: RateLimit, now: float) -> float:
+        """When the call log next lets a call out (≥ now); it books nothing."""
+
+    def throttled(self, family: str, limit: RateLimit, sent_at: float, now: float) -> None:
+        """The provider refused the call sent at `sent_at` for its rate quota: slow the pace."""
+
     def acquire_lease(
         self, family: str, holder: str, max_holders: int, until: float, now: float
     ) -> bool:

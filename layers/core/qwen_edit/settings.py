@@ -13,7 +13,7 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from qwen_edit.domain import keys
+from qwen_edit.domain import admission, keys
 from qwen_edit.domain.provider import Region
 
 
@@ -95,7 +95,11 @@ class Requests(Buckets, Loopback):
 
 class Limits(Env):
     limits_table: str = Field(alias="LIMITS_TABLE", min_length=1)
-    admission_margin_seconds: float = Field(0.1, alias="ADMISSION_MARGIN_SECONDS", ge=0)
+    # Added to each family's rate window: twice the clock skew between Lambdas, plus the spread
+    # of call latency (domain/admission.py derives the default).
+    admission_margin_seconds: float = Field(
+        admission.DEFAULT_MARGIN_SECONDS, alias="ADMISSION_MARGIN_SECONDS", ge=0
+    )
     # A job gives up after this many provider calls that failed with "try later" (429, 5xx,
     # timeouts, dropped connections), failing with the last error.
     max_provider_attempts: int = Field(10, alias="MAX_PROVIDER_ATTEMPTS", ge=1, le=100)

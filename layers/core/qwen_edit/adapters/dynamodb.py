@@ -219,9 +219,14 @@ class DynamoJobStore:
         )
 
 
+def _pace_of(state: State) -> admission.Pace:
+    return admission.Pace(float(state.get("base", 1.0)), float(state.get("slowed_at", 0.0)))
+
+
 class DynamoLimitStore:
     """One item per family and kind: RATE#<family> (reservations), CALLS#<family> (actual
-    calls), LEASES#<family> (async task places), each with a `version`.
+    calls), PACE#<family> (the share of the catalog rate in use), LEASES#<family> (async task
+    places), each with a `version`.
     Every change is a read-modify-write guarded by `version`."""
 
     ATTEMPTS = 40
@@ -237,18 +242,44 @@ class DynamoLimitStore:
         self.margin = margin_seconds
 
     def reserve(self, family: str, limit: RateLimit, now: float) -> float:
+        pace = self._pace(family)
+
         def change(state: State) -> tuple[State, float]:
-            slot, kept = admission.reserve(state.get("times", []), limit, now, self.margin)
+            slot, kept = admission.reserve(state.get("times", []), limit, now, self.margin, pace)
             return {"times": kept}, slot
 
         return self._change(f"RATE#{family}", change)
 
     def claim_call(self, family: str, limit: RateLimit, now: float) -> float:
+        pace = self._pace(family)
+
         def change(state: State) -> tuple[State | None, float]:
-            wait, calls = admission.claim(state.get("times", []), limit, now, self.margin)
+            wait, calls = admission.claim(state.get("times", []), limit, now, self.margin, pace)
             return ({"times": calls} if wait == 0 else None), wait
 
         return self._change(f"CALLS#{family}", change)
+
+    def next_call_at(self, family: str, limit: RateLimit, now: float) -> float:
+        pace = self._pace(family)
+        item = self.client.get_item(
+            TableName=self.table, Key={"pk": {"S": f"CALLS#{family}"}}, ConsistentRead=True
+        ).get("Item", {})
+        calls = _from_dynamo(item["times"]) if "times" in item else []
+        return admission.next_call(calls, limit, now, self.margin, pace)
+
+    def throttled(self, family: str, limit: RateLimit, sent_at: float, now: float) -> None:
+        def change(state: State) -> tuple[State | None, None]:
+            pace = _pace_of(state)
+            slowed = pace.slowed(limit, sent_at, now)
+            return (None if slowed == pace else vars(slowed)), None
+
+        self._change(f"PACE#{family}", change)
+
+    def _pace(self, family: str) -> admission.Pace:
+        item = self.client.get_item(
+            TableName=self.table, Key={"pk": {"S": f"PACE#{family}"}}, ConsistentRead=True
+        ).get("Item", {})
+        return _pace_of({k: _from_dynamo(v) for k, v in item.items()})
 
     def acquire_lease(
         self, family: str, holder: str, max_holders: int, until: float, now: float

@@ -36,7 +36,13 @@ from qwen_edit.domain.jobs import (
     ProviderInfo,
     now_utc,
 )
-from qwen_edit.domain.provider import ProviderError, ProviderTask, TaskStatus, Usage
+from qwen_edit.domain.provider import (
+    RATE_QUOTA_CODE,
+    ProviderError,
+    ProviderTask,
+    TaskStatus,
+    Usage,
+)
 from qwen_edit.domain.requests import direct_url, parse_request
 from qwen_edit.settings import Buckets, Limits, ProviderAccess
 
@@ -111,9 +117,14 @@ def admit(ctx: Context, state: WorkflowState) -> Admission:
         spec.family, job.id, spec.max_concurrent_tasks, job.deadline_at.timestamp(), now
     ):
         raise NotAdmitted(f"{spec.family} already runs {spec.max_concurrent_tasks} tasks")
-    slot = ctx.limits.reserve(
-        spec.family, spec.rate_limit, now + admission.backoff_seconds(attempt)
-    )
+    if state.admission is None:  # a new job books a slot: a burst leaves at the provider's pace
+        slot = ctx.limits.reserve(spec.family, spec.rate_limit, now)
+    else:
+        # Back from Submit: it keeps its place, at the next moment the call log frees, not at
+        # the tail. A provider failure also backs off (jittered, growing with each failed
+        # call); a missed slot does not: it was no failure.
+        delay = admission.backoff_seconds(provider_attempts) if _failed_call(state) else 0.0
+        slot = max(now + delay, ctx.limits.next_call_at(spec.family, spec.rate_limit, now))
     _check_deadline(job, slot)
     return Admission(
         at=datetime.fromtimestamp(slot, UTC), attempt=attempt, provider_attempts=provider_attempts
@@ -122,8 +133,12 @@ def admit(ctx: Context, state: WorkflowState) -> Admission:
 
 def _provider_attempts(state: WorkflowState) -> int:
     earlier = state.admission.provider_attempts if state.admission else 0
-    failed_call = state.failure is not None and state.failure.Error == ProviderRetryable.__name__
-    return earlier + failed_call
+    return earlier + _failed_call(state)
+
+
+def _failed_call(state: WorkflowState) -> bool:
+    """Whether Submit's Catch brought the job back after a provider call failed "try later"."""
+    return state.failure is not None and state.failure.Error == ProviderRetryable.__name__
 
 
 def submit(ctx: Context, state: WorkflowState) -> Submission:
@@ -152,6 +167,9 @@ def submit(ctx: Context, state: WorkflowState) -> Submission:
     except ProviderError as error:
         if error.outcome_unknown:
             raise ProviderOutcomeUnknown(f"{OUTCOME_UNKNOWN}: {error.message}") from None
+        if error.code == RATE_QUOTA_CODE:
+            sent_at = sent.sent_at.timestamp()
+            ctx.limits.throttled(spec.family, spec.rate_limit, sent_at, time.time())
         ctx.jobs.update(job.id, now_utc(), provider_call=sent.model_copy(update={"answered": True}))
         raise _provider_error(error) from None
     ctx.jobs.update(

@@ -57,11 +57,12 @@ INPUT_FORMATS = ("jpg", "jpeg", "png", "bmp", "tiff", "webp", "gif")
 @dataclass(frozen=True)
 class RateLimit:
     requests: int
-    per_seconds: int
+    per_seconds: float  # a whole second or minute in the catalog; any span in simulations
 
     @property
     def label(self) -> str:
-        unit = {1: "second", 60: "minute"}.get(self.per_seconds, f"{self.per_seconds} s")
+        units: dict[float, str] = {1: "second", 60: "minute"}
+        unit = units.get(self.per_seconds, f"{self.per_seconds:g} s")
         return f"{self.requests}/{unit}"
 
 

@@ -41,6 +41,10 @@ class TaskStatus(StrEnum):
         )
 
 
+# The provider's answer to a call over its rate quota (a busy provider says "Throttling").
+RATE_QUOTA_CODE = "Throttling.RateQuota"
+
+
 class ProviderError(Exception):
     """A failed provider call. `retryable` says whether the same call may succeed later."""
 
