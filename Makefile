@@ -96,6 +96,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/cost_per_job.py
 	$(BIN)/python benchmarks/latency.py
 	$(BIN)/python benchmarks/burst.py
+	$(BIN)/python benchmarks/scheduling.py
 
 clean:
 	rm -rf $(VENV) $(VENV312) $(TOOLS) .aws-sam demo-output .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -186,12 +187,29 @@ _last_status: dict[str, str] = {}  # what _progress last printed, per job
 
 
 def _progress(job: dict[str, Any], elapsed: float) -> None:
-    line = f"{job['id']}  {job['model']}  {job['status']:<9}  {elapsed:6.1f} s"
+    line = f"{job['id']}  {job['model']}  {job['status']:<9}  {elapsed:6.1f} s{_place(job)}"
     if sys.stderr.isatty():
         print(f"\r{line}", end="", file=sys.stderr, flush=True)
     elif job["status"] != _last_status.get(job["id"]):
         print(line, file=sys.stderr, flush=True)
     _last_status[job["id"]] = job["status"]
+
+
+def _place(job: dict[str, Any]) -> str:
+    """", 37th in line, starts in about 18 min" while the job waits for its provider call."""
+    queue = job.get("queue")
+    if not queue:
+        return ""
+    start = datetime.fromisoformat(queue["estimated_start_at"].replace("Z", "+00:00"))
+    seconds = max(0.0, (start - datetime.now(UTC)).total_seconds())
+    about = f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+    return f", {_ordinal(queue['position'] + 1)} in line, starts in about {about}"
+
+
+def _ordinal(number: int) -> str:
+    teens = 10 <= number % 100 <= 20
+    suffix = "th" if teens else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
 
 
 def _show(job: dict[str, Any], as_json: bool) -> int:

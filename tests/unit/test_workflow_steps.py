@@ -93,6 +93,29 @@ def test_a_job_back_from_submit_keeps_its_place_instead_of_booking_at_the_tail(
     assert (again.at - now_utc()).total_seconds() < admission.BACKOFF_BASE_SECONDS + 1
 
 
+def test_a_queued_job_shows_its_place_in_line_until_it_runs(ctx: Context, fakes: Fakes) -> None:
+    family, limit = "qwen-image-2.0-pro", RateLimit(2, 60)
+    for _ in range(4):  # two windows booked
+        fakes.limits.reserve(family, limit, now_utc().timestamp())
+    job = queued(fakes, model="qwen-image-2.0-pro")
+    admitted = workflow.admit(ctx, state(job))
+    place = present(fakes.jobs.get(job.id).queue)
+    assert place.position == 4 and place.estimated_start_at == admitted.at
+    assert 119 < (admitted.at - now_utc()).total_seconds() < 122
+    assert fakes.jobs.get(job.id).public()["queue"]["position"] == 4
+    fakes.jobs.transition(job.id, JobStatus.RUNNING, now_utc())
+    assert "queue" not in fakes.jobs.get(job.id).public()
+
+
+def test_the_cli_says_where_a_job_stands() -> None:
+    from qwen_edit_cli.main import _place
+
+    start = (now_utc() + timedelta(minutes=18)).isoformat()
+    line = _place({"queue": {"position": 36, "estimated_start_at": start}})
+    assert line == ", 37th in line, starts in about 18 min"
+    assert _place({"status": "running"}) == ""
+
+
 def test_admit_gives_up_at_max_provider_attempts_with_the_last_error() -> None:
     ctx, fakes = fake_context(max_provider_attempts=3)
     job = queued(fakes)

@@ -34,6 +34,7 @@ from qwen_edit.domain.jobs import (
     JobStatus,
     ProviderCall,
     ProviderInfo,
+    QueuePlace,
     now_utc,
 )
 from qwen_edit.domain.provider import (
@@ -126,6 +127,13 @@ def admit(ctx: Context, state: WorkflowState) -> Admission:
         delay = admission.backoff_seconds(provider_attempts) if _failed_call(state) else 0.0
         slot = max(now + delay, ctx.limits.next_call_at(spec.family, spec.rate_limit, now))
     _check_deadline(job, slot)
+    if job.status is JobStatus.QUEUED:
+        margin = ctx.need(Limits).admission_margin_seconds
+        place = QueuePlace(
+            position=admission.calls_before(slot, spec.rate_limit, now, margin),
+            estimated_start_at=datetime.fromtimestamp(slot, UTC),
+        )
+        ctx.jobs.update(job.id, now_utc(), queue=place)
     return Admission(
         at=datetime.fromtimestamp(slot, UTC), attempt=attempt, provider_attempts=provider_attempts
     )

@@ -20,6 +20,7 @@ Pure functions; the LimitStore adapter keeps the state (DynamoDB, conditional wr
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -102,6 +103,11 @@ def claim(
     if now >= ready_at:
         return 0.0, [*sorted(calls)[-limit.requests :], now][-limit.requests :]
     return ready_at - now, calls  # > 0 whenever refused, so 0 always means "recorded"
+
+
+def calls_before(slot: float, limit: RateLimit, now: float, margin: float) -> int:
+    """How many calls the family lets out before a call booked at `slot` (an estimate)."""
+    return math.ceil(max(0.0, slot - now) / spacing(limit, margin) * limit.requests)
 
 
 def live_leases(holders: dict[str, float], now: float) -> dict[str, float]:

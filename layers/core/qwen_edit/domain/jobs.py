@@ -103,6 +103,14 @@ class JobOutput(BaseModel):
     url: str | None = None  # presigned when the job is read, never stored
 
 
+class QueuePlace(BaseModel):
+    """Where a queued job stands: calls of its model family due before its own, and when its
+    call is booked (an estimate: a failed call ahead, or a slower pace, moves it)."""
+
+    position: int
+    estimated_start_at: Timestamp
+
+
 class JobError(BaseModel):
     code: str
     message: SafeText
@@ -159,6 +167,7 @@ class JobView(BaseModel):
     completed_at: Timestamp | None = None
     request: dict[str, Any]
     outputs: list[JobOutput] = Field(default_factory=list)
+    queue: QueuePlace | None = None  # while queued, once admitted
     usage: Usage | None = None
     provider: ProviderInfo | None = None
     error: JobError | None = None
@@ -186,7 +195,9 @@ class Job(JobView):
 
     def public(self) -> dict[str, Any]:
         """The job as clients see it (SPEC §3): no tenant, no internal routing."""
-        return JobView.model_validate(self.model_dump()).model_dump(mode="json", exclude_none=True)
+        # A place in line means something only while the job waits in it.
+        shown = self.model_dump(exclude=None if self.status is JobStatus.QUEUED else {"queue"})
+        return JobView.model_validate(shown).model_dump(mode="json", exclude_none=True)
 
 
 def now_utc() -> datetime:
