@@ -196,7 +196,7 @@ def _progress(job: dict[str, Any], elapsed: float) -> None:
 
 
 def _place(job: dict[str, Any]) -> str:
-    """", 37th in line, starts in about 18 min" while the job waits for its provider call."""
+    """ ", 37th in line, starts in about 18 min" while the job waits for its provider call."""
     queue = job.get("queue")
     if not queue:
         return ""
