@@ -70,7 +70,10 @@ def test_every_task_runs_the_workflow_step_of_its_name():
 def test_error_names_are_domain_errors_with_the_matching_outcome():
     states = definition()["States"]
     outcome_of = {
-        "Admit": {"NotAdmitted": errors.Outcome.WAIT_FOR_SLOT},
+        "Admit": {
+            "NotAdmitted": errors.Outcome.WAIT_FOR_SLOT,
+            "JobNotRecorded": errors.Outcome.WAIT_FOR_SLOT,
+        },
         "Poll": {"TaskPending": errors.Outcome.POLL_AGAIN},
         "Submit": {
             "ProviderRetryable": errors.Outcome.RETRY,

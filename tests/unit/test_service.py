@@ -85,18 +85,17 @@ def test_accept_keeps_webhook_and_metadata_out_of_the_request(ctx: Context) -> N
     assert job.metadata == {"order": "A-17"}
 
 
-def test_a_failed_start_fails_the_job_instead_of_leaving_it_queued(
+def test_an_api_job_is_started_before_it_is_recorded_so_none_is_left_queued(
     ctx: Context, fakes: Fakes
 ) -> None:
     fakes.executions.failure = RuntimeError("states is down")
     with pytest.raises(RuntimeError):
         accept(ctx, {**EDIT, "images": [png_data_url()]})
-    [job] = fakes.jobs.all()
-    assert job.status is JobStatus.FAILED and job.completed_at
-    assert (present(job.error).code, present(job.error).message) == (
-        "WorkflowStartFailed",
-        "states is down",
-    )
+    assert fakes.jobs.all() == []  # the client got a 500, and nothing was accepted
+    fakes.executions.failure = None
+    job = accept(ctx, {**EDIT, "images": [png_data_url()]})
+    assert list(fakes.executions.started) == [job.id]
+    assert fakes.jobs.get(job.id).status is JobStatus.QUEUED
 
 
 # ---- validate: which s3:// inputs a tenant may use -----------------------------------------

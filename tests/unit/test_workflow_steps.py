@@ -17,6 +17,7 @@ from qwen_edit.domain.errors import (
     DeadlineExceeded,
     JobConflict,
     JobFailed,
+    JobNotRecorded,
     NotAdmitted,
     ProviderOutcomeUnknown,
     ProviderRetryable,
@@ -126,6 +127,20 @@ def test_admit_gives_up_at_max_provider_attempts_with_the_last_error() -> None:
     assert failed.value.code == "Throttling.RateQuota"
     assert "3 provider attempts" in failed.value.message and "overloaded" in failed.value.message
     assert fakes.limits.reservations == {}  # no slot booked for a job that gives up
+
+
+def test_a_workflow_that_finds_no_job_waits_for_it_then_ends_quietly(
+    ctx: Context, fakes: Fakes
+) -> None:
+    # The API starts the execution, then records the job; it may die in between.
+    never = WorkflowState(job_id="never-recorded")
+    with pytest.raises(JobNotRecorded):  # the Admit state's Retry waits for the record
+        workflow.admit(ctx, never)
+    failure = caught(JobNotRecorded("job never-recorded is not recorded (yet)"))
+    workflow.record_failure(ctx, never.model_copy(update={"failure": failure}))
+    workflow.notify(ctx, never)
+    workflow.reconcile(ctx, "never-recorded", "FAILED", None)
+    assert fakes.events.published == [] and fakes.jobs.all() == []
 
 
 def test_admit_refuses_a_job_past_its_deadline(ctx: Context, fakes: Fakes) -> None:

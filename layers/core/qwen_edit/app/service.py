@@ -157,7 +157,8 @@ def accept(
     job_id: str | None = None,
     output: OutputTarget | None = None,
 ) -> Job:
-    """Record a valid request as a queued job and start its workflow (execution name = job id).
+    """Record a valid request as a queued job and start its workflow (execution name = job id),
+    in the order that leaves no accepted job without a workflow.
 
     Inline images are stored in the input bucket first, so only s3:// references enter the
     record and the workflow state. Starting twice with one id makes one execution.
@@ -179,23 +180,17 @@ def accept(
     if images:
         request["images"] = images
     job = job.model_copy(update={"request": request})
-    ctx.jobs.create(job)
-    try:
+    if source is JobSource.API:
+        # Started, then recorded: an API function that dies in between leaves an execution
+        # that finds no job and ends (its client got no 202: nothing was accepted), never a
+        # queued job that no workflow runs. A failed start records nothing.
         ctx.executions.start(job.id, {"job_id": job.id})
-    except Exception as error:
-        if source is JobSource.API:
-            # The client gets a 500 and may submit again: the job it never saw ends, visibly.
-            failed = ctx.jobs.transition(
-                job.id,
-                JobStatus.FAILED,
-                now_utc(),
-                completed_at=now_utc(),
-                error=JobError(code="WorkflowStartFailed", message=str(error)),
-            )
-            write_record(ctx, failed)
-            announce(ctx, failed)
-        # An upload stays queued: S3's redelivery starts it (uploads.handle).
-        raise
+        ctx.jobs.create(job)
+        return job
+    # An upload is recorded first: if its start fails or its function dies, S3's redelivery
+    # finds the queued job and starts it (uploads.handle).
+    ctx.jobs.create(job)
+    ctx.executions.start(job.id, {"job_id": job.id})
     return job
 
 

@@ -20,6 +20,8 @@ from qwen_edit.domain.errors import (
     DeadlineExceeded,
     JobConflict,
     JobFailed,
+    JobNotFound,
+    JobNotRecorded,
     NotAdmitted,
     ProviderOutcomeUnknown,
     ProviderRetryable,
@@ -102,7 +104,10 @@ def admit(ctx: Context, state: WorkflowState) -> Admission:
     budget is spent. The count is derived from the input state alone, so Admit's own Retry
     (which repeats the same input) never counts a failure twice.
     """
-    job = ctx.jobs.get(state.job_id)
+    try:
+        job = ctx.jobs.get(state.job_id)
+    except JobNotFound:
+        raise JobNotRecorded(f"job {state.job_id} is not recorded (yet)") from None
     spec = get_model(job.model)
     attempt = state.admission.attempt + 1 if state.admission else 0
     provider_attempts = _provider_attempts(state)
@@ -247,7 +252,11 @@ def store(ctx: Context, state: WorkflowState) -> None:
 def record_failure(ctx: Context, state: WorkflowState) -> None:
     """Every caught failure ends here: the job fails with the code and message that caused it."""
     code, message = _failure(state)
-    job = ctx.jobs.get(state.job_id)
+    try:
+        job = ctx.jobs.get(state.job_id)
+    except JobNotFound:  # the API died before recording it: nothing was accepted
+        logger.warning("no job to fail", extra={"job_id": state.job_id, "code": code})
+        return
     _release_lease(ctx, job, get_model(job.model))
     try:
         job = ctx.jobs.transition(
@@ -265,7 +274,10 @@ def record_failure(ctx: Context, state: WorkflowState) -> None:
 
 def notify(ctx: Context, state: WorkflowState) -> None:
     """The one place final statuses are announced."""
-    job = ctx.jobs.get(state.job_id)
+    try:
+        job = ctx.jobs.get(state.job_id)
+    except JobNotFound:
+        return  # never recorded (record_failure said so): no one to tell
     if job.status.is_final:
         announce(ctx, job)
 
@@ -330,7 +342,10 @@ def _release_lease(ctx: Context, job: Job, spec: ModelSpec) -> None:
 def reconcile(ctx: Context, job_id: str, execution_status: str, cause: str | None) -> None:
     """An execution ended without reaching Notify (FAILED, TIMED_OUT, ABORTED): make the job
     final with the reason, and announce it, so no accepted job is ever left hanging."""
-    job = ctx.jobs.get(job_id)
+    try:
+        job = ctx.jobs.get(job_id)
+    except JobNotFound:
+        return  # started by an API call that died before recording it: nothing was accepted
     if job.status is JobStatus.CANCELED and execution_status == "ABORTED":
         return  # a cancel stops the execution and announces itself
     if not job.status.is_final:

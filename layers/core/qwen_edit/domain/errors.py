@@ -87,6 +87,13 @@ class NotAdmitted(QwenEditError):
     code, outcome = "NotAdmitted", Outcome.WAIT_FOR_SLOT
 
 
+class JobNotRecorded(QwenEditError):
+    """The workflow started before its job was recorded (the API starts, then records); the
+    Admit state's Retry waits for the record longer than the API function can live."""
+
+    code, outcome = "JobNotRecorded", Outcome.WAIT_FOR_SLOT
+
+
 class JobFailed(QwenEditError):
     """A final failure: the job fails with `code` (a provider code or one of ours)."""
 
