@@ -6,6 +6,7 @@ provider's task id or result URLs. Images live in S3, records in DynamoDB.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import UTC, datetime
 
@@ -104,10 +105,7 @@ def admit(ctx: Context, state: WorkflowState) -> Admission:
     budget is spent. The count is derived from the input state alone, so Admit's own Retry
     (which repeats the same input) never counts a failure twice.
     """
-    try:
-        job = ctx.jobs.get(state.job_id)
-    except JobNotFound:
-        raise JobNotRecorded(f"job {state.job_id} is not recorded (yet)") from None
+    job = _recorded_job(ctx, state.job_id)
     spec = get_model(job.model)
     attempt = state.admission.attempt + 1 if state.admission else 0
     provider_attempts = _provider_attempts(state)
@@ -142,6 +140,19 @@ def admit(ctx: Context, state: WorkflowState) -> Admission:
     return Admission(
         at=datetime.fromtimestamp(slot, UTC), attempt=attempt, provider_attempts=provider_attempts
     )
+
+
+def _recorded_job(ctx: Context, job_id: str) -> Job:
+    """The job, which the API records just after starting its workflow: a short look here
+    first (it is usually milliseconds away), then the Admit state's Retry."""
+    for pause in (0.05, 0.1, 0.2):
+        with contextlib.suppress(JobNotFound):
+            return ctx.jobs.get(job_id)
+        time.sleep(pause)
+    try:
+        return ctx.jobs.get(job_id)
+    except JobNotFound:
+        raise JobNotRecorded(f"job {job_id} is not recorded (yet)") from None
 
 
 def _provider_attempts(state: WorkflowState) -> int:
