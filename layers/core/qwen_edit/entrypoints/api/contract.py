@@ -42,7 +42,8 @@ UNSTATED = (
     f"{PIXELS_MAX} pixels; `prompt` needs a visible character (not only spaces, zero-width or "
     "control characters); each of `images` must be a public http(s) URL, a data URL of a real "
     "JPEG, PNG, BMP, TIFF, WEBP or GIF image of at most 10 MB, or an s3:// reference this API "
-    "key uploaded (POST /v1/uploads); `webhook_url` must resolve to public addresses only."
+    "key may use (its uploads, its jobs' results, shared folders); `webhook_url` must "
+    "resolve to public addresses only."
 )
 
 

@@ -124,7 +124,13 @@ def get_job(job_id: str) -> Response[str]:
 )
 def list_jobs(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=2048,
+            description="next_cursor of the previous page, unchanged; any other value is 422",
+        ),
+    ] = None,
     status: Annotated[JobStatus | None, Query()] = None,
 ) -> Response[str]:
     ctx = runtime.context("api")
