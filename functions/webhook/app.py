@@ -1,9 +1,8 @@
 """Webhook deliveries: one attempt per queued message (qwen_edit.app.webhooks.deliver), which queues
-the next one itself; a delivery that finally fails is counted (WebhookDeliveriesFailed)."""
+the next one itself and counts each delivery's outcome (WebhookDeliveries)."""
 
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
     EventType,
@@ -14,7 +13,6 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from qwen_edit import runtime
 from qwen_edit.app import webhooks
-from qwen_edit.domain.jobs import DeliveryStatus
 from qwen_edit.entrypoints.lambda_handlers import logger
 
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -23,12 +21,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 def record_handler(record: SQSRecord) -> None:
     delivery = webhooks.Delivery.model_validate_json(record.body)
     logger.append_keys(job_id=delivery.job_id, webhook_id=delivery.webhook_id)
-    status = webhooks.deliver(runtime.context("webhook"), delivery)
-    if status is DeliveryStatus.FAILED:  # one EMF record, written now (failures are rare)
-        with single_metric(
-            name="WebhookDeliveriesFailed", unit=MetricUnit.Count, value=1, namespace="qwen-edit"
-        ):
-            pass
+    webhooks.deliver(runtime.context("webhook"), delivery)
 
 
 @logger.inject_lambda_context(clear_state=True)

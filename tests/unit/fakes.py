@@ -509,6 +509,20 @@ SETTINGS: dict[str, Any] = {
 }
 
 
+class FakeMetrics:
+    def __init__(self) -> None:
+        self.points: list[tuple[str, float, dict[str, str]]] = []
+
+    def count(self, name: str, value: float = 1, **dimensions: str) -> None:
+        self.points.append((name, value, dimensions))
+
+    def seconds(self, name: str, value: float, **dimensions: str) -> None:
+        self.points.append((name, value, dimensions))
+
+    def named(self, name: str) -> list[tuple[float, dict[str, str]]]:
+        return [(value, dims) for point, value, dims in self.points if point == name]
+
+
 @dataclass
 class Fakes:
     jobs: FakeJobStore = field(default_factory=FakeJobStore)
@@ -520,6 +534,7 @@ class Fakes:
     sender: FakeSender = field(default_factory=FakeSender)
     provider: ScriptedProvider = field(default_factory=ScriptedProvider)
     resolve: FakeResolver = field(default_factory=FakeResolver)
+    metrics: FakeMetrics = field(default_factory=FakeMetrics)
     webhook_secret: str = WEBHOOK_SECRET
     provider_kinds: list[Provider] = field(default_factory=list)  # every ctx.provider(kind)
 
@@ -553,6 +568,7 @@ def fake_context(**overrides: Any) -> tuple[Context, Fakes]:
         "webhook_sender": lambda: fakes.sender,
         "provider": lambda: fakes.provider_for,
         "resolve": lambda: fakes.resolve,
+        "metrics": lambda: fakes.metrics,
         "webhook_secret": lambda: lambda: fakes.webhook_secret,
     }
     return Context(settings, ports), fakes

@@ -45,6 +45,7 @@ def rejection(ctx: Context, fakes: Fakes, upload: Upload) -> dict[str, Any]:
     assert fakes.provider.calls == 0
     record = fakes.objects.json(bucket, key)
     assert record["input"] == f"s3://in/{upload.key}"
+    assert fakes.metrics.named("UploadRejections")[-1] == (1, {"Reason": record["error"]["code"]})
     return {"key": key, **record["error"]}
 
 

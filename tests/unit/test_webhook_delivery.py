@@ -37,6 +37,7 @@ def test_a_2xx_answer_is_delivered_and_recorded(ctx: Context, fakes: Fakes) -> N
     state = webhook_state(fakes, delivery)
     assert state.status is DeliveryStatus.DELIVERED and [a.status for a in state.attempts] == [204]
     assert fakes.outbox.sent == [] and fakes.outbox.dead == []
+    assert fakes.metrics.named("WebhookDeliveries") == [(1, {"Outcome": "delivered"})]
 
 
 def test_the_post_is_signed_and_verifies_with_the_secret(ctx: Context, fakes: Fakes) -> None:
@@ -80,6 +81,7 @@ def test_the_last_attempt_dead_letters(ctx: Context, fakes: Fakes) -> None:
     assert webhooks.deliver(ctx, last) is DeliveryStatus.FAILED
     assert fakes.outbox.dead == [last] and fakes.outbox.sent == []
     assert webhook_state(fakes, last).status is DeliveryStatus.FAILED
+    assert fakes.metrics.named("WebhookDeliveries") == [(1, {"Outcome": "failed"})]
 
 
 def test_a_target_resolving_to_a_private_address_fails_without_sending(

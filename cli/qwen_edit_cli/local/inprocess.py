@@ -109,6 +109,9 @@ def in_process_stack(
             os.environ["ADMISSION_MARGIN_SECONDS"] = LOCAL_ADMISSION_MARGIN
             # receivers and images on this machine (SPEC §7)
             os.environ["ALLOW_LOOPBACK_URLS"] = "true"
+            # No CloudWatch here: EMF lines would only crowd the console (the adapter has its
+            # own test, tests/integration/test_metrics_emf.py).
+            os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
             runtime.clear_overrides()
             if resolve is not None:
                 runtime.override_ports(resolve=lambda: resolve)

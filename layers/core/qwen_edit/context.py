@@ -21,6 +21,7 @@ from qwen_edit.ports import (
     ImageProvider,
     JobStore,
     LimitStore,
+    Metrics,
     ObjectStore,
     WebhookOutbox,
     WebhookSender,
@@ -85,6 +86,10 @@ class Context:
     @property
     def executions(self) -> Executions:
         return cast(Executions, self._port("executions"))
+
+    @property
+    def metrics(self) -> Metrics:
+        return cast(Metrics, self._port("metrics"))
 
     @property
     def webhook_sender(self) -> WebhookSender:

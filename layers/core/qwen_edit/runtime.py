@@ -78,7 +78,14 @@ def _ports(settings: Env) -> dict[str, Callable[[], Any]]:
         ports["webhook_sender"] = lambda: _webhook_http().HttpWebhookSender()
         ports["webhook_secret"] = lambda: _webhook_secret(settings)
     ports["resolve"] = lambda: _webhook_http().resolve_host
+    ports["metrics"] = _emf_metrics
     return ports
+
+
+def _emf_metrics() -> Any:
+    from qwen_edit.adapters.metrics import EmfMetrics
+
+    return EmfMetrics()
 
 
 def _provider_clients(settings: ProviderAccess) -> Callable[[Provider], ImageProvider]:

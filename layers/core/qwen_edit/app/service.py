@@ -180,6 +180,7 @@ def accept(
     if images:
         request["images"] = images
     job = job.model_copy(update={"request": request})
+    ctx.metrics.count("JobsAccepted", Family=valid.spec.family, Source=source.value)
     if source is JobSource.API:
         # Started, then recorded: an API function that dies in between leaves an execution
         # that finds no job and ends (its client got no 202: nothing was accepted), never a
@@ -281,10 +282,32 @@ def cancel(ctx: Context, job_id: str, tenant: str) -> Job:
 
 
 def announce(ctx: Context, job: Job) -> None:
-    """The one place final statuses are announced: an EventBridge event, and the job's webhook."""
+    """The one place final statuses are announced: an EventBridge event, and the job's webhook;
+    and the job's numbers."""
     ctx.events.publish(job)
+    _measure(ctx, job)
     if job.webhook_url:
         ctx.webhook_outbox.send(webhooks.delivery_for(job, view(ctx, job)), 0)
+
+
+def _measure(ctx: Context, job: Job) -> None:
+    """JobsFinished by family, status and error class; end-to-end, queue and provider time."""
+    family = get_model(job.model).family
+    error_class = _error_class(job.error.code) if job.error else "none"
+    ctx.metrics.count("JobsFinished", Family=family, Status=job.status.value, Error=error_class)
+    ended = job.completed_at or job.updated_at
+    ctx.metrics.seconds("EndToEndSeconds", (ended - job.created_at).total_seconds(), Family=family)
+    if job.provider_call is not None:  # the call that decided the job
+        sent = job.provider_call.sent_at
+        ctx.metrics.seconds("QueueSeconds", (sent - job.created_at).total_seconds(), Family=family)
+        ctx.metrics.seconds("ProviderSeconds", (ended - sent).total_seconds(), Family=family)
+
+
+def _error_class(code: str) -> str:
+    """A bounded name for an error code: the provider's family of codes (`Throttling` for
+    `Throttling.RateQuota`), or ours; anything unexpected is `Other`."""
+    head = code.split(".", 1)[0]
+    return head if head.isalnum() and len(head) <= 40 else "Other"
 
 
 def write_record(ctx: Context, job: Job) -> None:

@@ -187,6 +187,7 @@ def _read_json(ctx: Context, key: str, *, what: str, missing: str) -> dict[str, 
 
 
 def _write_rejection(ctx: Context, upload: Upload, rejected: Rejected) -> None:
+    ctx.metrics.count("UploadRejections", Reason=rejected.code)
     record = {
         "input": keys.s3_uri(upload.bucket, upload.key),
         "error": {"code": rejected.code, "message": rejected.message, "details": rejected.details},

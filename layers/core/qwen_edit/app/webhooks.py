@@ -170,6 +170,7 @@ def _finish(
     ctx: Context, delivery: Delivery, attempt: WebhookAttempt, status: DeliveryStatus
 ) -> DeliveryStatus:
     ctx.jobs.record_webhook(delivery.job_id, attempt, status)
+    ctx.metrics.count("WebhookDeliveries", Outcome=status.value)
     if status is DeliveryStatus.FAILED:
         ctx.webhook_outbox.dead_letter(delivery)  # visible: queue, alarm, job field, metric
     return status

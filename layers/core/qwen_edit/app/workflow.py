@@ -142,6 +142,19 @@ def admit(ctx: Context, state: WorkflowState) -> Admission:
     )
 
 
+def _answer_class(error: ProviderError) -> str:
+    """A provider call's failure, in a few words: what an operator graphs."""
+    if error.outcome_unknown:
+        return "no-answer"
+    if error.code == RATE_QUOTA_CODE:
+        return "rate-quota-429"
+    if error.http_status == 429:
+        return "busy-429"
+    if error.http_status is not None and error.http_status >= 500:
+        return "5xx"
+    return "not-sent" if error.retryable else "refused"
+
+
 def _recorded_job(ctx: Context, job_id: str) -> Job:
     """The job, which the API records just after starting its workflow: a short look here
     first (it is usually milliseconds away), then the Admit state's Retry."""
@@ -189,6 +202,7 @@ def submit(ctx: Context, state: WorkflowState) -> Submission:
     try:
         task = provider.submit(call, asynchronous=spec.is_async)
     except ProviderError as error:
+        ctx.metrics.count("ProviderCalls", Family=spec.family, Answer=_answer_class(error))
         if error.outcome_unknown:
             raise ProviderOutcomeUnknown(f"{OUTCOME_UNKNOWN}: {error.message}") from None
         if error.code == RATE_QUOTA_CODE:
@@ -202,6 +216,7 @@ def submit(ctx: Context, state: WorkflowState) -> Submission:
         provider=_provider_info(ctx, spec, task),
         provider_call=sent.model_copy(update={"answered": True}),
     )
+    ctx.metrics.count("ProviderCalls", Family=spec.family, Answer="ok")
     logger.info("submitted", extra={"job_id": job.id, "model": spec.id, "task_id": task.task_id})
     if task.status.is_final:
         return _final_result(task)
@@ -216,6 +231,7 @@ def poll(ctx: Context, state: WorkflowState) -> Submission:
     if task_id is None:
         raise JobFailed("the workflow polled a job without a provider task", code="NoTask")
     _check_deadline(job, time.time())
+    ctx.metrics.count("Polls", Family=spec.family)
     try:
         task = ctx.provider(spec.provider).fetch(task_id)
     except ProviderError as error:
