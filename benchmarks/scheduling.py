@@ -127,10 +127,10 @@ class Simulation:
         self.at(max(fires, self.now) + self.rng.uniform(*START_JITTER), lambda: self.submit(job))
 
     def delay(self, job: Job) -> float:
-        """workflow.admit's: a backoff after a failed call, none after a missed slot."""
-        if not job.after_failure:
-            return 0.0
-        return admission.backoff_seconds(job.provider_failures, self.rng)
+        """workflow.admit's: a backoff after a failed call, a spread after a missed slot."""
+        return admission.rejoin_delay(
+            self.limit, job.provider_failures, job.after_failure, self.rng
+        )
 
     def submit(self, job: Job) -> None:
         job.transitions += 1

@@ -264,6 +264,21 @@ def test_dynamodb_deletes_scans_and_batch_writes_only_on_the_idempotency_table()
     ), found
 
 
+# The functions whose code updates job records (moto does not check IAM, so the local stack
+# cannot tell): Admit sets the place in line, Submit the provider call, the rest the outcome.
+JOB_WRITERS = ["AdmitFunction", "SubmitFunction", "StoreFunction", "RecordFailureFunction",
+               "ApiFunction", "WebhookFunction"]  # fmt: skip
+
+
+@pytest.mark.parametrize("function", JOB_WRITERS)
+def test_functions_that_update_jobs_may(function):
+    grants = [(action, arn) for name, action, arn in _all_grants() if name == function]
+    assert any(
+        _allows(action, "dynamodb:UpdateItem") and arn == "${JobsTable.Arn}"
+        for action, arn in grants
+    ), grants
+
+
 def test_writes_to_the_input_bucket_stay_out_of_inbox_and_recipes():
     # A function that could write inbox/ could trigger jobs (and itself); recipes/ are the
     # operator's. Inline images go to inputs/, presigned uploads to uploads/.

@@ -73,6 +73,7 @@ URLS = [
     "https://example.com/a\\b",
     "https://-bad.example/",
     "https://a*b.example/",
+    "https://my_host.example.com/",
     "HTTPS://example.com/",
     "https:///path",
 ]

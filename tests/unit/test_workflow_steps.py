@@ -250,9 +250,38 @@ def test_submit_run_again_after_a_crash_does_not_call_again(ctx: Context, fakes:
     admitted = state(job, admission=Admission(at=now_utc(), attempt=3))
     sent = ProviderCall(attempt=3, sent_at=now_utc())  # written, then the Lambda died
     fakes.jobs.update(job.id, now_utc(), provider_call=sent)
-    with pytest.raises(ProviderOutcomeUnknown, match="ran again after a crash"):
+    with pytest.raises(ProviderOutcomeUnknown, match="ran again after its call"):
         workflow.submit(ctx, admitted)
     assert fakes.provider.calls == 0
+
+
+def test_submit_run_again_after_its_call_was_answered_never_calls_twice(
+    ctx: Context, fakes: Fakes
+) -> None:
+    # Step Functions may retry a Submit whose Lambda finished (Lambda.ServiceException).
+    sync_job, async_one = queued(fakes), async_job(fakes)
+    for job in (sync_job, async_one):
+        workflow.submit(ctx, state(job, admission=Admission(at=now_utc(), attempt=2)))
+    assert fakes.provider.calls == 2
+    again = workflow.submit(ctx, state(async_one, admission=Admission(at=now_utc(), attempt=2)))
+    assert again.task_id == "task-1"  # the recorded task goes on being polled
+    with pytest.raises(ProviderOutcomeUnknown):  # the sync answer's URLs went with the step
+        workflow.submit(ctx, state(sync_job, admission=Admission(at=now_utc(), attempt=2)))
+    assert fakes.provider.calls == 2
+
+
+def test_bookkeeping_trouble_never_turns_try_later_into_a_failure(
+    ctx: Context, fakes: Fakes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = queued(fakes)
+    fakes.provider.submits.append(http_error(429, "Throttling.RateQuota"))
+
+    def contended(*_args: Any) -> None:
+        raise NotAdmitted("the pace item is contended")
+
+    monkeypatch.setattr(fakes.limits, "throttled", contended)
+    with pytest.raises(ProviderRetryable):
+        workflow.submit(ctx, state(job))
 
 
 @pytest.mark.parametrize("code, slows", [("Throttling.RateQuota", True), ("Throttling", False)])

@@ -180,18 +180,18 @@ def accept(
     if images:
         request["images"] = images
     job = job.model_copy(update={"request": request})
-    ctx.metrics.count("JobsAccepted", Family=valid.spec.family, Source=source.value)
     if source is JobSource.API:
         # Started, then recorded: an API function that dies in between leaves an execution
         # that finds no job and ends (its client got no 202: nothing was accepted), never a
         # queued job that no workflow runs. A failed start records nothing.
         ctx.executions.start(job.id, {"job_id": job.id})
         ctx.jobs.create(job)
-        return job
-    # An upload is recorded first: if its start fails or its function dies, S3's redelivery
-    # finds the queued job and starts it (uploads.handle).
-    ctx.jobs.create(job)
-    ctx.executions.start(job.id, {"job_id": job.id})
+    else:
+        # An upload is recorded first: if its start fails or its function dies, S3's
+        # redelivery finds the queued job and starts it (uploads.handle).
+        ctx.jobs.create(job)
+        ctx.executions.start(job.id, {"job_id": job.id})
+    ctx.metrics.count("JobsAccepted", Family=valid.spec.family, Source=source.value)
     return job
 
 
@@ -285,9 +285,9 @@ def announce(ctx: Context, job: Job) -> None:
     """The one place final statuses are announced: an EventBridge event, and the job's webhook;
     and the job's numbers."""
     ctx.events.publish(job)
-    _measure(ctx, job)
     if job.webhook_url:
         ctx.webhook_outbox.send(webhooks.delivery_for(job, view(ctx, job)), 0)
+    _measure(ctx, job)
 
 
 def _measure(ctx: Context, job: Job) -> None:

@@ -125,9 +125,8 @@ def admit(ctx: Context, state: WorkflowState) -> Admission:
         slot = ctx.limits.reserve(spec.family, spec.rate_limit, now)
     else:
         # Back from Submit: it keeps its place, at the next moment the call log frees, not at
-        # the tail. A provider failure also backs off (jittered, growing with each failed
-        # call); a missed slot does not: it was no failure.
-        delay = admission.backoff_seconds(provider_attempts) if _failed_call(state) else 0.0
+        # the tail (plus a jittered delay: admission.rejoin_delay).
+        delay = admission.rejoin_delay(spec.rate_limit, provider_attempts, _failed_call(state))
         slot = max(now + delay, ctx.limits.next_call_at(spec.family, spec.rate_limit, now))
     _check_deadline(job, slot)
     if job.status is JobStatus.QUEUED:
@@ -140,6 +139,33 @@ def admit(ctx: Context, state: WorkflowState) -> Admission:
     return Admission(
         at=datetime.fromtimestamp(slot, UTC), attempt=attempt, provider_attempts=provider_attempts
     )
+
+
+def _resumed(job: Job) -> Submission:
+    """Submit ran again for an attempt whose call was made: never a second call. An async task
+    that was recorded goes on being polled; anything else cannot be known."""
+    call, info = job.provider_call, job.provider
+    if call is not None and call.answered and info is not None and info.task_id:
+        logger.info("submit ran again: polling its task", extra={"job_id": job.id})
+        return Submission(task_id=info.task_id)
+    raise ProviderOutcomeUnknown(f"{OUTCOME_UNKNOWN}: this step ran again after its call")
+
+
+def _note_refusal(
+    ctx: Context, job_id: str, spec: ModelSpec, error: ProviderError, answered: ProviderCall
+) -> None:
+    """The bookkeeping of a failed call (metric, pace, record). Its own trouble is logged,
+    never raised: it must not turn a "try later" into a failed job."""
+    try:
+        ctx.metrics.count("ProviderCalls", Family=spec.family, Answer=_answer_class(error))
+        if error.outcome_unknown:
+            return
+        if error.code == RATE_QUOTA_CODE:
+            sent_at = answered.sent_at.timestamp()
+            ctx.limits.throttled(spec.family, spec.rate_limit, sent_at, time.time())
+        ctx.jobs.update(job_id, now_utc(), provider_call=answered)
+    except Exception:  # bookkeeping only: the call's own outcome is raised after
+        logger.exception("could not record a refused provider call", extra={"job_id": job_id})
 
 
 def _answer_class(error: ProviderError) -> str:
@@ -190,31 +216,24 @@ def submit(ctx: Context, state: WorkflowState) -> Submission:
     call = valid.to_provider(lambda ref: _readable_url(ctx, ref))
     provider = ctx.provider(spec.provider)  # before the claim: building it may take a while
     attempt = state.admission.attempt if state.admission else 0
-    if (
-        job.provider_call
-        and job.provider_call.attempt == attempt
-        and not job.provider_call.answered
-    ):
-        raise ProviderOutcomeUnknown(f"{OUTCOME_UNKNOWN}: this step ran again after a crash")
+    if job.provider_call and job.provider_call.attempt == attempt:
+        return _resumed(job)  # this step ran again (a Lambda-level Retry): its call was made
     _claim_call(ctx, spec)
     sent = ProviderCall(attempt=attempt, sent_at=now_utc())
     ctx.jobs.update(job.id, sent.sent_at, provider_call=sent)
+    answered = sent.model_copy(update={"answered": True})
     try:
         task = provider.submit(call, asynchronous=spec.is_async)
     except ProviderError as error:
-        ctx.metrics.count("ProviderCalls", Family=spec.family, Answer=_answer_class(error))
-        if error.outcome_unknown:
-            raise ProviderOutcomeUnknown(f"{OUTCOME_UNKNOWN}: {error.message}") from None
-        if error.code == RATE_QUOTA_CODE:
-            sent_at = sent.sent_at.timestamp()
-            ctx.limits.throttled(spec.family, spec.rate_limit, sent_at, time.time())
-        ctx.jobs.update(job.id, now_utc(), provider_call=sent.model_copy(update={"answered": True}))
-        raise _provider_error(error) from None
+        failure = (
+            ProviderOutcomeUnknown(f"{OUTCOME_UNKNOWN}: {error.message}")
+            if error.outcome_unknown
+            else _provider_error(error)
+        )
+        _note_refusal(ctx, job.id, spec, error, answered)
+        raise failure from None
     ctx.jobs.update(
-        job.id,
-        now_utc(),
-        provider=_provider_info(ctx, spec, task),
-        provider_call=sent.model_copy(update={"answered": True}),
+        job.id, now_utc(), provider=_provider_info(ctx, spec, task), provider_call=answered
     )
     ctx.metrics.count("ProviderCalls", Family=spec.family, Answer="ok")
     logger.info("submitted", extra={"job_id": job.id, "model": spec.id, "task_id": task.task_id})

@@ -114,6 +114,17 @@ def live_leases(holders: dict[str, float], now: float) -> dict[str, float]:
     return {holder: until for holder, until in holders.items() if until > now}
 
 
+def rejoin_delay(
+    limit: RateLimit, failed_calls: int, after_failure: bool, rng: random.Random | None = None
+) -> float:
+    """How long a job back from Submit waits beyond the next free call moment. A failed call
+    backs off (full jitter, growing with each failure); a missed slot is spread over one call
+    interval, so that the jobs that missed one moment do not all wake for the next."""
+    if after_failure:
+        return backoff_seconds(failed_calls, rng)
+    return (rng or random).uniform(0, limit.per_seconds / limit.requests)
+
+
 def backoff_seconds(attempt: int, rng: random.Random | None = None) -> float:
     """Full-jitter exponential backoff before retry number `attempt` (1, 2, …)."""
     if attempt <= 0:

@@ -19,7 +19,7 @@ MAX_URL_CHARS = 2048
 # The shape every accepted URL has, and the OpenAPI document states: an ASCII host name
 # (international names in punycode) or an IP literal, a port of 1 to 65535 without leading
 # zeros, no user name or password, no space, control character or backslash.
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"  # DNS names may hold "_"
 _HOST = rf"(?:{_LABEL}(?:\.{_LABEL})*\.?|\[[0-9A-Fa-f:.]+\])"
 _PORT = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 _REST = r"(?:[/?#][^\x00-\x20\x7f\\]*)?"
