@@ -4,6 +4,8 @@ functions the visibility timeout Lambda asks for, and policies grant only what t
 
 from __future__ import annotations
 
+import json
+import re
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 
 from qwen_edit.domain import keys
 
+from conftest import ROOT
 from yaml_loader import template
 
 # The retention periods CloudWatch Logs accepts (PutRetentionPolicy).
@@ -301,3 +304,16 @@ def test_object_prefixes_in_policies_are_the_service_key_prefixes():
             if arn.startswith(bucket) and arn not in (bucket, f"{bucket}/*"):
                 prefix = arn.removeprefix(f"{bucket}/").removesuffix("*")
                 assert arn.endswith("/*") and prefix in prefixes, (name, arn)
+
+
+# ---- the operations dashboard -----------------------------------------------------------
+
+
+def test_the_dashboard_is_valid_json_and_shows_only_metrics_the_code_writes():
+    body = template()["Resources"]["OperationsDashboard"]["Properties"]["DashboardBody"]
+    text = body["Fn::Sub"] if isinstance(body, dict) else body
+    widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", text))["widgets"]
+    assert widgets
+    shown = set(re.findall(r'MetricName=\\?"(\w+)\\?"', text))
+    code = "\n".join(p.read_text() for p in (ROOT / "layers" / "core").rglob("*.py"))
+    assert shown and all(f'"{name}"' in code for name in shown), shown
