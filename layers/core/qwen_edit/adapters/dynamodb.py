@@ -260,12 +260,8 @@ class DynamoLimitStore:
         return self._change(f"CALLS#{family}", change)
 
     def next_call_at(self, family: str, limit: RateLimit, now: float) -> float:
-        pace = self._pace(family)
-        item = self.client.get_item(
-            TableName=self.table, Key={"pk": {"S": f"CALLS#{family}"}}, ConsistentRead=True
-        ).get("Item", {})
-        calls = _from_dynamo(item["times"]) if "times" in item else []
-        return admission.next_call(calls, limit, now, self.margin, pace)
+        calls = self._read(f"CALLS#{family}").get("times", [])
+        return admission.next_call(calls, limit, now, self.margin, self._pace(family))
 
     def throttled(self, family: str, limit: RateLimit, sent_at: float, now: float) -> None:
         def change(state: State) -> tuple[State | None, None]:
@@ -276,10 +272,13 @@ class DynamoLimitStore:
         self._change(f"PACE#{family}", change)
 
     def _pace(self, family: str) -> admission.Pace:
+        return _pace_of(self._read(f"PACE#{family}"))
+
+    def _read(self, key: str) -> State:
         item = self.client.get_item(
-            TableName=self.table, Key={"pk": {"S": f"PACE#{family}"}}, ConsistentRead=True
+            TableName=self.table, Key={"pk": {"S": key}}, ConsistentRead=True
         ).get("Item", {})
-        return _pace_of({k: _from_dynamo(v) for k, v in item.items()})
+        return {name: _from_dynamo(value) for name, value in item.items()}
 
     def acquire_lease(
         self, family: str, holder: str, max_holders: int, until: float, now: float
@@ -311,10 +310,7 @@ class DynamoLimitStore:
 
     def _change(self, key: str, change: Callable[[State], tuple[State | None, T]]) -> T:
         for attempt in range(self.ATTEMPTS):
-            item = self.client.get_item(
-                TableName=self.table, Key={"pk": {"S": key}}, ConsistentRead=True
-            ).get("Item", {})
-            state = {k: _from_dynamo(v) for k, v in item.items()}
+            state = self._read(key)
             version = state.get("version", 0)
             new_state, result = change(state)
             if new_state is None:

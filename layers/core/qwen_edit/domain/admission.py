@@ -71,10 +71,8 @@ def reserve(
     pace: Pace = Pace(),
 ) -> tuple[float, list[float]]:
     """The earliest slot ≥ now, and the reservations to keep (only the last `requests` matter)."""
-    window = spacing(limit, margin, pace.share(limit, now))
-    kept = sorted(recent)[-limit.requests :]
-    slot = now if len(kept) < limit.requests else max(now, kept[0] + window)
-    return slot, [*kept, slot][-limit.requests :]
+    slot = next_call(recent, limit, now, margin, pace)
+    return slot, _with(recent, slot, limit)
 
 
 def next_call(
@@ -84,7 +82,7 @@ def next_call(
     margin: float = DEFAULT_MARGIN_SECONDS,
     pace: Pace = Pace(),
 ) -> float:
-    """The earliest moment ≥ now at which the call log lets one more call out."""
+    """The earliest moment ≥ now at which the log (calls or reservations) lets one more out."""
     kept = sorted(calls)[-limit.requests :]
     if len(kept) < limit.requests:
         return now
@@ -101,8 +99,13 @@ def claim(
     """Seconds to wait before a call may go out (0: it may now, and is recorded), and the log."""
     ready_at = next_call(calls, limit, now, margin, pace)
     if now >= ready_at:
-        return 0.0, [*sorted(calls)[-limit.requests :], now][-limit.requests :]
+        return 0.0, _with(calls, now, limit)
     return ready_at - now, calls  # > 0 whenever refused, so 0 always means "recorded"
+
+
+def _with(times: list[float], moment: float, limit: RateLimit) -> list[float]:
+    """The log with one more moment, keeping the last `requests` (all a window needs)."""
+    return [*sorted(times), moment][-limit.requests :]
 
 
 def calls_before(slot: float, limit: RateLimit, now: float, margin: float) -> int:
