@@ -60,7 +60,7 @@ def tables(monkeypatch):
         resources = load_template()["Resources"]
         resolve = Resolver(load_template(), {}, lambda name: name, lambda *a: "")
         dynamodb = boto3.client("dynamodb")
-        for logical in ("JobsTable", "LimitsTable"):
+        for logical in ("JobsTable", "LimitsTable", "QueueTable"):
             spec = resolve.value(resources[logical]["Properties"])
             dynamodb.create_table(
                 TableName=logical,

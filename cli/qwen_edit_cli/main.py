@@ -203,7 +203,7 @@ def _place(job: dict[str, Any]) -> str:
     start = datetime.fromisoformat(queue["estimated_start_at"].replace("Z", "+00:00"))
     seconds = max(0.0, (start - datetime.now(UTC)).total_seconds())
     about = f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
-    return f", {_ordinal(queue['position'] + 1)} in line, starts in about {about}"
+    return f", {_ordinal(queue['position'])} in line, starts in about {about}"
 
 
 def _ordinal(number: int) -> str:

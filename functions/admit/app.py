@@ -3,4 +3,4 @@
 from qwen_edit.app import workflow
 from qwen_edit.entrypoints.lambda_handlers import workflow_task
 
-handler = workflow_task("admit", workflow.admit)
+handler = workflow_task("admit", workflow.admit, workflow.AdmitRequest)

@@ -68,6 +68,11 @@ SAM_POLICY_TEMPLATES: dict[str, list[str]] = {
     ],
     "S3WritePolicy": ["s3:PutObject", "s3:PutObjectAcl", "s3:PutLifecycleConfiguration"],
     "SQSSendMessagePolicy": ["sqs:SendMessage*"],
+    "StepFunctionsCallbackPolicy": [
+        "states:SendTaskFailure",
+        "states:SendTaskHeartbeat",
+        "states:SendTaskSuccess",
+    ],
     "StepFunctionsExecutionPolicy": ["states:StartExecution"],
 }
 # Deleting objects, by name or by a lifecycle rule that expires them.
@@ -252,9 +257,10 @@ def test_no_policy_grants_s3_deletes():
     assert not deleting, deleting
 
 
-def test_dynamodb_deletes_scans_and_batch_writes_only_on_the_idempotency_table():
-    # Job records expire by TTL, and admission state is overwritten; only Powertools'
-    # idempotency layer deletes (the record of a call that failed).
+def test_dynamodb_deletes_scans_and_batch_writes_only_where_items_are_meant_to_go():
+    # Job records expire by TTL, and pacing state is overwritten. Only Powertools' idempotency
+    # layer deletes (the record of a call that failed), and a queue entry leaves the queue
+    # when its job is called or canceled.
     risky = ["dynamodb:DeleteItem", "dynamodb:Scan", "dynamodb:BatchWriteItem"]
     found = [
         (name, granted, arn)
@@ -262,15 +268,15 @@ def test_dynamodb_deletes_scans_and_batch_writes_only_on_the_idempotency_table()
         if any(_allows(granted, action) for action in risky)
     ]
     assert all(
-        arn == "${IdempotencyTable.Arn}" and granted == "dynamodb:DeleteItem"
+        arn in ("${IdempotencyTable.Arn}", "${QueueTable.Arn}") and granted == "dynamodb:DeleteItem"
         for _name, granted, arn in found
     ), found
 
 
 # The functions whose code updates job records (moto does not check IAM, so the local stack
-# cannot tell): Admit sets the place in line, Submit the provider call, the rest the outcome.
-JOB_WRITERS = ["AdmitFunction", "SubmitFunction", "StoreFunction", "RecordFailureFunction",
-               "ApiFunction", "WebhookFunction"]  # fmt: skip
+# cannot tell): the dispatcher records the provider call, the rest the outcome.
+JOB_WRITERS = ["DispatchFunction", "StoreFunction", "RecordFailureFunction", "ApiFunction",
+               "WebhookFunction"]  # fmt: skip
 
 
 @pytest.mark.parametrize("function", JOB_WRITERS)
@@ -280,6 +286,24 @@ def test_functions_that_update_jobs_may(function):
         _allows(action, "dynamodb:UpdateItem") and arn == "${JobsTable.Arn}"
         for action, arn in grants
     ), grants
+
+
+# What each user of the queue does to it: Admit queues, the dispatcher reads, claims and
+# removes, the API shows places and frees them on cancel.
+QUEUE_USES = {
+    "AdmitFunction": ["dynamodb:UpdateItem"],
+    "DispatchFunction": ["dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+    "ApiFunction": ["dynamodb:Query", "dynamodb:DeleteItem"],
+}
+
+
+@pytest.mark.parametrize("function", sorted(QUEUE_USES))
+def test_functions_that_use_the_queue_may(function):
+    grants = [(action, arn) for name, action, arn in _all_grants() if name == function]
+    for needed in QUEUE_USES[function]:
+        assert any(
+            _allows(action, needed) and arn == "${QueueTable.Arn}" for action, arn in grants
+        ), (needed, grants)
 
 
 def test_writes_to_the_input_bucket_stay_out_of_inbox_and_recipes():

@@ -1,17 +1,17 @@
-"""Admission control: reservations and call claims keep every window within the limit;
-leases cap async tasks and expire; the DynamoDB state survives concurrent writers."""
+"""Pacing and the dispatcher's state: the Schedule keeps every window within the limit, in
+fair order; the DynamoDB queue claims an entry once; the lease fences a stale holder; leases
+cap async tasks and expire."""
 
 from __future__ import annotations
 
-import random
-import threading
-
 import pytest
-from botocore.exceptions import ClientError
 
 from qwen_edit.adapters.dynamodb import DynamoLimitStore
+from qwen_edit.adapters.queue import DynamoDispatchLease, DynamoJobQueue
 from qwen_edit.domain import admission
 from qwen_edit.domain.catalog import RateLimit
+from qwen_edit.domain.dispatch import Answer, QueueEntry, Schedule
+from qwen_edit.domain.jobs import Lane
 
 TWO_PER_SECOND = RateLimit(2, 1)
 WINDOW = admission.spacing(TWO_PER_SECOND)
@@ -22,43 +22,62 @@ def most_in_any_window(times: list[float], seconds: float) -> int:
     return max(sum(1 for t in times if start <= t < start + seconds) for start in times)
 
 
-def test_reservations_space_a_burst_at_the_limit():
-    recent: list[float] = []
-    slots = []
-    for _ in range(10):
-        slot, recent = admission.reserve(recent, TWO_PER_SECOND, now=100.0)
-        slots.append(slot)
-    assert slots[:2] == [100.0, 100.0]
-    assert slots[2] == pytest.approx(100.0 + WINDOW)
-    assert slots == sorted(slots)
-    assert most_in_any_window(slots, WINDOW) == 2
+def entry(job_id: str, tenant: str = "t", lane: Lane = Lane.INTERACTIVE, at: float = 0.0):
+    return QueueEntry(
+        job_id=job_id, tenant=tenant, family="fam", lane=lane, enqueued_at=at, deadline_at=1e12
+    )
 
 
-def test_reservations_at_random_times_never_overfill_a_window():
-    rng = random.Random(4)
-    recent: list[float] = []
-    slots, now = [], 0.0
-    for _ in range(300):
-        now += rng.expovariate(5)
-        slot, recent = admission.reserve(recent, RateLimit(2, 60), now)
-        assert slot >= now
-        slots.append(slot)
-    assert most_in_any_window(slots, 60.0) == 2
+def test_the_schedule_spaces_a_burst_at_the_limit():
+    schedule = Schedule()
+    waiting = [entry(f"j{i}", at=i) for i in range(10)]
+    booked, now = [], 100.0
+    while waiting:
+        planned = schedule.plan("fam", TWO_PER_SECOND, waiting, now, lead=0.0)
+        booked += [at for _, at in planned]
+        waiting = [e for e in waiting if e not in {p for p, _ in planned}]
+        now = schedule.next_at("fam", TWO_PER_SECOND, now)
+    # Evenly spread: one call every half window, so never more than two in any window.
+    assert booked[:3] == pytest.approx([100.0, 100.0 + WINDOW / 2, 100.0 + WINDOW])
+    assert booked == sorted(booked) and most_in_any_window(booked, WINDOW) == 2
 
 
-def test_claims_refuse_the_third_call_in_a_window():
-    wait, calls = admission.claim([], TWO_PER_SECOND, 10.0)
-    assert wait == 0 and calls == [10.0]
-    wait, calls = admission.claim(calls, TWO_PER_SECOND, 10.1)
-    assert wait == 0 and calls == [10.0, 10.1]
-    wait, unchanged = admission.claim(calls, TWO_PER_SECOND, 10.5)
-    assert wait == pytest.approx(10.0 + WINDOW - 10.5) and unchanged == calls
-    wait, calls = admission.claim(calls, TWO_PER_SECOND, 10.0 + WINDOW)
-    assert wait == 0 and calls == [10.1, 10.0 + WINDOW]
+def test_the_schedule_books_ahead_only_within_the_lead():
+    schedule = Schedule(calls={"fam": [100.0, 100.0]})
+    waiting = [entry("a"), entry("b")]
+    assert schedule.plan("fam", TWO_PER_SECOND, waiting, 100.5, lead=0.3) == []
+    planned = schedule.plan("fam", TWO_PER_SECOND, waiting, 100.8, lead=0.3)
+    assert [(e.job_id, at) for e, at in planned] == [("a", pytest.approx(100.0 + WINDOW))]
+
+
+def test_a_new_holder_takes_the_last_ones_calls_as_later_than_its_clock_said():
+    schedule = Schedule(calls={"fam": [10.0, 10.0]}, guard=0.5)
+    assert schedule.next_at("fam", TWO_PER_SECOND, 10.2) == pytest.approx(10.5 + WINDOW)
+    assert schedule.next_at("other", TWO_PER_SECOND, 10.2) == 10.2
+
+
+def test_an_outage_pauses_the_family_and_chance_failures_do_not():
+    schedule = Schedule()
+    for _ in range(admission.OUTAGE_AFTER - 1):
+        schedule.answered("fam", TWO_PER_SECOND, Answer.SERVER_5XX, 10.0, 10.0)
+    assert schedule.next_at("fam", TWO_PER_SECOND, 10.0) == 10.0
+    schedule.answered("fam", TWO_PER_SECOND, Answer.OK, 10.0, 10.0)
+    for _ in range(admission.OUTAGE_AFTER + 2):
+        schedule.answered("fam", TWO_PER_SECOND, Answer.BUSY_429, 10.0, 10.0)
+    assert schedule.next_at("fam", TWO_PER_SECOND, 10.0) == 14.0
+    assert admission.outage_pause(50) == admission.OUTAGE_PAUSE_CAP_SECONDS
+
+
+def test_a_rate_quota_429_to_the_schedule_slows_its_family():
+    schedule = Schedule()
+    schedule.answered("fam", TWO_PER_SECOND, Answer.RATE_QUOTA_429, 10.0, 10.1)
+    assert schedule.clock("fam").pace.base == pytest.approx(admission.DECREASE)
+    assert schedule.clock("fam").failures_in_a_row == 0
 
 
 def test_next_call_is_when_the_log_frees_and_books_nothing():
     assert admission.next_call([], TWO_PER_SECOND, 5.0) == 5.0
+    assert admission.next_call([5.0], TWO_PER_SECOND, 5.0) == pytest.approx(5.0 + WINDOW / 2)
     calls = [10.0, 10.1]
     assert admission.next_call(calls, TWO_PER_SECOND, 10.2) == pytest.approx(10.0 + WINDOW)
     assert admission.next_call(calls, TWO_PER_SECOND, 20.0) == 20.0
@@ -81,9 +100,9 @@ def test_a_rate_quota_429_slows_the_pace_once_and_it_recovers_with_time():
     windows = (1 - admission.DECREASE) / admission.RECOVERY
     assert slowed.share(limit, 101.0 + windows * 60) == pytest.approx(1.0)
     assert slowed.share(limit, 101.0 + 10 * windows * 60) == 1.0
-    # A slower pace spreads reservations wider.
-    slot, _ = admission.reserve([100.0, 100.0], limit, 101.0, pace=slowed)
-    assert slot == pytest.approx(100 + 60 / admission.DECREASE + admission.DEFAULT_MARGIN_SECONDS)
+    # A slower pace spreads calls wider.
+    at = admission.next_call([100.0, 100.0], limit, 101.0, pace=slowed)
+    assert at == pytest.approx(100 + 60 / admission.DECREASE + admission.DEFAULT_MARGIN_SECONDS)
 
 
 def test_the_pace_never_drops_below_its_floor():
@@ -93,69 +112,62 @@ def test_the_pace_never_drops_below_its_floor():
     assert pace.share(limit, 59.0) >= admission.MIN_SHARE
 
 
-def test_backoff_is_bounded_full_jitter():
-    rng = random.Random(1)
-    assert admission.backoff_seconds(0) == 0
-    for attempt in range(1, 12):
-        ceiling = min(
-            admission.BACKOFF_CAP_SECONDS, admission.BACKOFF_BASE_SECONDS * 2 ** (attempt - 1)
-        )
-        assert 0 <= admission.backoff_seconds(attempt, rng) <= ceiling
-
-
 @pytest.fixture
 def limits(tables):
     return DynamoLimitStore("LimitsTable", tables)
 
 
-def test_store_reserves_and_claims(limits):
-    slots = [limits.reserve("fam", TWO_PER_SECOND, now=50.0) for _ in range(5)]
-    assert most_in_any_window(slots, WINDOW) == 2
-    assert limits.claim_call("fam", TWO_PER_SECOND, 50.0) == 0
-    assert limits.claim_call("fam", TWO_PER_SECOND, 50.0) == 0
-    assert limits.claim_call("fam", TWO_PER_SECOND, 50.2) == pytest.approx(WINDOW - 0.2)
-    assert limits.claim_call("other", TWO_PER_SECOND, 50.2) == 0  # families are separate
+@pytest.fixture
+def queue(tables):
+    return DynamoJobQueue("QueueTable", tables)
 
 
-def test_store_slows_the_pace_and_tells_when_the_next_call_may_go(limits):
-    assert limits.next_call_at("fam", TWO_PER_SECOND, 50.0) == 50.0
-    limits.claim_call("fam", TWO_PER_SECOND, 50.0)
-    limits.claim_call("fam", TWO_PER_SECOND, 50.1)
-    assert limits.next_call_at("fam", TWO_PER_SECOND, 50.2) == pytest.approx(50.0 + WINDOW)
-    limits.throttled("fam", TWO_PER_SECOND, sent_at=50.1, now=50.2)
-    limits.throttled("fam", TWO_PER_SECOND, sent_at=50.0, now=50.3)  # from before: no news
-    slower = 50.0 + admission.spacing(TWO_PER_SECOND, share=admission.DECREASE)
-    assert limits.next_call_at("fam", TWO_PER_SECOND, 50.3) == pytest.approx(slower, abs=0.01)
-    assert limits.next_call_at("other", TWO_PER_SECOND, 50.3) == 50.3
+@pytest.fixture
+def lease(tables):
+    return DynamoDispatchLease("LimitsTable", tables)
 
 
-def test_concurrent_reservations_stay_within_the_limit(limits):
-    slots, lock = [], threading.Lock()
+def test_the_queue_keeps_a_place_and_claims_it_once(queue):
+    first = entry("j1", tenant="a", at=5.0)
+    queue.put(first, "token-1")
+    queue.put(first.model_copy(update={"enqueued_at": 9.0}), "token-2")  # Admit run again
+    [seen] = queue.entries()
+    assert seen == first  # its place kept, no token shown
+    assert queue.claim(seen, 7, 10.0) == "token-2"
+    assert queue.claim(seen, 8, 10.0) is None  # claimed once
+    [claimed] = queue.entries()
+    assert (claimed.claimed_by, claimed.claimed_at) == (7, 10.0)
+    assert queue.claim(claimed, 8, 11.0) == "token-2"  # a stale claim, taken over as seen
+    queue.requeue(claimed, calls=1)
+    [back] = queue.entries()
+    assert (back.calls, back.claimed, back.enqueued_at) == (1, False, 5.0)
 
-    def book():
-        slot = limits.reserve("burst", TWO_PER_SECOND, now=1000.0)
-        with lock:
-            slots.append(slot)
 
-    threads = [threading.Thread(target=book) for _ in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(slots) == 16 and most_in_any_window(slots, WINDOW) == 2
+def test_the_queue_counts_a_tenants_jobs_and_forgets_removed_ones(queue):
+    for job_id, tenant in (("j1", "a"), ("j2", "a"), ("j3", "ab")):
+        queue.put(entry(job_id, tenant=tenant), "t")
+    assert (queue.count("a"), queue.count("ab"), queue.count("b")) == (2, 1, 0)
+    queue.remove("a", "j1")
+    queue.remove("a", "j1")  # twice is harmless
+    queue.requeue(entry("j1", tenant="a"), calls=3)  # and it does not come back
+    assert sorted(e.job_id for e in queue.entries()) == ["j2", "j3"]
 
 
-def test_a_lost_race_is_retried(limits, monkeypatch):
-    real_put = limits.client.put_item
-    conflicts = iter([True])
-
-    def put_item(**kwargs):
-        if next(conflicts, False):
-            raise ClientError({"Error": {"Code": "ConditionalCheckFailedException"}}, "PutItem")
-        return real_put(**kwargs)
-
-    monkeypatch.setattr(limits.client, "put_item", put_item)
-    assert limits.reserve("fam", TWO_PER_SECOND, now=5.0) == 5.0
+def test_the_lease_has_one_holder_and_fences_the_stale_one(lease):
+    first = lease.acquire("one", now=0.0, until=30.0)
+    assert first is not None and first.calls == {} and lease.held(1.0)
+    assert lease.acquire("two", now=10.0, until=40.0) is None
+    assert lease.record(first.token, "fam", [1.0, 2.0], admission.Pace(0.8, 1.5))
+    second = lease.acquire("two", now=31.0, until=61.0)  # the first stopped renewing
+    assert second is not None and second.token > first.token
+    assert second.calls == {"fam": [1.0, 2.0]} and second.paces["fam"].base == 0.8
+    assert not lease.renew(first.token, 70.0) and not lease.record(
+        first.token, "fam", [], admission.Pace()
+    )
+    lease.release(first.token)  # a stale release frees nothing
+    assert lease.held(32.0)
+    lease.release(second.token)
+    assert not lease.held(32.0)
 
 
 def test_leases_cap_holders_and_expire(limits):

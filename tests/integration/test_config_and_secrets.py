@@ -9,6 +9,8 @@ import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
+from pydantic import AliasChoices
+from pydantic.fields import FieldInfo
 
 from qwen_edit.adapters.dashscope import DashScopeClient
 from qwen_edit.adapters.providers import provider_client
@@ -41,7 +43,17 @@ def environment_of(function: dict) -> dict[str, str]:
         "DASHSCOPE_REGION": "beijing",
         "SHARED_INPUT_PREFIXES": "library/",
     }
-    return {name: numbers.get(name, "x") for name in variables}
+    return {name: numbers.get(name, "x") for name in [*variables, *LAMBDA_SETS]}
+
+
+LAMBDA_SETS = ["AWS_LAMBDA_FUNCTION_NAME"]  # what Lambda itself gives every function
+
+
+def names_of(field: FieldInfo) -> list[str]:
+    """The variables a settings field may be read from, first the one it is named by."""
+    if isinstance(field.validation_alias, AliasChoices):
+        return [str(choice) for choice in field.validation_alias.choices]
+    return [str(field.alias)]
 
 
 def functions() -> dict[str, dict]:
@@ -61,18 +73,20 @@ def test_every_function_has_an_environment_model_the_template_satisfies():
 def test_a_missing_variable_is_named_at_cold_start():
     for name, function in functions().items():
         environment = environment_of(function)
-        required = [f.alias for f in FUNCTIONS[name].model_fields.values() if f.is_required()]
+        required = [names_of(f) for f in FUNCTIONS[name].model_fields.values() if f.is_required()]
         assert required, name
-        for variable in required:
-            with pytest.raises(ConfigurationError, match=variable):
-                FUNCTIONS[name].from_env({k: v for k, v in environment.items() if k != variable})
+        for variables in required:
+            with pytest.raises(ConfigurationError, match=variables[0]):
+                FUNCTIONS[name].from_env(
+                    {k: v for k, v in environment.items() if k not in variables}
+                )
 
 
 def test_every_variable_read_is_one_the_template_sets():
     set_by_template: set[str] = set()
     for function in functions().values():
         set_by_template |= set(environment_of(function))
-    fields = {field.alias for field in LocalEnv.model_fields.values()}
+    fields = {names_of(field)[0] for field in LocalEnv.model_fields.values()}
     # ALLOW_LOOPBACK_URLS is the local stack's alone (SPEC §7): a deployment never sets it.
     assert fields - set_by_template == {"ALLOW_LOOPBACK_URLS"}
 

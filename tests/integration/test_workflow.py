@@ -4,6 +4,7 @@ Lambda tasks, the emulator as the provider (issue 3's list of paths)."""
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import boto3
@@ -58,7 +59,7 @@ def test_sync_edit_succeeds_with_results_in_s3(stack):
     )
     assert record["status"] == "succeeded" and "tenant" not in record
     events = history(stack, job.id)
-    assert billed_transitions(events) == 6  # Admit, WaitForSlot, Submit, IsAsyncTask, Store, Notify
+    assert billed_transitions(events) == 4  # Admit (waits on its token), IsAsyncTask, Store, Notify
     assert stack.emulator.fake.counters["calls.multimodal-generation"] == 1
 
 
@@ -75,9 +76,9 @@ def test_async_text_to_image_succeeds_after_polls(stack):
     polls = stack.emulator.fake.counters["calls.task-fetch"]
     assert polls >= 2
     events = history(stack, job.id)
-    # 8 states entered (Admit, WaitForSlot, Submit, IsAsyncTask, WaitForTask, Poll, Store,
-    # Notify) and one Poll retry for every poll after the first.
-    assert billed_transitions(events) == 8 + (polls - 1)
+    # 6 states entered (Admit, IsAsyncTask, WaitForTask, Poll, Store, Notify) and one Poll
+    # retry for every poll after the first.
+    assert billed_transitions(events) == 6 + (polls - 1)
 
 
 def test_final_provider_error_fails_the_job_once(stack):
@@ -212,15 +213,11 @@ def test_async_concurrency_is_capped_at_two_tasks(stack):
     assert all(job_of(stack, j.id).status is JobStatus.SUCCEEDED for j in jobs)
 
 
-def test_submit_never_calls_the_provider_for_a_finished_job(stack):
-    from qwen_edit.app import workflow
-
+def test_no_queue_entry_or_dispatcher_outlives_the_work(stack):
     job = start(stack, edit(n=1))
-    wait_execution(stack, job.id)
-    calls = stack.emulator.fake.counters["calls.multimodal-generation"]
-    with pytest.raises(JobConflict, match="already succeeded"):
-        workflow.submit(stack.ctx, workflow.WorkflowState(job_id=job.id))
-    assert stack.emulator.fake.counters["calls.multimodal-generation"] == calls
+    assert wait_execution(stack, job.id)["status"] == "SUCCEEDED"
+    assert stack.ctx.queue.entries() == []
+    wait_until(lambda: not stack.ctx.dispatch_lease.held(time.time()), what="the lease freed")
 
 
 def test_the_task_api_provider_runs_through_the_workflow(stack):

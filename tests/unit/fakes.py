@@ -2,7 +2,8 @@
 
 Each fake keeps the promise its port documents, and only that: the job store moves statuses
 along jobs.ALLOWED_FROM and refuses everything else with JobConflict, like the DynamoDB adapter;
-the limit store runs the pure admission maths; executions start a name once. They also record
+the queue claims an entry once; the lease fences a stale holder; executions start a name
+once. They also record
 what the use cases asked of them, so a test can say "one execution started", "no provider call".
 
 Nothing here opens a socket, builds a boto3 client or needs an imaging library: the PNGs are
@@ -15,6 +16,7 @@ import base64
 import hashlib
 import json
 import struct
+import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -25,10 +27,12 @@ from urllib.parse import quote
 
 from pydantic_core import to_jsonable_python
 
+from qwen_edit.app.dispatcher import dispatch
 from qwen_edit.app.webhooks import Delivery
 from qwen_edit.context import Context
 from qwen_edit.domain import admission
-from qwen_edit.domain.catalog import Capability, Provider, RateLimit
+from qwen_edit.domain.catalog import Capability, Provider, get_model
+from qwen_edit.domain.dispatch import HeldLease, QueueEntry
 from qwen_edit.domain.errors import InvalidRequest, JobConflict, JobNotFound
 from qwen_edit.domain.jobs import (
     ALLOWED_FROM,
@@ -42,9 +46,12 @@ from qwen_edit.domain.jobs import (
 )
 from qwen_edit.domain.provider import ProviderError, ProviderRequest, ProviderTask, TaskStatus
 from qwen_edit.ports import (
+    Callbacks,
+    DispatchLease,
     EventPublisher,
     Executions,
     ImageProvider,
+    JobQueue,
     JobStore,
     LimitStore,
     ObjectStore,
@@ -205,36 +212,11 @@ class FakeJobStore:
 
 
 class FakeLimitStore:
-    """The admission state in dicts; the maths is domain/admission.py's, as in DynamoDB."""
+    """Async task places in dicts, as in DynamoDB."""
 
-    def __init__(self, margin: float = admission.DEFAULT_MARGIN_SECONDS) -> None:
-        self.margin = margin
-        self.reservations: dict[str, list[float]] = {}
-        self.calls: dict[str, list[float]] = {}
+    def __init__(self) -> None:
         self.leases: dict[str, dict[str, float]] = {}
-        self.paces: dict[str, admission.Pace] = {}
         self.released: list[tuple[str, str]] = []
-
-    def reserve(self, family: str, limit: RateLimit, now: float) -> float:
-        pace = self.paces.get(family, admission.Pace())
-        recent = self.reservations.get(family, [])
-        slot, self.reservations[family] = admission.reserve(recent, limit, now, self.margin, pace)
-        return slot
-
-    def claim_call(self, family: str, limit: RateLimit, now: float) -> float:
-        pace = self.paces.get(family, admission.Pace())
-        wait, calls = admission.claim(self.calls.get(family, []), limit, now, self.margin, pace)
-        if wait == 0:
-            self.calls[family] = calls
-        return wait
-
-    def next_call_at(self, family: str, limit: RateLimit, now: float) -> float:
-        pace = self.paces.get(family, admission.Pace())
-        return admission.next_call(self.calls.get(family, []), limit, now, self.margin, pace)
-
-    def throttled(self, family: str, limit: RateLimit, sent_at: float, now: float) -> None:
-        pace = self.paces.get(family, admission.Pace())
-        self.paces[family] = pace.slowed(limit, sent_at, now)
 
     def acquire_lease(
         self, family: str, holder: str, max_holders: int, until: float, now: float
@@ -248,6 +230,91 @@ class FakeLimitStore:
     def release_lease(self, family: str, holder: str) -> None:
         self.leases.get(family, {}).pop(holder, None)
         self.released.append((family, holder))
+
+
+class FakeJobQueue:
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], tuple[QueueEntry, str]] = {}  # (tenant, id) → entry
+
+    def put(self, entry: QueueEntry, task_token: str) -> None:
+        kept = self.items.get((entry.tenant, entry.job_id), (entry, ""))[0]
+        self.items[(entry.tenant, entry.job_id)] = (kept, task_token)
+
+    def entries(self) -> list[QueueEntry]:
+        return [entry for entry, _ in self.items.values()]
+
+    def count(self, tenant: str) -> int:
+        return sum(1 for t, _ in self.items if t == tenant)
+
+    def claim(self, entry: QueueEntry, token: int, now: float) -> str | None:
+        stored = self.items.get((entry.tenant, entry.job_id))
+        if stored is None or stored[0].claimed_by != entry.claimed_by:
+            return None
+        claimed = stored[0].model_copy(update={"claimed_by": token, "claimed_at": now})
+        self.items[(entry.tenant, entry.job_id)] = (claimed, stored[1])
+        return stored[1]
+
+    def requeue(self, entry: QueueEntry, calls: int) -> None:
+        stored = self.items.get((entry.tenant, entry.job_id))
+        if stored is not None:
+            update = {"calls": calls, "claimed_by": None, "claimed_at": None}
+            self.items[(entry.tenant, entry.job_id)] = (
+                stored[0].model_copy(update=update),
+                stored[1],
+            )
+
+    def remove(self, tenant: str, job_id: str) -> None:
+        self.items.pop((tenant, job_id), None)
+
+    def entry(self, job_id: str) -> QueueEntry | None:
+        return next((e for e in self.entries() if e.job_id == job_id), None)
+
+
+class FakeDispatchLease:
+    def __init__(self) -> None:
+        self.token = 0
+        self.until = 0.0
+        self.calls: dict[str, list[float]] = {}
+        self.paces: dict[str, admission.Pace] = {}
+
+    def acquire(self, holder: str, now: float, until: float) -> HeldLease | None:
+        if self.until >= now:
+            return None
+        self.token, self.until = self.token + 1, until
+        return HeldLease(self.token, dict(self.calls), dict(self.paces))
+
+    def renew(self, token: int, until: float) -> bool:
+        if token != self.token:
+            return False
+        self.until = until
+        return True
+
+    def record(self, token: int, family: str, calls: list[float], pace: admission.Pace) -> bool:
+        if token != self.token:
+            return False
+        self.calls[family], self.paces[family] = list(calls), pace
+        return True
+
+    def release(self, token: int) -> None:
+        if token == self.token:
+            self.until = 0.0
+
+    def held(self, now: float) -> bool:
+        return self.until > now
+
+
+class FakeCallbacks:
+    def __init__(self) -> None:
+        self.succeeded: dict[str, dict[str, Any]] = {}  # task token → output
+        self.failed: dict[str, tuple[str, str]] = {}  # task token → (error, cause)
+
+    def succeed(self, task_token: str, output: dict[str, Any]) -> bool:
+        self.succeeded[task_token] = output
+        return True
+
+    def fail(self, task_token: str, error: str, cause: str) -> bool:
+        self.failed[task_token] = (error, cause)
+        return True
 
 
 # ---- ObjectStore --------------------------------------------------------------------------------
@@ -506,6 +573,8 @@ SETTINGS: dict[str, Any] = {
     "webhook_secret_arn": "arn:aws:secretsmanager:us-east-1:1:secret:webhooks",
     "state_machine_arn": "arn:aws:states:us-east-1:1:stateMachine:jobs",
     "idempotency_table": "idempotency",
+    "queue_table": "queue",
+    "dispatch_function": "dispatcher",
 }
 
 
@@ -527,6 +596,10 @@ class FakeMetrics:
 class Fakes:
     jobs: FakeJobStore = field(default_factory=FakeJobStore)
     limits: FakeLimitStore = field(default_factory=FakeLimitStore)
+    queue: FakeJobQueue = field(default_factory=FakeJobQueue)
+    dispatch_lease: FakeDispatchLease = field(default_factory=FakeDispatchLease)
+    callbacks: FakeCallbacks = field(default_factory=FakeCallbacks)
+    wakes: list[str] = field(default_factory=list)
     objects: FakeObjectStore = field(default_factory=FakeObjectStore)
     executions: FakeExecutions = field(default_factory=FakeExecutions)
     events: FakeEvents = field(default_factory=FakeEvents)
@@ -543,7 +616,7 @@ class Fakes:
         return self.provider
 
 
-_PORTS = frozenset(f.name for f in fields(Fakes)) - {"provider_kinds"}
+_PORTS = frozenset(f.name for f in fields(Fakes)) - {"provider_kinds", "wakes"}
 
 
 def fake_context(**overrides: Any) -> tuple[Context, Fakes]:
@@ -556,11 +629,13 @@ def fake_context(**overrides: Any) -> tuple[Context, Fakes]:
     settings = LocalEnv(
         **{**SETTINGS, **{name: v for name, v in overrides.items() if name not in _PORTS}}
     )
-    if "limits" not in overrides:
-        fakes.limits.margin = settings.admission_margin_seconds
     ports: dict[str, Callable[[], Any]] = {
         "jobs": lambda: fakes.jobs,
         "limits": lambda: fakes.limits,
+        "queue": lambda: fakes.queue,
+        "dispatch_lease": lambda: fakes.dispatch_lease,
+        "callbacks": lambda: fakes.callbacks,
+        "wake_dispatcher": lambda: lambda: fakes.wakes.append("wake"),
         "objects": lambda: fakes.objects,
         "events": lambda: fakes.events,
         "webhook_outbox": lambda: fakes.outbox,
@@ -585,6 +660,7 @@ def a_job(
     created_at: datetime | None = None,
     webhook_url: str | None = None,
     request: dict[str, Any] | None = None,
+    source: JobSource = JobSource.API,
     **fields: Any,
 ) -> Job:
     """A queued job as accept would record it (its request names only s3:// images)."""
@@ -592,7 +668,7 @@ def a_job(
         tenant=tenant,
         capability=capability,
         model=model,
-        source=JobSource.API,
+        source=source,
         request=request
         or (
             {"prompt": "add a red scarf", "images": ["s3://in/inputs/x/0.png"]}
@@ -614,11 +690,36 @@ def a_job(
     return job
 
 
+def queued(fakes: Fakes, token: str | None = None, **fields: Any) -> Job:
+    """A recorded job (a_job's fields) waiting in the dispatcher's queue with `token`."""
+    job = a_job(**fields)
+    fakes.jobs.create(job)
+    entry = QueueEntry(
+        job_id=job.id,
+        tenant=job.tenant,
+        family=get_model(job.model).family,
+        lane=job.lane,
+        enqueued_at=time.time(),
+        deadline_at=job.deadline_at.timestamp(),
+    )
+    fakes.queue.put(entry, token or f"token-{job.id}")
+    return job
+
+
+def run(ctx: Context, rounds: int = 10_000) -> str:
+    """The dispatcher until its queue is empty (or after `rounds` looks at it)."""
+    left = iter(range(rounds, -1, -1))
+    return dispatch(ctx, remaining=lambda: 600.0 if next(left, 0) else 0.0)
+
+
 def _implements_the_ports(
     fakes: Fakes,
 ) -> tuple[
     JobStore,
     LimitStore,
+    JobQueue,
+    DispatchLease,
+    Callbacks,
     ObjectStore,
     Executions,
     EventPublisher,
@@ -630,6 +731,9 @@ def _implements_the_ports(
     return (
         fakes.jobs,
         fakes.limits,
+        fakes.queue,
+        fakes.dispatch_lease,
+        fakes.callbacks,
         fakes.objects,
         fakes.executions,
         fakes.events,

@@ -8,14 +8,13 @@ from datetime import timedelta
 import pytest
 
 from qwen_edit.app import service, workflow
-from qwen_edit.app.workflow import WorkflowState
+from qwen_edit.app.workflow import Submission, WorkflowState
 from qwen_edit.context import Context
 from qwen_edit.domain.catalog import Capability
-from qwen_edit.domain.errors import QwenEditError
 from qwen_edit.domain.jobs import JobError, JobSource, JobStatus, ProviderCall, now_utc
 from qwen_edit.domain.provider import ProviderError
 
-from .fakes import Fakes, a_job, http_error, png_data_url
+from .fakes import Fakes, a_job, fake_context, http_error, png_data_url, queued, run
 
 EDIT = {"model": "qwen-image-edit-plus", "prompt": "add a red scarf"}
 FAMILY = "qwen-image-edit-plus"
@@ -62,18 +61,17 @@ def test_a_finished_job_is_counted_and_timed(ctx: Context, fakes: Fakes) -> None
 def test_each_provider_call_is_counted_by_its_answer(
     ctx: Context, fakes: Fakes, error: ProviderError, answer: str
 ) -> None:
-    job = a_job()
-    fakes.jobs.create(job)
+    ctx, fakes = fake_context(max_provider_attempts=1)  # one call, whatever it answers
+    queued(fakes)
     fakes.provider.submits.append(error)
-    with pytest.raises(QwenEditError):
-        workflow.submit(ctx, WorkflowState(job_id=job.id))
+    run(ctx)
     assert fakes.metrics.named("ProviderCalls") == [(1, {"Family": FAMILY, "Answer": answer})]
 
 
 def test_a_successful_call_and_each_poll_are_counted(ctx: Context, fakes: Fakes) -> None:
-    job = a_job(model="qwen-image-plus", capability=Capability.TEXT_TO_IMAGE)
-    fakes.jobs.create(job)
-    submitted = workflow.submit(ctx, WorkflowState(job_id=job.id))
+    job = queued(fakes, model="qwen-image-plus", capability=Capability.TEXT_TO_IMAGE)
+    run(ctx)
+    submitted = Submission(task_id=fakes.callbacks.succeeded[f"token-{job.id}"]["task_id"])
     workflow.poll(ctx, WorkflowState(job_id=job.id, submission=submitted))
     assert fakes.metrics.named("ProviderCalls") == [
         (1, {"Family": "qwen-image-plus", "Answer": "ok"})

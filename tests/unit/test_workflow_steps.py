@@ -9,25 +9,21 @@ from typing import Any
 import pytest
 
 from qwen_edit.app import workflow
-from qwen_edit.app.workflow import Admission, Failure, Submission, WorkflowState
+from qwen_edit.app.workflow import Failure, Submission, WorkflowState
 from qwen_edit.context import Context
-from qwen_edit.domain import admission
-from qwen_edit.domain.catalog import Capability, RateLimit
+from qwen_edit.domain.catalog import Capability
 from qwen_edit.domain.errors import (
     DeadlineExceeded,
     JobConflict,
     JobFailed,
     JobNotRecorded,
-    NotAdmitted,
-    ProviderOutcomeUnknown,
-    ProviderRetryable,
     QwenEditError,
     TaskPending,
 )
-from qwen_edit.domain.jobs import Job, JobStatus, OutputTarget, ProviderCall, now_utc
-from qwen_edit.domain.provider import ProviderError, TaskStatus
+from qwen_edit.domain.jobs import Job, JobSource, JobStatus, OutputTarget, now_utc
+from qwen_edit.domain.provider import TaskStatus
 
-from .fakes import Fakes, a_job, fake_context, http_error, present, succeeded, task
+from .fakes import Fakes, a_job, http_error, present, succeeded, task
 
 
 def queued(fakes: Fakes, **fields: Any) -> Job:
@@ -58,75 +54,43 @@ def state(job: Job, **fields: Any) -> WorkflowState:
 # ---- admit ----------------------------------------------------------------------------------
 
 
-def test_admit_books_a_slot_now_for_a_fresh_job(ctx: Context, fakes: Fakes) -> None:
-    job = queued(fakes)
-    admitted = workflow.admit(ctx, state(job))
-    assert admitted.attempt == 0 and admitted.provider_attempts == 0
-    assert abs((admitted.at - now_utc()).total_seconds()) < 5
-    assert len(fakes.limits.reservations["qwen-image-edit-plus"]) == 1
+def admitting(job: Job, token: str = "token-1") -> workflow.AdmitRequest:
+    return workflow.AdmitRequest(job_id=job.id, task_token=token)
 
 
-def test_admit_counts_only_provider_calls_that_said_later(ctx: Context, fakes: Fakes) -> None:
-    job = queued(fakes)
-    earlier = Admission(at=now_utc(), attempt=1, provider_attempts=2)
-    later = caught(ProviderRetryable("busy", code="Throttling"))
-    again = workflow.admit(ctx, state(job, admission=earlier, failure=later))
-    assert again.provider_attempts == 3 and again.attempt == 2
-    # Admit's own Retry repeats its input: a failure of another kind is not a provider call.
-    same = workflow.admit(ctx, state(job, admission=earlier, failure=caught(NotAdmitted("full"))))
-    assert same.provider_attempts == 2
-
-
-def test_a_job_back_from_submit_keeps_its_place_instead_of_booking_at_the_tail(
+def test_admit_queues_the_job_with_its_token_and_wakes_the_dispatcher(
     ctx: Context, fakes: Fakes
 ) -> None:
-    family = "qwen-image-edit-plus"
-    for _ in range(20):  # a burst booked the next 10 windows
-        fakes.limits.reserve(family, RateLimit(2, 1), now_utc().timestamp())
     job = queued(fakes)
-    booked = list(fakes.limits.reservations[family])
-    earlier = Admission(at=now_utc(), attempt=0)
-    missed = workflow.admit(ctx, state(job, admission=earlier, failure=caught(NotAdmitted("x"))))
-    assert abs((missed.at - now_utc()).total_seconds()) < 2  # the call log is free now
-    assert fakes.limits.reservations[family] == booked  # and it booked nothing
-    retry = caught(ProviderRetryable("busy", code="Throttling"))
-    again = workflow.admit(ctx, state(job, admission=earlier, failure=retry))
-    assert (again.at - now_utc()).total_seconds() < admission.BACKOFF_BASE_SECONDS + 1
+    workflow.admit(ctx, admitting(job))
+    entry = present(fakes.queue.entry(job.id))
+    assert (entry.tenant, entry.family) == ("tenant-a", "qwen-image-edit-plus")
+    assert entry.lane == "interactive"
+    assert entry.calls == 0 and not entry.claimed and fakes.wakes == ["wake"]
+    assert fakes.queue.claim(entry, 1, 0.0) == "token-1"
 
 
-def test_a_queued_job_shows_its_place_in_line_until_it_runs(ctx: Context, fakes: Fakes) -> None:
-    family, limit = "qwen-image-2.0-pro", RateLimit(2, 60)
-    for _ in range(4):  # two windows booked
-        fakes.limits.reserve(family, limit, now_utc().timestamp())
-    job = queued(fakes, model="qwen-image-2.0-pro")
-    admitted = workflow.admit(ctx, state(job))
-    place = present(fakes.jobs.get(job.id).queue)
-    assert place.position == 4 and place.estimated_start_at == admitted.at
-    assert 119 < (admitted.at - now_utc()).total_seconds() < 122
-    assert fakes.jobs.get(job.id).public()["queue"]["position"] == 4
-    fakes.jobs.transition(job.id, JobStatus.RUNNING, now_utc())
-    assert "queue" not in fakes.jobs.get(job.id).public()
+def test_admit_wakes_no_one_while_a_dispatcher_runs(ctx: Context, fakes: Fakes) -> None:
+    fakes.dispatch_lease.until = now_utc().timestamp() + 30
+    workflow.admit(ctx, admitting(queued(fakes)))
+    assert fakes.wakes == []
 
 
-def test_the_cli_says_where_a_job_stands() -> None:
-    from qwen_edit_cli.main import _place
-
-    start = (now_utc() + timedelta(minutes=18)).isoformat()
-    line = _place({"queue": {"position": 36, "estimated_start_at": start}})
-    assert line == ", 37th in line, starts in about 18 min"
-    assert _place({"status": "running"}) == ""
-
-
-def test_admit_gives_up_at_max_provider_attempts_with_the_last_error() -> None:
-    ctx, fakes = fake_context(max_provider_attempts=3)
+def test_admit_run_again_keeps_the_place_and_hands_over_the_new_token(
+    ctx: Context, fakes: Fakes
+) -> None:
     job = queued(fakes)
-    earlier = Admission(at=now_utc(), attempt=2, provider_attempts=2)
-    last = caught(ProviderRetryable("the provider is overloaded", code="Throttling.RateQuota"))
-    with pytest.raises(JobFailed) as failed:
-        workflow.admit(ctx, state(job, admission=earlier, failure=last))
-    assert failed.value.code == "Throttling.RateQuota"
-    assert "3 provider attempts" in failed.value.message and "overloaded" in failed.value.message
-    assert fakes.limits.reservations == {}  # no slot booked for a job that gives up
+    workflow.admit(ctx, admitting(job, "token-1"))
+    first = present(fakes.queue.entry(job.id))
+    workflow.admit(ctx, admitting(job, "token-2"))
+    assert present(fakes.queue.entry(job.id)).enqueued_at == first.enqueued_at
+    assert fakes.queue.claim(first, 1, 0.0) == "token-2"
+
+
+def test_an_upload_job_waits_in_the_batch_lane(ctx: Context, fakes: Fakes) -> None:
+    job = queued(fakes, source=JobSource.S3)
+    workflow.admit(ctx, admitting(job))
+    assert present(fakes.queue.entry(job.id)).lane == "batch"
 
 
 def test_a_workflow_that_finds_no_job_waits_for_it_then_ends_quietly(
@@ -135,186 +99,36 @@ def test_a_workflow_that_finds_no_job_waits_for_it_then_ends_quietly(
     # The API starts the execution, then records the job; it may die in between.
     never = WorkflowState(job_id="never-recorded")
     with pytest.raises(JobNotRecorded):  # the Admit state's Retry waits for the record
-        workflow.admit(ctx, never)
+        workflow.admit(ctx, workflow.AdmitRequest(job_id="never-recorded", task_token="t"))
     failure = caught(JobNotRecorded("job never-recorded is not recorded (yet)"))
     workflow.record_failure(ctx, never.model_copy(update={"failure": failure}))
     workflow.notify(ctx, never)
     workflow.reconcile(ctx, "never-recorded", "FAILED", None)
-    assert fakes.events.published == [] and fakes.jobs.all() == []
+    assert fakes.events.published == [] and fakes.jobs.all() == [] and fakes.queue.items == {}
 
 
 def test_admit_refuses_a_job_past_its_deadline(ctx: Context, fakes: Fakes) -> None:
-    job = queued(fakes)
-    fakes.jobs.update(job.id, now_utc(), deadline_at=now_utc() - timedelta(seconds=1))
+    job = queued(fakes, created_at=now_utc() - timedelta(hours=2))
     with pytest.raises(DeadlineExceeded):
-        workflow.admit(ctx, state(job))
+        workflow.admit(ctx, admitting(job))
+    assert fakes.queue.items == {}
 
 
-def test_admit_waits_while_the_async_places_are_taken(ctx: Context, fakes: Fakes) -> None:
-    job = async_job(fakes)
-    far = now_utc().timestamp() + 600
-    for other in ("other-1", "other-2"):
-        assert fakes.limits.acquire_lease("qwen-image-plus", other, 2, far, now_utc().timestamp())
-    with pytest.raises(NotAdmitted):
-        workflow.admit(ctx, state(job))
-    fakes.limits.release_lease("qwen-image-plus", "other-1")
-    workflow.admit(ctx, state(job))
-    assert job.id in fakes.limits.leases["qwen-image-plus"]
-
-
-# ---- submit ---------------------------------------------------------------------------------
-
-
-def test_submit_starts_the_job_calls_the_provider_once_and_records_it(
-    ctx: Context, fakes: Fakes
-) -> None:
+def test_admit_queues_nothing_for_a_job_canceled_before_it(ctx: Context, fakes: Fakes) -> None:
     job = queued(fakes)
-    result = workflow.submit(ctx, state(job))
-    assert fakes.provider.calls == 1 and result.image_urls and result.task_id is None
-    running_job = fakes.jobs.get(job.id)
-    assert running_job.status is JobStatus.RUNNING
-    info = present(running_job.provider)
-    assert (info.name, info.region, info.request_id) == ("dashscope", "singapore", "req-1")
+    fakes.jobs.transition(job.id, JobStatus.CANCELED, now_utc())
+    with pytest.raises(JobConflict):
+        workflow.admit(ctx, admitting(job))
+    assert fakes.queue.items == {}
 
 
-def test_the_provider_reads_s3_inputs_through_presigned_urls(ctx: Context, fakes: Fakes) -> None:
-    job = queued(fakes)
-    workflow.submit(ctx, state(job))
-    [(request, asynchronous)] = fakes.provider.submitted
-    assert request.images[0].startswith("https://fake-s3/in/inputs/x/0.png?")
-    assert "X-Amz-Signature" in request.images[0] and not asynchronous
+def test_the_cli_says_where_a_job_stands() -> None:
+    from qwen_edit_cli.main import _place
 
-
-def test_submit_of_an_async_model_answers_its_task_id(ctx: Context, fakes: Fakes) -> None:
-    job = async_job(fakes)
-    result = workflow.submit(ctx, state(job))
-    assert result.task_id == "task-1" and result.image_urls == []
-    assert present(fakes.jobs.get(job.id).provider).task_id == "task-1"
-
-
-@pytest.mark.parametrize("status", [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED])
-def test_submit_never_calls_the_provider_for_a_final_job(
-    ctx: Context, fakes: Fakes, status: JobStatus
-) -> None:
-    job = running(fakes)
-    fakes.jobs.transition(job.id, status, now_utc())
-    with pytest.raises(JobConflict, match=f"already {status.value}"):
-        workflow.submit(ctx, state(job))
-    assert fakes.provider.calls == 0
-
-
-@pytest.mark.parametrize("status", [429, 500, 503])
-def test_a_provider_try_later_becomes_provider_retryable(
-    ctx: Context, fakes: Fakes, status: int
-) -> None:
-    job = queued(fakes)
-    fakes.provider.submits.append(http_error(status, "Throttling"))
-    with pytest.raises(ProviderRetryable) as retry:
-        workflow.submit(ctx, state(job))
-    assert retry.value.code == "Throttling"
-    assert fakes.jobs.get(job.id).status is JobStatus.RUNNING  # not failed: Admit again
-
-
-def test_a_final_provider_error_fails_the_job_with_the_providers_code(
-    ctx: Context, fakes: Fakes
-) -> None:
-    job = queued(fakes)
-    fakes.provider.submits.append(http_error(400, "DataInspectionFailed", "inappropriate"))
-    with pytest.raises(JobFailed) as failed:
-        workflow.submit(ctx, state(job))
-    assert (failed.value.code, failed.value.message) == ("DataInspectionFailed", "inappropriate")
-
-
-@pytest.mark.parametrize("code", ["RequestTimeout", "ConnectionError"])
-def test_a_call_whose_answer_was_lost_is_never_sent_again(
-    ctx: Context, fakes: Fakes, code: str
-) -> None:
-    job = queued(fakes)
-    fakes.provider.submits.append(ProviderError(code, "x", retryable=True, outcome_unknown=True))
-    with pytest.raises(ProviderOutcomeUnknown, match="not sent again"):
-        workflow.submit(ctx, state(job))
-    assert fakes.provider.calls == 1
-    call = present(fakes.jobs.get(job.id).provider_call)
-    assert (call.attempt, call.answered) == (0, False)  # the job's record says so
-
-
-def test_a_call_that_never_left_is_retried(ctx: Context, fakes: Fakes) -> None:
-    job = queued(fakes)
-    fakes.provider.submits.append(ProviderError("ConnectionError", "refused", retryable=True))
-    with pytest.raises(ProviderRetryable):
-        workflow.submit(ctx, state(job))
-
-
-def test_submit_run_again_after_a_crash_does_not_call_again(ctx: Context, fakes: Fakes) -> None:
-    job = queued(fakes)
-    admitted = state(job, admission=Admission(at=now_utc(), attempt=3))
-    sent = ProviderCall(attempt=3, sent_at=now_utc())  # written, then the Lambda died
-    fakes.jobs.update(job.id, now_utc(), provider_call=sent)
-    with pytest.raises(ProviderOutcomeUnknown, match="ran again after its call"):
-        workflow.submit(ctx, admitted)
-    assert fakes.provider.calls == 0
-
-
-def test_submit_run_again_after_its_call_was_answered_never_calls_twice(
-    ctx: Context, fakes: Fakes
-) -> None:
-    # Step Functions may retry a Submit whose Lambda finished (Lambda.ServiceException).
-    sync_job, async_one = queued(fakes), async_job(fakes)
-    for job in (sync_job, async_one):
-        workflow.submit(ctx, state(job, admission=Admission(at=now_utc(), attempt=2)))
-    assert fakes.provider.calls == 2
-    again = workflow.submit(ctx, state(async_one, admission=Admission(at=now_utc(), attempt=2)))
-    assert again.task_id == "task-1"  # the recorded task goes on being polled
-    with pytest.raises(ProviderOutcomeUnknown):  # the sync answer's URLs went with the step
-        workflow.submit(ctx, state(sync_job, admission=Admission(at=now_utc(), attempt=2)))
-    assert fakes.provider.calls == 2
-
-
-def test_bookkeeping_trouble_never_turns_try_later_into_a_failure(
-    ctx: Context, fakes: Fakes, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    job = queued(fakes)
-    fakes.provider.submits.append(http_error(429, "Throttling.RateQuota"))
-
-    def contended(*_args: Any) -> None:
-        raise NotAdmitted("the pace item is contended")
-
-    monkeypatch.setattr(fakes.limits, "throttled", contended)
-    with pytest.raises(ProviderRetryable):
-        workflow.submit(ctx, state(job))
-
-
-@pytest.mark.parametrize("code, slows", [("Throttling.RateQuota", True), ("Throttling", False)])
-def test_only_a_rate_quota_429_slows_the_pace(
-    ctx: Context, fakes: Fakes, code: str, slows: bool
-) -> None:
-    job = queued(fakes)
-    fakes.provider.submits.append(http_error(429, code))
-    with pytest.raises(ProviderRetryable):
-        workflow.submit(ctx, state(job))
-    assert ("qwen-image-edit-plus" in fakes.limits.paces) is slows
-
-
-def test_each_attempt_calls_once_and_records_the_answer(ctx: Context, fakes: Fakes) -> None:
-    job = queued(fakes)
-    fakes.provider.submits.append(http_error(429, "Throttling.RateQuota"))
-    first = state(job, admission=Admission(at=now_utc(), attempt=0))
-    with pytest.raises(ProviderRetryable):
-        workflow.submit(ctx, first)
-    assert present(fakes.jobs.get(job.id).provider_call).answered
-    workflow.submit(ctx, state(job, admission=Admission(at=now_utc(), attempt=1)))
-    assert fakes.provider.calls == 2
-    assert present(fakes.jobs.get(job.id).provider_call).attempt == 1
-
-
-def test_submit_goes_back_to_admit_when_the_call_slot_is_far(
-    ctx: Context, fakes: Fakes, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    job = queued(fakes)
-    monkeypatch.setattr(fakes.limits, "claim_call", lambda family, limit, now: 30.0)
-    with pytest.raises(NotAdmitted):
-        workflow.submit(ctx, state(job))
-    assert fakes.provider.calls == 0
+    start = (now_utc() + timedelta(minutes=18)).isoformat()
+    line = _place({"queue": {"lane": "batch", "position": 37, "estimated_start_at": start}})
+    assert line == ", 37th in line, starts in about 18 min"
+    assert _place({"status": "running"}) == ""
 
 
 # ---- poll -----------------------------------------------------------------------------------

@@ -85,7 +85,7 @@ def billed_transitions(events: list[dict[str, Any]]) -> int:
     """Step Functions bills every state entered and every retry of a Task."""
     entered = sum(1 for e in events if e["type"].endswith("StateEntered"))
     tasks_entered = sum(1 for e in events if e["type"] == "TaskStateEntered")
-    scheduled = sum(1 for e in events if e["type"] == "LambdaFunctionScheduled")
+    scheduled = sum(1 for e in events if e["type"] in ("LambdaFunctionScheduled", "TaskScheduled"))
     return entered + (scheduled - tasks_entered)
 
 

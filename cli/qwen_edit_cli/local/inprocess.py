@@ -19,7 +19,7 @@ from moto import mock_aws
 
 from qwen_edit import runtime
 from qwen_edit_cli.emulator.server import EmulatorServer
-from qwen_edit_cli.local.fidelity import atomic_dynamodb
+from qwen_edit_cli.local.fidelity import as_on_aws
 from qwen_edit_cli.local.stack import LocalStack, build_stack
 
 # moto logs every Choice `IsPresent` test of a missing path as an ERROR; it is not one.
@@ -73,7 +73,7 @@ def in_process_stack(
     os.environ.update(FAKE_AWS_ENV)
     try:
         with ExitStack() as scope:
-            scope.enter_context(atomic_dynamodb())
+            scope.enter_context(as_on_aws())
             if aws_endpoint is None:
                 scope.enter_context(
                     mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
@@ -113,10 +113,12 @@ def in_process_stack(
             # own test, tests/integration/test_metrics_emf.py).
             os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
             runtime.clear_overrides()
+            runtime.override_ports(wake_dispatcher=lambda: stack.wake_dispatcher)
             if resolve is not None:
                 runtime.override_ports(resolve=lambda: resolve)
             stack.emulator = emulator
             scope.enter_context(stack.dispatcher.installed())
+            scope.callback(stack.stop_dispatching)
             stack.pump()  # S3's s3:TestEvent, sent when the notification was configured
             yield stack
     finally:

@@ -12,6 +12,8 @@ import json
 import os
 import secrets
 import string
+import threading
+import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ import boto3
 
 from qwen_edit import runtime
 from qwen_edit.context import Context
-from qwen_edit_cli.local.lambdas import Handler, LambdaDispatcher
+from qwen_edit_cli.local.lambdas import FakeLambdaContext, Handler, LambdaDispatcher
 from qwen_edit_cli.local.sqs import SqsEventSource
 from qwen_edit_cli.local.template import ROOT, Resolver, load_template, substitute
 
@@ -38,6 +40,8 @@ class LocalStack:
     dispatcher: LambdaDispatcher = field(default_factory=LambdaDispatcher)
     event_sources: list[SqsEventSource] = field(default_factory=list)
     emulator: Any = None
+    dispatchers: list[threading.Thread] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     @property
     def ctx(self) -> Context:
@@ -52,12 +56,43 @@ class LocalStack:
         """The real handler of a function of the template, as Lambda would run it."""
         return self.dispatcher.handler(self.physical[logical_id])
 
+    def wake_dispatcher(self) -> None:
+        """Lambda's asynchronous invoke: the dispatcher runs on a thread of its own (one at a
+        time, as the dispatcher function's lease would have it anyway)."""
+        if self.stopping.is_set():
+            return
+        name = self.physical["DispatchFunction"]
+        context = DispatcherContext(name, self.arns["DispatchFunction"], stopping=self.stopping)
+        thread = threading.Thread(
+            target=self.dispatcher.call, args=(name, {"wake": True}, context), daemon=True
+        )
+        self.dispatchers.append(thread)
+        thread.start()
+
+    def stop_dispatching(self, within: float = 5.0) -> None:
+        """The dispatcher's time runs out (it hands over to no one): before the stack goes.
+        Calls still in flight after `within` seconds are left to the process's end."""
+        self.stopping.set()
+        deadline = time.monotonic() + within
+        for thread in self.dispatchers:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
     def pump(self) -> int:
         """Deliver every queued message to its function (Lambda's SQS poller); how many."""
         delivered = 0
         while moved := sum(source.poll_once() for source in self.event_sources):
             delivered += moved
         return delivered
+
+
+@dataclass
+class DispatcherContext(FakeLambdaContext):
+    """Its remaining time ends when the stack stops, so that the dispatcher hands over."""
+
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def get_remaining_time_in_millis(self) -> int:  # type: ignore[override]
+        return 0 if self.stopping.is_set() else 300_000
 
 
 def _zip() -> bytes:
@@ -170,12 +205,26 @@ def build_stack(
 
     globals_env = template.get("Globals", {}).get("Function", {}).get("Environment", {})
     functions = {k: r for k, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
-    deferred = []
-    for logical, resource in functions.items():
-        try:
-            _create_function(stack, client, resolve, logical, resource, globals_env, role_arn)
-        except KeyError:
-            deferred.append(logical)  # its environment names the state machine: after it
+    pending = list(functions)
+
+    def create_functions() -> None:
+        """Each function once what its environment names exists (another function, or the
+        state machine): rounds until no more can be created."""
+        while True:
+            created = []
+            for logical in pending:
+                try:
+                    _create_function(
+                        stack, client, resolve, logical, functions[logical], globals_env, role_arn
+                    )
+                except KeyError:
+                    continue
+                created.append(logical)
+            pending[:] = [logical for logical in pending if logical not in created]
+            if not created:
+                return
+
+    create_functions()
     for logical, resource in resources.items():
         if resource["Type"] == "AWS::Serverless::StateMachine":
             props = resource["Properties"]
@@ -190,8 +239,9 @@ def build_stack(
                 type=props.get("Type", "STANDARD"),
             )
             stack.physical[logical] = stack.arns[logical] = answer["stateMachineArn"]
-    for logical in deferred:
-        _create_function(stack, client, resolve, logical, functions[logical], globals_env, role_arn)
+    create_functions()
+    if pending:
+        raise KeyError(f"functions whose environment names what is not created: {pending}")
 
     # In-process handlers share this process's environment: the union of their variables.
     os.environ.update(stack.environment)

@@ -16,9 +16,12 @@ from pydantic import BaseModel
 
 from qwen_edit.domain.catalog import Provider
 from qwen_edit.ports import (
+    Callbacks,
+    DispatchLease,
     EventPublisher,
     Executions,
     ImageProvider,
+    JobQueue,
     JobStore,
     LimitStore,
     Metrics,
@@ -70,6 +73,22 @@ class Context:
     @property
     def limits(self) -> LimitStore:
         return cast(LimitStore, self._port("limits"))
+
+    @property
+    def queue(self) -> JobQueue:
+        return cast(JobQueue, self._port("queue"))
+
+    @property
+    def dispatch_lease(self) -> DispatchLease:
+        return cast(DispatchLease, self._port("dispatch_lease"))
+
+    @property
+    def callbacks(self) -> Callbacks:
+        return cast(Callbacks, self._port("callbacks"))
+
+    def wake_dispatcher(self) -> None:
+        """Start the dispatcher (it ends at once if one already runs)."""
+        cast(Callable[[], None], self._port("wake_dispatcher"))()
 
     @property
     def objects(self) -> ObjectStore:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
-from qwen_edit.domain.catalog import RateLimit
+from qwen_edit.domain.admission import Pace
+from qwen_edit.domain.dispatch import HeldLease, QueueEntry
 from qwen_edit.domain.jobs import DeliveryStatus, Job, JobStatus, WebhookAttempt
 from qwen_edit.domain.provider import ProviderRequest, ProviderTask
 
@@ -35,17 +36,7 @@ class JobStore(Protocol):
 
 
 class LimitStore(Protocol):
-    def reserve(self, family: str, limit: RateLimit, now: float) -> float:
-        """Book the family's next call slot at or after `now` (epoch seconds)."""
-
-    def claim_call(self, family: str, limit: RateLimit, now: float) -> float:
-        """Record a call at `now` if the limit allows it (0.0), else the seconds to wait."""
-
-    def next_call_at(self, family: str, limit: RateLimit, now: float) -> float:
-        """When the call log next lets a call out (≥ now); it books nothing."""
-
-    def throttled(self, family: str, limit: RateLimit, sent_at: float, now: float) -> None:
-        """The provider refused the call sent at `sent_at` for its rate quota: slow the pace."""
+    """Async task places per family (models with a cap on running tasks)."""
 
     def acquire_lease(
         self, family: str, holder: str, max_holders: int, until: float, now: float
@@ -53,6 +44,56 @@ class LimitStore(Protocol):
         """Hold one of `max_holders` places until `until`; True if held (again)."""
 
     def release_lease(self, family: str, holder: str) -> None: ...
+
+
+class JobQueue(Protocol):
+    """The jobs waiting for their provider call, each with its workflow's task token."""
+
+    def put(self, entry: QueueEntry, task_token: str) -> None:
+        """Queue the job, or give a queued one its new token (its place and claim stay)."""
+
+    def entries(self) -> list[QueueEntry]:
+        """Every entry, claimed or not (without tokens)."""
+
+    def count(self, tenant: str) -> int:
+        """How many of the tenant's jobs wait."""
+
+    def claim(self, entry: QueueEntry, token: int, now: float) -> str | None:
+        """Mark the entry as being called for by dispatcher `token`: its task token, or None
+        when it is gone or claimed already."""
+
+    def requeue(self, entry: QueueEntry, calls: int) -> None:
+        """Back in line at its old place, unclaimed, after `calls` provider calls."""
+
+    def remove(self, tenant: str, job_id: str) -> None:
+        """Out of the queue (called, failed, canceled); a no-op if it is gone."""
+
+
+class DispatchLease(Protocol):
+    """The one dispatcher's lease, with a fencing token, and the clock state it hands over."""
+
+    def acquire(self, holder: str, now: float, until: float) -> HeldLease | None:
+        """Take the lease if it is free or expired (a new, larger token), else None."""
+
+    def renew(self, token: int, until: float) -> bool:
+        """Extend the lease; False once another holder has taken it."""
+
+    def record(self, token: int, family: str, calls: list[float], pace: Pace) -> bool:
+        """Save a family's booked calls and pace, only while `token` holds the lease."""
+
+    def release(self, token: int) -> None: ...
+
+    def held(self, now: float) -> bool:
+        """Whether a dispatcher holds a live lease."""
+
+
+class Callbacks(Protocol):
+    """Resume a workflow waiting on a task token (Step Functions' callback pattern)."""
+
+    def succeed(self, task_token: str, output: dict[str, Any]) -> bool:
+        """False when the token is no longer waited on (the execution ended or timed out)."""
+
+    def fail(self, task_token: str, error: str, cause: str) -> bool: ...
 
 
 class ObjectStore(Protocol):

@@ -26,7 +26,10 @@ from qwen_edit.settings import (
     Limits,
     LocalEnv,
     ProviderAccess,
+    Queue,
+    Resuming,
     Starting,
+    Waking,
 )
 
 _overrides: dict[str, Callable[[], Any]] = {}
@@ -58,9 +61,14 @@ def _ports(settings: Env) -> dict[str, Callable[[], Any]]:
     if isinstance(settings, Jobs):
         ports["jobs"] = lambda: _dynamodb().DynamoJobStore(settings.jobs_table)
     if isinstance(settings, Limits):
-        ports["limits"] = lambda: _dynamodb().DynamoLimitStore(
-            settings.limits_table, margin_seconds=settings.admission_margin_seconds
-        )
+        ports["limits"] = lambda: _dynamodb().DynamoLimitStore(settings.limits_table)
+        ports["dispatch_lease"] = lambda: _queue().DynamoDispatchLease(settings.limits_table)
+    if isinstance(settings, Queue):
+        ports["queue"] = lambda: _queue().DynamoJobQueue(settings.queue_table)
+    if isinstance(settings, Waking):
+        ports["wake_dispatcher"] = lambda: _aws().LambdaDispatcherWake(settings.dispatch_function)
+    if isinstance(settings, Resuming):
+        ports["callbacks"] = lambda: _aws().StepFunctionsCallbacks()
     if isinstance(settings, Buckets | ProviderAccess):
         ports["objects"] = lambda: _aws().S3ObjectStore()
     if isinstance(settings, Announcing):
@@ -114,6 +122,12 @@ def _dynamodb() -> Any:
     from qwen_edit.adapters import dynamodb
 
     return dynamodb
+
+
+def _queue() -> Any:
+    from qwen_edit.adapters import queue
+
+    return queue
 
 
 def _aws() -> Any:

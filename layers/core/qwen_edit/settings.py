@@ -11,7 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from qwen_edit.domain import admission, keys
 from qwen_edit.domain.provider import Region
@@ -95,14 +103,32 @@ class Requests(Buckets, Loopback):
 
 class Limits(Env):
     limits_table: str = Field(alias="LIMITS_TABLE", min_length=1)
-    # Added to each family's rate window: twice the clock skew between Lambdas, plus the spread
-    # of call latency (domain/admission.py derives the default).
+    # Added to each family's rate window: the spread of the time calls take to arrive
+    # (domain/admission.py measures the default).
     admission_margin_seconds: float = Field(
         admission.DEFAULT_MARGIN_SECONDS, alias="ADMISSION_MARGIN_SECONDS", ge=0
     )
     # A job gives up after this many provider calls that failed with "try later" (429, 5xx,
     # timeouts, dropped connections), failing with the last error.
     max_provider_attempts: int = Field(10, alias="MAX_PROVIDER_ATTEMPTS", ge=1, le=100)
+
+
+class Queue(Env):
+    queue_table: str = Field(alias="QUEUE_TABLE", min_length=1)
+
+
+class Waking(Env):
+    """What starts the dispatcher (the function is invoked asynchronously); the dispatcher
+    wakes its successor, itself, by the name Lambda gives it."""
+
+    dispatch_function: str = Field(
+        validation_alias=AliasChoices("DISPATCH_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_NAME"),
+        min_length=1,
+    )
+
+
+class Resuming(Env):
+    """Answers the workflows that wait on a task token (needs no setting: the token says)."""
 
 
 class ProviderAccess(Env):
@@ -138,10 +164,10 @@ class ApiOnly(Env):
 # ---- one model per function (functions/<name>/) -----------------------------------------------
 
 
-class AdmitEnv(Jobs, Limits): ...
+class AdmitEnv(Jobs, Limits, Queue, Waking): ...
 
 
-class SubmitEnv(Jobs, Limits, ProviderAccess): ...
+class DispatchEnv(Jobs, Limits, Queue, Waking, Resuming, ProviderAccess): ...
 
 
 class PollEnv(Jobs, Limits, ProviderAccess): ...
@@ -165,16 +191,16 @@ class TriggerEnv(Jobs, Requests, Starting): ...
 class WebhookEnv(Jobs, Delivering): ...
 
 
-class ApiEnv(Jobs, Requests, Starting, Announcing, Limits, ProviderAccess, ApiOnly): ...
+class ApiEnv(Jobs, Requests, Starting, Announcing, Limits, Queue, ProviderAccess, ApiOnly): ...
 
 
-class LocalEnv(ApiEnv, Delivering):
+class LocalEnv(ApiEnv, Delivering, Waking, Resuming):
     """Everything: the local stack and the tests act as every function at once."""
 
 
 FUNCTIONS: dict[str, type[Env]] = {
     "admit": AdmitEnv,
-    "submit": SubmitEnv,
+    "dispatch": DispatchEnv,
     "poll": PollEnv,
     "store": StoreEnv,
     "record_failure": RecordFailureEnv,

@@ -82,6 +82,42 @@ class StepFunctionsExecutions:
             )
 
 
+class StepFunctionsCallbacks:
+    """Resumes a workflow waiting on its task token (the dispatcher's answer to the job)."""
+
+    def __init__(self, client: Any = None):
+        self.client = client or boto3.client("stepfunctions")
+        errors = self.client.exceptions
+        self.gone = (errors.InvalidToken, errors.TaskDoesNotExist, errors.TaskTimedOut)
+
+    def succeed(self, task_token: str, output: dict[str, Any]) -> bool:
+        try:
+            self.client.send_task_success(taskToken=task_token, output=json.dumps(output))
+        except self.gone:
+            return False  # the execution ended otherwise (canceled, timed out)
+        return True
+
+    def fail(self, task_token: str, error: str, cause: str) -> bool:
+        try:
+            self.client.send_task_failure(taskToken=task_token, error=error, cause=cause)
+        except self.gone:
+            return False
+        return True
+
+
+class LambdaDispatcherWake:
+    """Starts the dispatcher function (asynchronously: the caller does not wait for it)."""
+
+    def __init__(self, function_name: str, client: Any = None):
+        self.function_name = function_name
+        self.client = client or boto3.client("lambda")
+
+    def __call__(self) -> None:
+        self.client.invoke(
+            FunctionName=self.function_name, InvocationType="Event", Payload=b'{"wake": true}'
+        )
+
+
 class EventBridgePublisher:
     """Publishes `Job Succeeded|Failed|Canceled` with the job as detail (SPEC §4)."""
 

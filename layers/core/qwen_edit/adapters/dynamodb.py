@@ -1,4 +1,4 @@
-"""DynamoDB adapters: the job store and the admission-control state (conditional writes)."""
+"""DynamoDB adapters: the job store and the async task places (conditional writes)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,7 @@ from botocore.exceptions import ClientError
 from pydantic_core import to_jsonable_python
 
 from qwen_edit.domain import admission
-from qwen_edit.domain.catalog import RateLimit
-from qwen_edit.domain.errors import InvalidRequest, JobConflict, JobNotFound, NotAdmitted
+from qwen_edit.domain.errors import InvalidRequest, JobConflict, JobNotFound
 from qwen_edit.domain.jobs import (
     ALLOWED_FROM,
     FINAL_STATUSES,
@@ -36,7 +35,7 @@ _serialize = TypeSerializer().serialize
 _deserialize = TypeDeserializer().deserialize
 
 
-def _to_dynamo(value: Any) -> Item:
+def to_dynamo(value: Any) -> Item:
     def convert(v: Any) -> Any:
         if isinstance(v, float):
             return Decimal(str(v))
@@ -49,7 +48,7 @@ def _to_dynamo(value: Any) -> Item:
     return cast(Item, _serialize(convert(to_jsonable_python(value))))
 
 
-def _from_dynamo(attribute: Item) -> Any:
+def from_dynamo(attribute: Item) -> Any:
     def convert(v: Any) -> Any:
         if isinstance(v, Decimal):
             return int(v) if v == v.to_integral_value() else float(v)
@@ -99,7 +98,7 @@ def _bad_cursor() -> InvalidRequest:
     )
 
 
-def _conditional_failed(error: ClientError) -> bool:
+def conditional_failed(error: ClientError) -> bool:
     return bool(error.response["Error"]["Code"] == "ConditionalCheckFailedException")
 
 
@@ -110,16 +109,16 @@ class DynamoJobStore:
 
     def create(self, job: Job) -> None:
         item = {
-            name: _to_dynamo(value)
+            name: to_dynamo(value)
             for name, value in job.model_dump(mode="json", exclude_none=True).items()
         }
-        item["expires_at"] = _to_dynamo(int((job.created_at + RECORD_RETENTION).timestamp()))
+        item["expires_at"] = to_dynamo(int((job.created_at + RECORD_RETENTION).timestamp()))
         try:
             self.client.put_item(
                 TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(id)"
             )
         except ClientError as error:
-            if _conditional_failed(error):
+            if conditional_failed(error):
                 raise JobConflict(f"job {job.id} already exists") from None
             raise
 
@@ -149,7 +148,7 @@ class DynamoJobStore:
         self, job_id: str, allowed: frozenset[JobStatus], fields: dict[str, Any], refusal: str
     ) -> Job:
         names = {f"#f{i}": name for i, name in enumerate(fields)}
-        values = {f":v{i}": _to_dynamo(value) for i, value in enumerate(fields.values())}
+        values = {f":v{i}": to_dynamo(value) for i, value in enumerate(fields.values())}
         names["#status"] = "status"
         values.update({f":s{i}": {"S": status.value} for i, status in enumerate(sorted(allowed))})
         try:
@@ -165,7 +164,7 @@ class DynamoJobStore:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as error:
-            if not _conditional_failed(error):
+            if not conditional_failed(error):
                 raise
             current = self.get(job_id)  # raises JobNotFound when there is no such job
             raise JobConflict(f"job {job_id} is {current.status.value} and {refusal}") from None
@@ -181,7 +180,7 @@ class DynamoJobStore:
             ConditionExpression="attribute_exists(#w)",
             ExpressionAttributeNames={"#w": "webhook", "#a": "attempts", "#s": "status"},
             ExpressionAttributeValues={
-                ":attempt": _to_dynamo([attempt]),
+                ":attempt": to_dynamo([attempt]),
                 ":status": {"S": status.value},
             },
         )
@@ -214,71 +213,24 @@ class DynamoJobStore:
 
     @staticmethod
     def _job(item: Item) -> Job:
-        return Job.model_validate(
-            {k: _from_dynamo(v) for k, v in item.items() if k != "expires_at"}
-        )
-
-
-def _pace_of(state: State) -> admission.Pace:
-    return admission.Pace(float(state.get("base", 1.0)), float(state.get("slowed_at", 0.0)))
+        return Job.model_validate({k: from_dynamo(v) for k, v in item.items() if k != "expires_at"})
 
 
 class DynamoLimitStore:
-    """One item per family and kind: RATE#<family> (reservations), CALLS#<family> (actual
-    calls), PACE#<family> (the share of the catalog rate in use), LEASES#<family> (async task
-    places), each with a `version`.
-    Every change is a read-modify-write guarded by `version`."""
+    """One item per family, LEASES#<family> (async task places), with a `version`; every change
+    is a read-modify-write guarded by it."""
 
     ATTEMPTS = 40
 
-    def __init__(
-        self,
-        table_name: str,
-        client: Any = None,
-        margin_seconds: float = admission.DEFAULT_MARGIN_SECONDS,
-    ):
+    def __init__(self, table_name: str, client: Any = None):
         self.table = table_name
         self.client = client or boto3.client("dynamodb")
-        self.margin = margin_seconds
-
-    def reserve(self, family: str, limit: RateLimit, now: float) -> float:
-        pace = self._pace(family)
-
-        def change(state: State) -> tuple[State, float]:
-            slot, kept = admission.reserve(state.get("times", []), limit, now, self.margin, pace)
-            return {"times": kept}, slot
-
-        return self._change(f"RATE#{family}", change)
-
-    def claim_call(self, family: str, limit: RateLimit, now: float) -> float:
-        pace = self._pace(family)
-
-        def change(state: State) -> tuple[State | None, float]:
-            wait, calls = admission.claim(state.get("times", []), limit, now, self.margin, pace)
-            return ({"times": calls} if wait == 0 else None), wait
-
-        return self._change(f"CALLS#{family}", change)
-
-    def next_call_at(self, family: str, limit: RateLimit, now: float) -> float:
-        calls = self._read(f"CALLS#{family}").get("times", [])
-        return admission.next_call(calls, limit, now, self.margin, self._pace(family))
-
-    def throttled(self, family: str, limit: RateLimit, sent_at: float, now: float) -> None:
-        def change(state: State) -> tuple[State | None, None]:
-            pace = _pace_of(state)
-            slowed = pace.slowed(limit, sent_at, now)
-            return (None if slowed == pace else vars(slowed)), None
-
-        self._change(f"PACE#{family}", change)
-
-    def _pace(self, family: str) -> admission.Pace:
-        return _pace_of(self._read(f"PACE#{family}"))
 
     def _read(self, key: str) -> State:
         item = self.client.get_item(
             TableName=self.table, Key={"pk": {"S": key}}, ConsistentRead=True
         ).get("Item", {})
-        return {name: _from_dynamo(value) for name, value in item.items()}
+        return {name: from_dynamo(value) for name, value in item.items()}
 
     def acquire_lease(
         self, family: str, holder: str, max_holders: int, until: float, now: float
@@ -289,7 +241,7 @@ class DynamoLimitStore:
                 return None, False
             return {"holders": {**holders, holder: until}}, True
 
-        return self._change(f"LEASES#{family}", change)
+        return self._change(f"LEASES#{family}", change, contended=False)
 
     def release_lease(self, family: str, holder: str) -> None:
         # One atomic update, never contended: removing a holder needs no read first. The
@@ -304,11 +256,13 @@ class DynamoLimitStore:
                 ExpressionAttributeValues={":one": {"N": "1"}},
             )
         except ClientError as error:
-            if not _conditional_failed(error):
+            if not conditional_failed(error):
                 raise
             # Not held (released before, or expired and taken over): nothing to do.
 
-    def _change(self, key: str, change: Callable[[State], tuple[State | None, T]]) -> T:
+    def _change(
+        self, key: str, change: Callable[[State], tuple[State | None, T]], contended: T
+    ) -> T:
         for attempt in range(self.ATTEMPTS):
             state = self._read(key)
             version = state.get("version", 0)
@@ -321,16 +275,15 @@ class DynamoLimitStore:
                     Item={
                         "pk": {"S": key},
                         "version": {"N": str(version + 1)},
-                        **{k: _to_dynamo(v) for k, v in new_state.items()},
+                        **{k: to_dynamo(v) for k, v in new_state.items()},
                     },
                     ConditionExpression="attribute_not_exists(pk) OR version = :v",
                     ExpressionAttributeValues={":v": {"N": str(version)}},
                 )
                 return result
             except ClientError as error:
-                if not _conditional_failed(error):
+                if not conditional_failed(error):
                     raise
                 # Another execution won: back off (exponential, full jitter) and read again.
                 time.sleep(random.uniform(0, min(1.0, 0.01 * 2**attempt)))
-        # Still contended: the workflow asks again later (Admit's Retry, or Submit → Admit).
-        raise NotAdmitted(f"admission state {key} stayed contended for {self.ATTEMPTS} tries")
+        return contended  # still contended: the dispatcher asks again on its next round

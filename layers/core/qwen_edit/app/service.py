@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from qwen_edit.app import webhooks
 from qwen_edit.context import Context
-from qwen_edit.domain import keys
+from qwen_edit.domain import dispatch, keys
 from qwen_edit.domain.addresses import all_loopback, first_hidden
 from qwen_edit.domain.catalog import MAX_IMAGE_BYTES, Capability, RuleViolation, get_model
 from qwen_edit.domain.errors import JobNotFound
@@ -30,6 +31,7 @@ from qwen_edit.domain.jobs import (
     JobSource,
     JobStatus,
     OutputTarget,
+    QueuePlace,
     new_job,
     now_utc,
 )
@@ -219,6 +221,25 @@ def view(ctx: Context, job: Job) -> dict[str, Any]:
     return job.model_copy(update={"outputs": outputs}).public()
 
 
+def place_in_line(ctx: Context, job: Job) -> Job:
+    """The job with `queue` (lane, position, estimated start) while it waits for its call."""
+    if job.status is not JobStatus.QUEUED:
+        return job
+    spec = get_model(job.model)
+    family = [e for e in ctx.queue.entries() if e.family == spec.family]
+    ahead = next((i for i, e in enumerate(dispatch.line(family)) if e.job_id == job.id), None)
+    if ahead is None:
+        return job  # not queued yet, or being called
+    now = time.time()
+    interval = spec.rate_limit.per_seconds / spec.rate_limit.requests
+    place = QueuePlace(
+        lane=job.lane,
+        position=ahead + 1,
+        estimated_start_at=datetime.fromtimestamp(now + ahead * interval, UTC),
+    )
+    return job.model_copy(update={"queue": place})
+
+
 def list_jobs(
     ctx: Context, tenant: str, *, limit: int, cursor: str | None, status: JobStatus | None
 ) -> tuple[list[Job], str | None]:
@@ -267,6 +288,7 @@ def cancel(ctx: Context, job_id: str, tenant: str) -> Job:
         completed_at=now_utc(),
         error=JobError(code="Canceled", message="canceled by the client"),
     )
+    ctx.queue.remove(job.tenant, job.id)  # its place in line is free at once
     ctx.executions.stop(job.id, "canceled by the client")
     spec = get_model(job.model)
     if job.provider and job.provider.task_id and spec.is_async:

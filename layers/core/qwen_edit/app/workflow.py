@@ -1,30 +1,28 @@
 """The steps of the job workflow (statemachine/job.asl.json), one function per Task state.
 
-State carried between steps stays small (SPEC §4): the job id, the admission slot, and the
-provider's task id or result URLs. Images live in S3, records in DynamoDB.
+State carried between steps stays small (SPEC §4): the job id, and the provider's task id or
+result URLs. Images live in S3, records in DynamoDB. The provider call itself is the
+dispatcher's (app/dispatcher.py): Admit queues the job and its workflow waits for it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from datetime import UTC, datetime
 
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel
 
 from qwen_edit.app.service import announce, write_record
 from qwen_edit.context import Context
-from qwen_edit.domain import admission
-from qwen_edit.domain.catalog import ModelSpec, Provider, get_model
+from qwen_edit.domain.catalog import ModelSpec, get_model
+from qwen_edit.domain.dispatch import QueueEntry
 from qwen_edit.domain.errors import (
     DeadlineExceeded,
     JobConflict,
     JobFailed,
     JobNotFound,
     JobNotRecorded,
-    NotAdmitted,
-    ProviderOutcomeUnknown,
     ProviderRetryable,
     TaskPending,
     failure_of,
@@ -35,34 +33,23 @@ from qwen_edit.domain.jobs import (
     JobError,
     JobOutput,
     JobStatus,
-    ProviderCall,
-    ProviderInfo,
-    QueuePlace,
     now_utc,
 )
 from qwen_edit.domain.provider import (
-    RATE_QUOTA_CODE,
     ProviderError,
     ProviderTask,
     TaskStatus,
     Usage,
 )
-from qwen_edit.domain.requests import direct_url, parse_request
-from qwen_edit.settings import Buckets, Limits, ProviderAccess
+from qwen_edit.domain.requests import direct_url
+from qwen_edit.settings import Buckets
 
 logger = Logger(child=True)
 PRESIGNED_INPUT_SECONDS = 3600  # how long the provider may take to fetch an s3:// input
-MAX_SLEEP_FOR_SLOT = 3.0  # longer gaps go back to Admit instead of idling in the Lambda
 OUTCOME_UNKNOWN = (
     "the provider may have received the call but its answer was lost; it is not sent again, "
     "so as not to create (and pay for) a second task: submit the job anew if you need it"
 )
-
-
-class Admission(BaseModel):
-    at: datetime  # when this job may call the provider (the Wait state's timestamp)
-    attempt: int = 0
-    provider_attempts: int = 0  # provider calls that failed with "try later" so far
 
 
 class Submission(BaseModel):
@@ -78,7 +65,6 @@ class Failure(BaseModel):
 
 class WorkflowState(BaseModel):
     job_id: str
-    admission: Admission | None = None
     submission: Submission | None = None
     failure: Failure | None = None
 
@@ -97,88 +83,36 @@ def _check_deadline(job: Job, at: float) -> None:
         )
 
 
-def admit(ctx: Context, state: WorkflowState) -> Admission:
-    """Book the job's provider call: an async-task place if the model has a cap, then a slot.
+class AdmitRequest(BaseModel):
+    """The Admit state's payload: the job, and the task token its workflow waits on."""
 
-    Entered again after a provider call failed with "try later" (Submit's Catch): each such
-    call counts against MAX_PROVIDER_ATTEMPTS, and the job fails with the last error once the
-    budget is spent. The count is derived from the input state alone, so Admit's own Retry
-    (which repeats the same input) never counts a failure twice.
-    """
-    job = _recorded_job(ctx, state.job_id)
-    spec = get_model(job.model)
-    attempt = state.admission.attempt + 1 if state.admission else 0
-    provider_attempts = _provider_attempts(state)
-    if provider_attempts >= ctx.need(Limits).max_provider_attempts:
-        code, message = _failure(state)
-        raise JobFailed(
-            f"gave up after {provider_attempts} provider attempts; the last one: {message}",
-            code=code,
-        )
+    job_id: str
+    task_token: str
+
+
+def admit(ctx: Context, request: AdmitRequest) -> None:
+    """Queue the job for its provider call; the dispatcher resumes the workflow with the answer
+    (a task id, or result URLs) or a failure. Run again (a retried Admit), it keeps the job's
+    place and gives the dispatcher the new token."""
+    job = _recorded_job(ctx, request.job_id)
+    if job.status.is_final:  # canceled before it was queued
+        raise JobConflict(f"job {job.id} is already {job.status.value}")
     now = time.time()
     _check_deadline(job, now)
-    if spec.max_concurrent_tasks is not None and not ctx.limits.acquire_lease(
-        spec.family, job.id, spec.max_concurrent_tasks, job.deadline_at.timestamp(), now
-    ):
-        raise NotAdmitted(f"{spec.family} already runs {spec.max_concurrent_tasks} tasks")
-    if state.admission is None:  # a new job books a slot: a burst leaves at the provider's pace
-        slot = ctx.limits.reserve(spec.family, spec.rate_limit, now)
-    else:
-        # Back from Submit: it keeps its place, at the next moment the call log frees, not at
-        # the tail (plus a jittered delay: admission.rejoin_delay).
-        delay = admission.rejoin_delay(spec.rate_limit, provider_attempts, _failed_call(state))
-        slot = max(now + delay, ctx.limits.next_call_at(spec.family, spec.rate_limit, now))
-    _check_deadline(job, slot)
-    if job.status is JobStatus.QUEUED:
-        margin = ctx.need(Limits).admission_margin_seconds
-        place = QueuePlace(
-            position=admission.calls_before(slot, spec.rate_limit, now, margin),
-            estimated_start_at=datetime.fromtimestamp(slot, UTC),
-        )
-        ctx.jobs.update(job.id, now_utc(), queue=place)
-    return Admission(
-        at=datetime.fromtimestamp(slot, UTC), attempt=attempt, provider_attempts=provider_attempts
+    entry = QueueEntry(
+        job_id=job.id,
+        tenant=job.tenant,
+        family=get_model(job.model).family,
+        lane=job.lane,
+        enqueued_at=now,
+        deadline_at=job.deadline_at.timestamp(),
     )
-
-
-def _resumed(job: Job) -> Submission:
-    """Submit ran again for an attempt whose call was made: never a second call. An async task
-    that was recorded goes on being polled; anything else cannot be known."""
-    call, info = job.provider_call, job.provider
-    if call is not None and call.answered and info is not None and info.task_id:
-        logger.info("submit ran again: polling its task", extra={"job_id": job.id})
-        return Submission(task_id=info.task_id)
-    raise ProviderOutcomeUnknown(f"{OUTCOME_UNKNOWN}: this step ran again after its call")
-
-
-def _note_refusal(
-    ctx: Context, job_id: str, spec: ModelSpec, error: ProviderError, answered: ProviderCall
-) -> None:
-    """The bookkeeping of a failed call (metric, pace, record). Its own trouble is logged,
-    never raised: it must not turn a "try later" into a failed job."""
-    try:
-        ctx.metrics.count("ProviderCalls", Family=spec.family, Answer=_answer_class(error))
-        if error.outcome_unknown:
-            return
-        if error.code == RATE_QUOTA_CODE:
-            sent_at = answered.sent_at.timestamp()
-            ctx.limits.throttled(spec.family, spec.rate_limit, sent_at, time.time())
-        ctx.jobs.update(job_id, now_utc(), provider_call=answered)
-    except Exception:  # bookkeeping only: the call's own outcome is raised after
-        logger.exception("could not record a refused provider call", extra={"job_id": job_id})
-
-
-def _answer_class(error: ProviderError) -> str:
-    """A provider call's failure, in a few words: what an operator graphs."""
-    if error.outcome_unknown:
-        return "no-answer"
-    if error.code == RATE_QUOTA_CODE:
-        return "rate-quota-429"
-    if error.http_status == 429:
-        return "busy-429"
-    if error.http_status is not None and error.http_status >= 500:
-        return "5xx"
-    return "not-sent" if error.retryable else "refused"
+    ctx.queue.put(entry, request.task_token)
+    if not ctx.dispatch_lease.held(now):
+        try:
+            ctx.wake_dispatcher()
+        except Exception:  # the schedule wakes one within a minute: never lose the job here
+            logger.exception("could not wake the dispatcher", extra={"job_id": job.id})
 
 
 def _recorded_job(ctx: Context, job_id: str) -> Job:
@@ -192,54 +126,6 @@ def _recorded_job(ctx: Context, job_id: str) -> Job:
         return ctx.jobs.get(job_id)
     except JobNotFound:
         raise JobNotRecorded(f"job {job_id} is not recorded (yet)") from None
-
-
-def _provider_attempts(state: WorkflowState) -> int:
-    earlier = state.admission.provider_attempts if state.admission else 0
-    return earlier + _failed_call(state)
-
-
-def _failed_call(state: WorkflowState) -> bool:
-    """Whether Submit's Catch brought the job back after a provider call failed "try later"."""
-    return state.failure is not None and state.failure.Error == ProviderRetryable.__name__
-
-
-def submit(ctx: Context, state: WorkflowState) -> Submission:
-    """Call the provider: a sync model answers with images, an async one with a task id."""
-    job = ctx.jobs.get(state.job_id)
-    if job.status.is_final:  # ended elsewhere (canceled, reconciled): never call the provider
-        raise JobConflict(f"job {job.id} is already {job.status.value}")
-    if job.status is JobStatus.QUEUED:
-        job = ctx.jobs.transition(job.id, JobStatus.RUNNING, now_utc())
-    spec = get_model(job.model)
-    valid = parse_request(job.kind.capability, job.request, default_model=job.model)
-    call = valid.to_provider(lambda ref: _readable_url(ctx, ref))
-    provider = ctx.provider(spec.provider)  # before the claim: building it may take a while
-    attempt = state.admission.attempt if state.admission else 0
-    if job.provider_call and job.provider_call.attempt == attempt:
-        return _resumed(job)  # this step ran again (a Lambda-level Retry): its call was made
-    _claim_call(ctx, spec)
-    sent = ProviderCall(attempt=attempt, sent_at=now_utc())
-    ctx.jobs.update(job.id, sent.sent_at, provider_call=sent)
-    answered = sent.model_copy(update={"answered": True})
-    try:
-        task = provider.submit(call, asynchronous=spec.is_async)
-    except ProviderError as error:
-        failure = (
-            ProviderOutcomeUnknown(f"{OUTCOME_UNKNOWN}: {error.message}")
-            if error.outcome_unknown
-            else _provider_error(error)
-        )
-        _note_refusal(ctx, job.id, spec, error, answered)
-        raise failure from None
-    ctx.jobs.update(
-        job.id, now_utc(), provider=_provider_info(ctx, spec, task), provider_call=answered
-    )
-    ctx.metrics.count("ProviderCalls", Family=spec.family, Answer="ok")
-    logger.info("submitted", extra={"job_id": job.id, "model": spec.id, "task_id": task.task_id})
-    if task.status.is_final:
-        return _final_result(task)
-    return Submission(task_id=task.task_id)
 
 
 def poll(ctx: Context, state: WorkflowState) -> Submission:
@@ -260,7 +146,7 @@ def poll(ctx: Context, state: WorkflowState) -> Submission:
     if not task.status.is_final:
         raise TaskPending(f"task {task_id} is {task.status.value}")
     _release_lease(ctx, job, spec)
-    return _final_result(task)
+    return final_result(task)
 
 
 def store(ctx: Context, state: WorkflowState) -> None:
@@ -345,20 +231,13 @@ def _failure(state: WorkflowState) -> tuple[str, str]:
 # ---- helpers ---------------------------------------------------------------------------------
 
 
-def _readable_url(ctx: Context, ref: ImageRef) -> str:
+def readable_url(ctx: Context, ref: ImageRef) -> str:
     if isinstance(ref, S3Image):
         return ctx.objects.presigned_get(ref.bucket, ref.key, PRESIGNED_INPUT_SECONDS)
     return direct_url(ref)
 
 
-def _provider_info(ctx: Context, spec: ModelSpec, task: ProviderTask) -> ProviderInfo:
-    region = ctx.need(ProviderAccess).region.value if spec.provider is Provider.DASHSCOPE else None
-    return ProviderInfo(
-        name=spec.provider.value, region=region, request_id=task.request_id, task_id=task.task_id
-    )
-
-
-def _final_result(task: ProviderTask) -> Submission:
+def final_result(task: ProviderTask) -> Submission:
     if task.status is TaskStatus.SUCCEEDED:
         if not task.image_urls:
             raise JobFailed("the provider reported success without images", code="EmptyOutput")
@@ -371,13 +250,6 @@ def _final_result(task: ProviderTask) -> Submission:
         task.error_message or f"the provider task ended {task.status.value}",
         code=task.error_code or f"Task{task.status.value.title()}",
     )
-
-
-def _claim_call(ctx: Context, spec: ModelSpec) -> None:
-    while (wait := ctx.limits.claim_call(spec.family, spec.rate_limit, time.time())) > 0:
-        if wait > MAX_SLEEP_FOR_SLOT:
-            raise NotAdmitted(f"{spec.family} has no call slot for {wait:.1f} s")
-        time.sleep(wait)
 
 
 def _release_lease(ctx: Context, job: Job, spec: ModelSpec) -> None:

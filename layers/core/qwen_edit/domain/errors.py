@@ -16,7 +16,7 @@ from qwen_edit.domain.redaction import redact
 
 class Outcome(StrEnum):
     REJECT = "reject"  # refused before a job exists
-    RETRY = "retry"  # back to Admit after a backoff (workflow: Catch → Admit)
+    RETRY = "retry"  # the state's Retry runs it again after a backoff (Store's downloads)
     POLL_AGAIN = "poll-again"  # workflow: Retry on the Poll state
     WAIT_FOR_SLOT = "wait-for-slot"  # workflow: Retry on the Admit state
     FAIL = "fail"  # the job fails with this code and message
@@ -70,7 +70,7 @@ class JobConflict(QwenEditError):
 
 
 class ProviderRetryable(QwenEditError):
-    """The provider said "later" (429, 5xx, timeout): back off, be admitted again, retry."""
+    """The provider said "later" (429, 5xx, timeout) to a download: back off and retry."""
 
     code, http_status, outcome = "ProviderRetryable", 503, Outcome.RETRY
 
@@ -79,12 +79,6 @@ class TaskPending(QwenEditError):
     """The provider task is not final yet; the Poll state's Retry polls again."""
 
     code, outcome = "TaskPending", Outcome.POLL_AGAIN
-
-
-class NotAdmitted(QwenEditError):
-    """No provider capacity for this model now; the Admit state's Retry asks again."""
-
-    code, outcome = "NotAdmitted", Outcome.WAIT_FOR_SLOT
 
 
 class JobNotRecorded(QwenEditError):

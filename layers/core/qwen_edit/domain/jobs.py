@@ -103,10 +103,19 @@ class JobOutput(BaseModel):
     url: str | None = None  # presigned when the job is read, never stored
 
 
-class QueuePlace(BaseModel):
-    """Where a queued job stands: calls of its model family due before its own, and when its
-    call is booked (an estimate: a failed call ahead, or a slower pace, moves it)."""
+class Lane(StrEnum):
+    """Interactive jobs go before batch ones; batch keeps a guaranteed share (domain/dispatch)."""
 
+    INTERACTIVE = "interactive"
+    BATCH = "batch"
+
+
+class QueuePlace(BaseModel):
+    """Where a queued job stands: how many calls of its model family go before its own (1 = it
+    is next), and when its call should go (an estimate: new jobs of other tenants take turns
+    with it, and a slower pace or a failed call ahead moves it)."""
+
+    lane: Lane
     position: int
     estimated_start_at: Timestamp
 
@@ -167,7 +176,8 @@ class JobView(BaseModel):
     completed_at: Timestamp | None = None
     request: dict[str, Any]
     outputs: list[JobOutput] = Field(default_factory=list)
-    queue: QueuePlace | None = None  # while queued, once admitted
+    lane: Lane = Lane.INTERACTIVE
+    queue: QueuePlace | None = None  # shown while the job waits for its provider call
     usage: Usage | None = None
     provider: ProviderInfo | None = None
     error: JobError | None = None
@@ -195,9 +205,7 @@ class Job(JobView):
 
     def public(self) -> dict[str, Any]:
         """The job as clients see it (SPEC §3): no tenant, no internal routing."""
-        # A place in line means something only while the job waits in it.
-        shown = self.model_dump(exclude=None if self.status is JobStatus.QUEUED else {"queue"})
-        return JobView.model_validate(shown).model_dump(mode="json", exclude_none=True)
+        return JobView.model_validate(self.model_dump()).model_dump(mode="json", exclude_none=True)
 
 
 def now_utc() -> datetime:
@@ -221,7 +229,10 @@ def new_job(
     output: OutputTarget | None = None,
     metadata: dict[str, str] | None = None,
     webhook_url: str | None = None,
+    lane: Lane | None = None,
 ) -> Job:
+    """A queued job; its lane is interactive for API requests and batch for uploads unless
+    the request or recipe chose one."""
     job_id = job_id or new_job_id()
     created = now_utc()
     return Job(
@@ -230,6 +241,7 @@ def new_job(
         kind=JobKind.of(capability),
         model=model,
         source=source,
+        lane=lane or (Lane.BATCH if source is JobSource.S3 else Lane.INTERACTIVE),
         created_at=created,
         updated_at=created,
         deadline_at=created + timedelta(seconds=deadline_seconds),

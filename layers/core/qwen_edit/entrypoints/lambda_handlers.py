@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel
@@ -16,10 +16,13 @@ logger = Logger(service="qwen-edit")
 
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+Input = TypeVar("Input", bound=BaseModel)
 
 
 def workflow_task(
-    function: str, step: Callable[[Context, WorkflowState], BaseModel | None]
+    function: str,
+    step: Callable[[Context, Input], BaseModel | None],
+    payload: type[Input] = WorkflowState,  # type: ignore[assignment]  # the usual payload
 ) -> Handler:
     """The Step Functions task handler of functions/<function>/, running one workflow step.
     Domain errors propagate: their class name is the state's error, which the definition's
@@ -27,8 +30,8 @@ def workflow_task(
 
     @logger.inject_lambda_context(clear_state=True)
     def handler(event: dict[str, Any], _context: Any) -> dict[str, Any]:
-        state = WorkflowState.model_validate(event)
-        logger.append_keys(job_id=state.job_id)
+        state = payload.model_validate(event)
+        logger.append_keys(job_id=getattr(state, "job_id", None))
         result = step(runtime.context(function), state)
         return {} if result is None else result.model_dump(mode="json", exclude_none=True)
 

@@ -113,7 +113,7 @@ def create_generation(
 def get_job(job_id: str) -> Response[str]:
     ctx = runtime.context("api")
     job = service.get_for_tenant(ctx, job_id, tenant_of(router.current_event))
-    return answer(200, service.view(ctx, job))
+    return answer(200, service.view(ctx, service.place_in_line(ctx, job)))
 
 
 @router.get(

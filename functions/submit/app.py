@@ -1,6 +1,0 @@
-"""Workflow task: submit (see qwen_edit.app.workflow.submit and statemachine/job.asl.json)."""
-
-from qwen_edit.app import workflow
-from qwen_edit.entrypoints.lambda_handlers import workflow_task
-
-handler = workflow_task("submit", workflow.submit)

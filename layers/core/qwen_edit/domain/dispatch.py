@@ -1,0 +1,244 @@
+"""Whose provider call goes next (the dispatcher's choice among one model family's queued jobs).
+
+Lanes first: interactive (API requests, by default) before batch (uploads, by default), except
+that batch gets one call in every BATCH_EVERY while both lanes wait, so it always advances with
+a guaranteed share (BATCH_SHARE, 25 %) of the family's calls. Within a lane, tenants take turns
+(deficit round robin with a quantum of one call: a call, not an image, is what the provider's
+limit counts, so every job costs the same), and a tenant's own jobs go first in, first out. A
+job back from a "try later" keeps its `enqueued_at`, so it is at the head of its tenant's line.
+
+When: `Schedule` books each family's calls on one clock (domain/admission.py's pacing), a
+little ahead (`lead`), so that the dispatcher can prepare a call and send it on time.
+
+Pure code: the dispatcher (app/dispatcher.py) drives a Schedule, the simulator
+(benchmarks/scheduling.py) drives the same one on a simulated clock, and the API uses `line` to
+show a queued job its place.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from qwen_edit.domain import admission
+from qwen_edit.domain.admission import Pace
+from qwen_edit.domain.catalog import RateLimit
+from qwen_edit.domain.jobs import Lane
+from qwen_edit.domain.provider import RATE_QUOTA_CODE, ProviderError
+
+BATCH_EVERY = 4
+BATCH_SHARE = 1 / BATCH_EVERY
+
+
+class Answer(StrEnum):
+    """A provider call's outcome in a few words: what pacing reacts to, and operators graph."""
+
+    OK = "ok"
+    REFUSED = "refused"  # a final error: the request itself was refused
+    RATE_QUOTA_429 = "rate-quota-429"  # the key's rate limit: pacing slows down
+    BUSY_429 = "busy-429"
+    SERVER_5XX = "5xx"
+    NOT_SENT = "not-sent"  # no connection: the request never left
+    NO_ANSWER = "no-answer"  # sent, answer lost: the outcome is unknown
+
+    @classmethod
+    def of(cls, error: ProviderError) -> Answer:
+        if error.outcome_unknown:
+            return cls.NO_ANSWER
+        if error.code == RATE_QUOTA_CODE:
+            return cls.RATE_QUOTA_429
+        if error.http_status == 429:
+            return cls.BUSY_429
+        if error.http_status is not None and error.http_status >= 500:
+            return cls.SERVER_5XX
+        return cls.NOT_SENT if error.retryable else cls.REFUSED
+
+    @property
+    def try_later(self) -> bool:
+        return self in (Answer.RATE_QUOTA_429, Answer.BUSY_429, Answer.SERVER_5XX, Answer.NOT_SENT)
+
+
+class Next(StrEnum):
+    """What becomes of a job after its call was answered (one policy, no Retry blocks)."""
+
+    RESUME = "resume"  # its workflow goes on with the answer
+    REQUEUE = "requeue"  # "try later": back at its old place, for the next free slot
+    FAIL = "fail"  # refused; out of attempts; or the outcome is unknown (never resent)
+
+
+def next_step(answer: Answer, calls_made: int, max_attempts: int) -> Next:
+    """`calls_made` counts this call. A call whose answer was lost is never sent again: it may
+    have created a task, and a second one would be paid twice."""
+    if answer is Answer.OK:
+        return Next.RESUME
+    if answer.try_later and calls_made < max_attempts:
+        return Next.REQUEUE
+    return Next.FAIL
+
+
+class QueueEntry(BaseModel):
+    """A job waiting for its provider call (one item of the queue table)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    tenant: str
+    family: str
+    lane: Lane
+    enqueued_at: float  # kept when the job comes back: its place in its tenant's line
+    deadline_at: float
+    calls: int = 0  # provider calls made for it so far (each answered "try later")
+    claimed_by: int | None = None  # the fencing token of the dispatcher calling for it
+    claimed_at: float | None = None
+
+    @property
+    def claimed(self) -> bool:
+        return self.claimed_by is not None
+
+
+@dataclass(frozen=True)
+class Turns:
+    """Where one family's rotation stands: the tenant served last in each lane, and how many
+    interactive calls went since the last batch call."""
+
+    last_tenant: dict[Lane, str] = field(default_factory=dict)
+    since_batch: int = 0
+
+    def after(self, entry: QueueEntry) -> Turns:
+        since = 0 if entry.lane is Lane.BATCH else self.since_batch + 1
+        return replace(
+            self, last_tenant={**self.last_tenant, entry.lane: entry.tenant}, since_batch=since
+        )
+
+
+def line(entries: Iterable[QueueEntry], turns: Turns = Turns()) -> Iterator[QueueEntry]:
+    """The waiting (unclaimed) entries in the order they would be called, if nothing changed."""
+    lanes: dict[Lane, dict[str, deque[QueueEntry]]] = {lane: {} for lane in Lane}
+    for entry in sorted(entries, key=lambda e: (e.enqueued_at, e.job_id)):
+        if not entry.claimed:
+            lanes[entry.lane].setdefault(entry.tenant, deque()).append(entry)
+    while lanes[Lane.INTERACTIVE] or lanes[Lane.BATCH]:
+        lane = _next_lane(lanes, turns)
+        tenants = lanes[lane]
+        tenant = _next_tenant(sorted(tenants), turns.last_tenant.get(lane))
+        entry = tenants[tenant].popleft()
+        if not tenants[tenant]:
+            del tenants[tenant]
+        turns = turns.after(entry)
+        yield entry
+
+
+def pick(entries: Iterable[QueueEntry], turns: Turns) -> QueueEntry | None:
+    return next(line(entries, turns), None)
+
+
+def _next_lane(lanes: dict[Lane, dict[str, deque[QueueEntry]]], turns: Turns) -> Lane:
+    if not lanes[Lane.INTERACTIVE]:
+        return Lane.BATCH
+    if lanes[Lane.BATCH] and turns.since_batch >= BATCH_EVERY - 1:
+        return Lane.BATCH
+    return Lane.INTERACTIVE
+
+
+def _next_tenant(tenants: list[str], last: str | None) -> str:
+    """The first tenant after the one served last, in a fixed (sorted) cycle."""
+    if last is not None:
+        for tenant in tenants:
+            if tenant > last:
+                return tenant
+    return tenants[0]
+
+
+@dataclass(frozen=True)
+class HeldLease:
+    """The dispatcher's lease: its fencing token (larger with every new holder), and the clock
+    state the previous holder left (each family's booked calls and pace)."""
+
+    token: int
+    calls: dict[str, list[float]] = field(default_factory=dict)
+    paces: dict[str, Pace] = field(default_factory=dict)
+
+
+@dataclass
+class FamilyClock:
+    calls: list[float] = field(default_factory=list)  # the last `requests` booked calls
+    pace: Pace = field(default_factory=Pace)
+    turns: Turns = field(default_factory=Turns)
+    failures_in_a_row: int = 0
+    paused_until: float = 0.0
+
+
+class Schedule:
+    """Each family's clock: when its next call may go, and whose it is. Calls inherited from
+    the previous dispatcher are taken as `guard` seconds later than its clock said, since
+    that clock was another Lambda's."""
+
+    def __init__(
+        self,
+        margin: float = admission.DEFAULT_MARGIN_SECONDS,
+        calls: Mapping[str, list[float]] | None = None,
+        paces: Mapping[str, Pace] | None = None,
+        guard: float = 0.0,
+    ):
+        self.margin = margin
+        self.families: dict[str, FamilyClock] = {}
+        for family in {*(calls or {}), *(paces or {})}:
+            self.families[family] = FamilyClock(
+                calls=[at + guard for at in (calls or {}).get(family, [])],
+                pace=(paces or {}).get(family, Pace()),
+            )
+
+    def clock(self, family: str) -> FamilyClock:
+        return self.families.setdefault(family, FamilyClock())
+
+    def next_at(self, family: str, limit: RateLimit, now: float) -> float:
+        state = self.clock(family)
+        ready = admission.next_call(state.calls, limit, now, self.margin, state.pace)
+        return max(ready, state.paused_until)
+
+    def plan(
+        self, family: str, limit: RateLimit, entries: Iterable[QueueEntry], now: float, lead: float
+    ) -> list[tuple[QueueEntry, float]]:
+        """The family's calls due within `lead` seconds: (entry, when to send), each booked."""
+        state = self.clock(family)
+        waiting = [e for e in entries if e.family == family and not e.claimed]
+        planned: list[tuple[QueueEntry, float]] = []
+        # (a microsecond of slack: a loop that wakes at `next_at - lead` must find it due)
+        while waiting and (at := self.next_at(family, limit, now)) <= now + lead + 1e-6:
+            entry = pick(waiting, state.turns)
+            assert entry is not None  # waiting is not empty
+            waiting.remove(entry)
+            state.calls = [*sorted(state.calls), at][-limit.requests :]
+            state.turns = state.turns.after(entry)
+            planned.append((entry, at))
+        return planned
+
+    def sent(self, family: str, booked: float, actual: float) -> None:
+        """A call left later than booked (its preparation overran): the log keeps the real
+        moment, so that the calls booked after it keep their distance from it."""
+        state = self.clock(family)
+        if actual > booked and booked in state.calls:
+            state.calls[state.calls.index(booked)] = actual
+
+    def unbook(self, family: str, at: float) -> None:
+        """A booked call that will not be made (its job left the queue meanwhile)."""
+        state = self.clock(family)
+        if at in state.calls:
+            state.calls.remove(at)
+
+    def answered(
+        self, family: str, limit: RateLimit, answer: Answer, sent_at: float, now: float
+    ) -> None:
+        state = self.clock(family)
+        if answer is Answer.RATE_QUOTA_429:
+            state.pace = state.pace.slowed(limit, sent_at, now)
+        elif answer.try_later:
+            state.failures_in_a_row += 1
+            pause = admission.outage_pause(state.failures_in_a_row)
+            state.paused_until = max(state.paused_until, now + pause)
+        else:
+            state.failures_in_a_row = 0
