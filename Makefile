@@ -90,12 +90,13 @@ else
 	PYENV_VERSION=3.12.1 $(VENV312)/bin/python -m pytest tests/unit tests/integration
 endif
 
-# Writes docs/benchmarks.md and docs/burst.png (about 10 minutes on 2 cores).
+# Writes docs/benchmarks.md, docs/burst.png and docs/burst-no-faults.png (about 15 minutes on 2 cores).
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/cold_start.py
 	$(BIN)/python benchmarks/cost_per_job.py
 	$(BIN)/python benchmarks/latency.py
 	$(BIN)/python benchmarks/burst.py
+	$(BIN)/python benchmarks/burst.py --no-faults
 	$(BIN)/python benchmarks/scheduling.py
 
 clean:

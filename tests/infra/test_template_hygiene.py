@@ -289,11 +289,13 @@ def test_functions_that_update_jobs_may(function):
 
 
 # What each user of the queue does to it: Admit queues, the dispatcher reads, claims and
-# removes, the API shows places and frees them on cancel.
+# removes, the API shows places and frees them on cancel, the API and the trigger count a
+# tenant's waiting jobs.
 QUEUE_USES = {
     "AdmitFunction": ["dynamodb:UpdateItem"],
     "DispatchFunction": ["dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
     "ApiFunction": ["dynamodb:Query", "dynamodb:DeleteItem"],
+    "TriggerFunction": ["dynamodb:Query"],
 }
 
 

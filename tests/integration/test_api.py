@@ -316,3 +316,28 @@ def test_api_gateway_refusals_use_the_envelope():
         assert responses[name]["StatusCode"] == status
         body = json.loads(responses[name]["ResponseTemplates"]["application/json"])
         assert set(body["error"]) == {"code", "message", "details"}
+
+
+# ---- the queue: place in line, the cap ------------------------------------------------------
+
+
+def test_a_waiting_job_shows_its_place_and_a_full_queue_is_429_with_retry_after(
+    stack, monkeypatch
+):
+    from qwen_edit import runtime
+
+    pro = {"model": "qwen-image-2.0-pro", "prompt": "a poster"}  # 2 calls a minute
+    jobs = [call(stack, "api-create-generation", body=pro).body for _ in range(4)]
+    # One call every 30 s: the first goes at once, three wait.
+    wait_until(lambda: len(stack.ctx.queue.entries()) == 3, what="three jobs left waiting")
+    last = call(stack, "api-get-job", path=f"/jobs/{jobs[-1]['id']}").body
+    assert last["status"] == "queued" and last["lane"] == "interactive"
+    assert last["queue"]["lane"] == "interactive" and last["queue"]["position"] == 3
+    monkeypatch.setenv("MAX_QUEUED_JOBS_PER_TENANT", "2")
+    runtime.context.cache_clear()
+    full = call(stack, "api-create-generation", body=pro)
+    assert_error(full, 429, "QueueFull")
+    assert full.headers["Retry-After"] == "30"
+    assert full.body["error"]["details"] == [{"retry_after_seconds": 30}]
+    other = call(stack, "api-create-generation", body=pro, tenant="tenant-b")
+    assert other.status == 202  # another tenant is not held by this one's queue

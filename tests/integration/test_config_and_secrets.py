@@ -39,6 +39,7 @@ def environment_of(function: dict) -> dict[str, str]:
     numbers = {
         "JOB_DEADLINE_SECONDS": "3600",
         "MAX_PROVIDER_ATTEMPTS": "10",
+        "MAX_QUEUED_JOBS_PER_TENANT": "1000",
         "ADMISSION_MARGIN_SECONDS": "0.1",
         "DASHSCOPE_REGION": "beijing",
         "SHARED_INPUT_PREFIXES": "library/",

@@ -10,7 +10,7 @@ from qwen_edit.app import service
 from qwen_edit.context import Context
 from qwen_edit.domain import keys
 from qwen_edit.domain.catalog import Capability
-from qwen_edit.domain.errors import InvalidRequest, JobConflict, JobNotFound
+from qwen_edit.domain.errors import InvalidRequest, JobConflict, JobNotFound, QueueFull
 from qwen_edit.domain.images import S3Image
 from qwen_edit.domain.jobs import (
     Job,
@@ -21,7 +21,16 @@ from qwen_edit.domain.jobs import (
     now_utc,
 )
 
-from .fakes import Fakes, a_job, fake_context, http_error, png_data_url, present, tiny_png
+from .fakes import (
+    Fakes,
+    a_job,
+    fake_context,
+    http_error,
+    png_data_url,
+    present,
+    queued,
+    tiny_png,
+)
 
 EDIT = {"model": "qwen-image-edit-plus", "prompt": "add a red scarf"}
 
@@ -247,3 +256,25 @@ def test_new_upload_is_a_presigned_put_in_the_tenants_own_folder(ctx: Context) -
     assert bucket == "in" and keys.is_tenant_upload(key, "tenant-a") and key.endswith(".jpg")
     assert answer["upload_url"].startswith(f"https://fake-s3/in/{key}?")
     assert answer["headers"] == {"Content-Type": "image/jpeg"}
+
+
+# ---- lanes and the queue cap ----------------------------------------------------------------
+
+
+def test_an_api_job_is_interactive_unless_it_asks_for_batch(ctx: Context) -> None:
+    assert accept(ctx, {**EDIT, "images": [png_data_url()]}).lane == "interactive"
+    batch = accept(ctx, {**EDIT, "images": [png_data_url()], "lane": "batch"})
+    assert batch.lane == "batch" and batch.public()["lane"] == "batch"
+
+
+def test_a_tenant_at_its_queue_cap_gets_queue_full_and_no_job() -> None:
+    ctx, fakes = fake_context(max_queued_jobs_per_tenant=2)
+    for _ in range(2):
+        queued(fakes, tenant="tenant-a")
+    before = len(fakes.jobs.all())
+    with pytest.raises(QueueFull) as full:
+        accept(ctx, {**EDIT, "images": [png_data_url()]})
+    assert full.value.http_status == 429 and full.value.retry_after_seconds == 1
+    assert full.value.details == [{"retry_after_seconds": 1}]
+    assert len(fakes.jobs.all()) == before and fakes.executions.start_calls == []
+    accept(ctx, {**EDIT, "images": [png_data_url()]}, tenant="tenant-b")  # others are not held

@@ -10,9 +10,10 @@ import pytest
 from qwen_edit.app import uploads
 from qwen_edit.app.uploads import Upload
 from qwen_edit.context import Context
-from qwen_edit.domain.jobs import Job, JobSource, JobStatus
+from qwen_edit.domain.dispatch import QueueEntry
+from qwen_edit.domain.jobs import Job, JobSource, JobStatus, Lane
 
-from .fakes import Fakes, present, tiny_png
+from .fakes import Fakes, fake_context, present, tiny_png
 
 RECIPE = {"model": "qwen-image-edit-plus", "prompt": "Turn the photo into a watercolor", "seed": 3}
 
@@ -159,3 +160,28 @@ def test_a_manifest_may_not_name_an_api_tenants_upload(ctx: Context, fakes: Fake
     manifest = {"prompt": "x", "images": ["uploads/abc/x.png"]}
     error = rejection(ctx, fakes, uploaded(fakes, "inbox/plan.json", json.dumps(manifest).encode()))
     assert error["details"][0]["rule"] == "not-available"
+
+
+def test_a_recipe_may_choose_the_interactive_lane(
+    ctx: Context, fakes: Fakes, recipe: dict[str, Any]
+) -> None:
+    rush = json.dumps({**recipe, "lane": "interactive"}).encode()
+    fakes.objects.put("in", "recipes/rush.json", rush, "application/json")
+    assert accepted(ctx, uploaded(fakes, "inbox/rush/a.png")).lane == "interactive"
+    assert accepted(ctx, uploaded(fakes, "inbox/watercolor/a.png")).lane == "batch"
+
+
+def test_an_upload_over_the_queue_cap_is_answered_with_queue_full() -> None:
+    ctx, fakes = fake_context(max_queued_jobs_per_tenant=1)
+    fakes.objects.put("in", "recipes/watercolor.json", json.dumps(RECIPE).encode(), "")
+    waiting = QueueEntry(
+        job_id="s3-earlier",
+        tenant=uploads.UPLOAD_TENANT,
+        family="qwen-image-edit-plus",
+        lane=Lane.BATCH,
+        enqueued_at=0.0,
+        deadline_at=1e12,
+    )
+    fakes.queue.put(waiting, "token")
+    answer = rejection(ctx, fakes, uploaded(fakes, "inbox/watercolor/b.png"))
+    assert answer["code"] == "QueueFull" and answer["details"] == [{"retry_after_seconds": 1}]

@@ -13,7 +13,6 @@ import os
 import secrets
 import string
 import threading
-import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,8 +39,10 @@ class LocalStack:
     dispatcher: LambdaDispatcher = field(default_factory=LambdaDispatcher)
     event_sources: list[SqsEventSource] = field(default_factory=list)
     emulator: Any = None
-    dispatchers: list[threading.Thread] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
+    _waking: threading.Lock = field(default_factory=threading.Lock)
+    _woken: bool = False
+    _dispatching: threading.Thread | None = None
 
     @property
     def ctx(self) -> Context:
@@ -57,25 +58,35 @@ class LocalStack:
         return self.dispatcher.handler(self.physical[logical_id])
 
     def wake_dispatcher(self) -> None:
-        """Lambda's asynchronous invoke: the dispatcher runs on a thread of its own (one at a
-        time, as the dispatcher function's lease would have it anyway)."""
-        if self.stopping.is_set():
-            return
+        """Lambda's asynchronous invoke: the dispatcher runs on a thread of its own, one at a
+        time (as its lease would have it anyway); a wake while it runs makes it run again."""
+        with self._waking:
+            if self.stopping.is_set():
+                return
+            self._woken = True
+            if self._dispatching is None:
+                self._dispatching = threading.Thread(target=self._dispatch_while_woken, daemon=True)
+                self._dispatching.start()
+
+    def _dispatch_while_woken(self) -> None:
         name = self.physical["DispatchFunction"]
         context = DispatcherContext(name, self.arns["DispatchFunction"], stopping=self.stopping)
-        thread = threading.Thread(
-            target=self.dispatcher.call, args=(name, {"wake": True}, context), daemon=True
-        )
-        self.dispatchers.append(thread)
-        thread.start()
+        while True:
+            with self._waking:
+                if not self._woken or self.stopping.is_set():
+                    self._dispatching = None
+                    return
+                self._woken = False
+            self.dispatcher.call(name, {"wake": True}, context)
 
     def stop_dispatching(self, within: float = 5.0) -> None:
         """The dispatcher's time runs out (it hands over to no one): before the stack goes.
         Calls still in flight after `within` seconds are left to the process's end."""
-        self.stopping.set()
-        deadline = time.monotonic() + within
-        for thread in self.dispatchers:
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        with self._waking:
+            self.stopping.set()
+            running = self._dispatching
+        if running is not None:
+            running.join(timeout=within)
 
     def pump(self) -> int:
         """Deliver every queued message to its function (Lambda's SQS poller); how many."""

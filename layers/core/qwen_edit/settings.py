@@ -62,6 +62,10 @@ class Env(BaseModel):
 class Jobs(Env):
     jobs_table: str = Field(alias="JOBS_TABLE", min_length=1)
     job_deadline_seconds: int = Field(3600, alias="JOB_DEADLINE_SECONDS", ge=60)
+    # A tenant with this many jobs waiting for the provider gets QueueFull (429).
+    max_queued_jobs_per_tenant: int = Field(
+        1000, alias="MAX_QUEUED_JOBS_PER_TENANT", ge=1, le=100_000
+    )
 
 
 class Buckets(Env):
@@ -185,7 +189,7 @@ class NotifyEnv(Jobs, Buckets, Announcing): ...
 class ReconcileEnv(Jobs, Limits, Buckets, Announcing): ...
 
 
-class TriggerEnv(Jobs, Requests, Starting): ...
+class TriggerEnv(Jobs, Requests, Starting, Queue): ...
 
 
 class WebhookEnv(Jobs, Delivering): ...

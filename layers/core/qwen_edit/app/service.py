@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -14,8 +15,14 @@ from qwen_edit.app import webhooks
 from qwen_edit.context import Context
 from qwen_edit.domain import dispatch, keys
 from qwen_edit.domain.addresses import all_loopback, first_hidden
-from qwen_edit.domain.catalog import MAX_IMAGE_BYTES, Capability, RuleViolation, get_model
-from qwen_edit.domain.errors import JobNotFound
+from qwen_edit.domain.catalog import (
+    MAX_IMAGE_BYTES,
+    Capability,
+    ModelSpec,
+    RuleViolation,
+    get_model,
+)
+from qwen_edit.domain.errors import JobNotFound, QueueFull
 from qwen_edit.domain.image_headers import ImageRejected
 from qwen_edit.domain.images import (
     EXTENSION_OF_FORMAT,
@@ -30,6 +37,7 @@ from qwen_edit.domain.jobs import (
     JobError,
     JobSource,
     JobStatus,
+    Lane,
     OutputTarget,
     QueuePlace,
     new_job,
@@ -165,6 +173,7 @@ def accept(
     Inline images are stored in the input bucket first, so only s3:// references enter the
     record and the workflow state. Starting twice with one id makes one execution.
     """
+    _check_queue_room(ctx, tenant, valid.spec)
     job = new_job(
         tenant=tenant,
         capability=valid.capability,
@@ -176,6 +185,7 @@ def accept(
         output=output,
         metadata=valid.body.metadata,
         webhook_url=valid.body.webhook_url,
+        lane=Lane(valid.body.lane) if valid.body.lane else None,
     )
     images = [_stored(ctx, job.id, index, ref) for index, ref in enumerate(valid.images)]
     request = valid.body.model_dump(exclude_none=True, exclude={"webhook_url", "metadata"})
@@ -195,6 +205,19 @@ def accept(
         ctx.executions.start(job.id, {"job_id": job.id})
     ctx.metrics.count("JobsAccepted", Family=valid.spec.family, Source=source.value)
     return job
+
+
+def _check_queue_room(ctx: Context, tenant: str, spec: ModelSpec) -> None:
+    """QueueFull when the tenant has its cap of jobs waiting. The count is the queue's, so a
+    job accepted in the last moment (its workflow not yet at Admit) is not in it yet."""
+    cap = ctx.need(Jobs).max_queued_jobs_per_tenant
+    if ctx.queue.count(tenant) >= cap:
+        interval = spec.rate_limit.per_seconds / spec.rate_limit.requests
+        raise QueueFull(
+            f"{cap} of your jobs are already waiting for the provider; send more once some "
+            "have started",
+            retry_after_seconds=max(1, math.ceil(interval)),
+        )
 
 
 def _stored(ctx: Context, job_id: str, index: int, ref: Any) -> str:

@@ -22,7 +22,7 @@ from qwen_edit.app import service
 from qwen_edit.context import Context
 from qwen_edit.domain import keys
 from qwen_edit.domain.catalog import Capability
-from qwen_edit.domain.errors import InvalidRequest, JobConflict
+from qwen_edit.domain.errors import InvalidRequest, JobConflict, QueueFull
 from qwen_edit.domain.images import FORMAT_OF_EXTENSION
 from qwen_edit.domain.jobs import Job, JobSource, JobStatus, OutputTarget
 from qwen_edit.settings import Buckets
@@ -76,6 +76,9 @@ def handle(ctx: Context, upload: Upload) -> Job | None:
         return service.accept(
             ctx, valid, tenant=UPLOAD_TENANT, source=JobSource.S3, job_id=job_id, output=plan.output
         )
+    except QueueFull as full:
+        _write_rejection(ctx, upload, Rejected(full.code, full.message, full.details))
+        return None
     except JobConflict:
         job = ctx.jobs.get(job_id)
         if job.status is JobStatus.QUEUED:  # an earlier delivery died before starting it

@@ -59,6 +59,16 @@ class Unauthorized(QwenEditError):
     code, http_status, outcome = "InvalidApiKey", 401, Outcome.REJECT
 
 
+class QueueFull(QwenEditError):
+    """The tenant already has as many jobs waiting as it may (MaxQueuedJobsPerTenant)."""
+
+    code, http_status, outcome = "QueueFull", 429, Outcome.REJECT
+
+    def __init__(self, message: str, retry_after_seconds: int):
+        super().__init__(message, [{"retry_after_seconds": retry_after_seconds}])
+        self.retry_after_seconds = retry_after_seconds
+
+
 class JobNotFound(QwenEditError):
     code, http_status, outcome = "JobNotFound", 404, Outcome.REJECT
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -98,6 +98,11 @@ class GenerationRequest(BaseModel):
         None, max_length=MAX_URL_CHARS, json_schema_extra={"pattern": WEBHOOK_URL_PATTERN}
     )
     metadata: dict[MetadataKey, MetadataValue] | None = Field(None, max_length=20)
+    lane: Literal["interactive", "batch"] | None = Field(
+        None,
+        description="interactive goes before batch (batch keeps a 25% share); the default is "
+        "interactive for API requests and batch for uploads",
+    )
 
     @field_validator("prompt")
     @classmethod

@@ -37,7 +37,9 @@ def error(
 
 
 def _domain_error(caught: QwenEditError) -> Response[str]:
-    return error(caught.http_status, caught.code, caught.message, caught.details)
+    envelope = error_envelope(caught.code, caught.message, caught.details)
+    wait = getattr(caught, "retry_after_seconds", None)  # QueueFull says when to come back
+    return answer(caught.http_status, envelope, {"Retry-After": str(wait)} if wait else None)
 
 
 def _invalid_body(caught: RequestValidationError) -> Response[str]:

@@ -120,7 +120,9 @@ ERROR_STATUSES = {
     409: "conflict: the job has finished, or the Idempotency-Key was used with another body",
     413: "the request is over API Gateway's 10 MB",
     422: "a field breaks a rule; `details` names each field and rule",
-    429: "throttled by the usage plan, or its quota is used up",
+    429: "throttled by the usage plan, or its quota is used up; or QueueFull: the tenant has "
+    "MaxQueuedJobsPerTenant jobs waiting (Retry-After and details[0].retry_after_seconds say "
+    "when to try again)",
     500: "the service failed; retry later",
 }
 # What API Gateway itself may answer on any route (template.yaml's GatewayResponses).
