@@ -338,7 +338,9 @@ must cover that spread: {margin:.2f} s was the smallest with no rate-quota 429 i
 (`smallest_safe_margin`), which caps a 2-per-second family at 1 ÷ (1 + margin) of its limit
 before any other loss; hand-overs cost {guard} s each 730 s. A 2-per-minute family loses the
 margin once a minute. Waiting costs no transitions: a queued job's workflow sits in one Task
-state on its token, however long it waits."""
+state (Admit) on its token, however long it waits, so the last column is 1 ÷ the job's wait in
+minutes: a job that waited 10 minutes was billed 1 transition for it (0.1 a minute), where the
+Admit → Wait → Submit rounds it replaced billed 3 per round and 3 more per missed slot."""
 
 
 def main() -> None:

@@ -329,7 +329,10 @@ def test_a_waiting_job_shows_its_place_and_a_full_queue_is_429_with_retry_after(
     pro = {"model": "qwen-image-2.0-pro", "prompt": "a poster"}  # 2 calls a minute
     jobs = [call(stack, "api-create-generation", body=pro).body for _ in range(4)]
     # One call every 30 s: the first goes at once, three wait.
-    wait_until(lambda: len(stack.ctx.queue.entries()) == 3, what="three jobs left waiting")
+    wait_until(
+        lambda: len([e for e in stack.ctx.queue.entries() if not e.claimed]) == 3,
+        what="three jobs left waiting",
+    )
     last = call(stack, "api-get-job", path=f"/jobs/{jobs[-1]['id']}").body
     assert last["status"] == "queued" and last["lane"] == "interactive"
     assert last["queue"]["lane"] == "interactive" and last["queue"]["position"] == 3

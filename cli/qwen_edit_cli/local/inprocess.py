@@ -31,7 +31,7 @@ logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setL
 # when this interpreter lets it, later and less evenly than a provider would: calls are spaced
 # a little wider. With the emulator in its own process the deployment's margin holds
 # (benchmarks/burst.py: 200 calls, none refused).
-LOCAL_ADMISSION_MARGIN = 0.1
+LOCAL_ADMISSION_MARGIN = 0.2
 REGION = "us-east-1"
 FAKE_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
