@@ -321,9 +321,7 @@ def test_api_gateway_refusals_use_the_envelope():
 # ---- the queue: place in line, the cap ------------------------------------------------------
 
 
-def test_a_waiting_job_shows_its_place_and_a_full_queue_is_429_with_retry_after(
-    stack, monkeypatch
-):
+def test_a_waiting_job_shows_its_place_and_a_full_queue_is_429_with_retry_after(stack, monkeypatch):
     from qwen_edit import runtime
 
     pro = {"model": "qwen-image-2.0-pro", "prompt": "a poster"}  # 2 calls a minute

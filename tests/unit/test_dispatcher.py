@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from qwen_edit.app import service
-from qwen_edit.app.dispatcher import STALE_CLAIM_SECONDS
+from qwen_edit.app.dispatcher import LOOK_SECONDS, STALE_CLAIM_SECONDS, dispatch
 from qwen_edit.context import Context
 from qwen_edit.domain.catalog import Capability
 from qwen_edit.domain.errors import failure_of
@@ -181,7 +181,10 @@ def test_a_family_at_its_task_cap_waits_for_a_free_place(ctx: Context, fakes: Fa
     for holder in ("running-1", "running-2"):
         fakes.limits.acquire_lease(family, holder, 2, time.time() + 600, time.time())
     job = queued(fakes, model=family, capability=Capability.TEXT_TO_IMAGE)
-    run(ctx, rounds=3)
+    slept: list[float] = []
+    rounds = iter(range(3, -1, -1))
+    dispatch(ctx, remaining=lambda: 600.0 if next(rounds, 0) else 0.0, sleep=slept.append)
+    assert all(pause > LOOK_SECONDS / 2 for pause in slept)  # a look each round, no busy loop
     assert fakes.provider.calls == 0 and not present(fakes.queue.entry(job.id)).claimed
     fakes.limits.release_lease(family, "running-1")
     run(ctx)

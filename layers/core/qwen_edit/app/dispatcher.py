@@ -144,12 +144,13 @@ class Run:
         spec = get_model(family)
         with self.lock:
             planned = self.schedule.plan(family, spec.rate_limit, waiting, now, LEAD_SECONDS)
-        claimed = []
+        claimed, passed_over = [], False
         for entry, at in planned:
             task_token = self._claim(spec, entry, now)
             if task_token is None:
                 with self.lock:
                     self.schedule.unbook(family, at)
+                passed_over = True
                 continue
             claimed.append((entry, task_token, at))
         if claimed:
@@ -166,6 +167,8 @@ class Run:
         for entry, task_token, at in claimed:
             self.booked += 1
             self.workers.submit(self._call, entry, task_token, at)
+        if passed_over:  # at its task cap, or gone: look again next round, not at once
+            return now + LOOK_SECONDS + LEAD_SECONDS
         return self.schedule.next_at(family, spec.rate_limit, now)
 
     def _claim(self, spec: ModelSpec, entry: QueueEntry, now: float) -> str | None:
