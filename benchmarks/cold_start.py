@@ -33,6 +33,8 @@ ENV = {
     "WEBHOOK_SECRET_ARN": "arn:s",
     "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:1:stateMachine:m",
     "IDEMPOTENCY_TABLE": "idem",
+    "QUEUE_TABLE": "queue",
+    "DISPATCH_FUNCTION_NAME": "dispatcher",
     "POWERTOOLS_SERVICE_NAME": "qwen-edit",
 }
 
