@@ -175,12 +175,15 @@ class Simulation:
         self.at(self.now + max(0.0, wake - now), self.look)
 
     def send(self, entry: QueueEntry, booked: float) -> None:
+        sent_at = self.clock()
+        wait = self.schedule.clear_to_send(self.family, self.limit, booked, sent_at)
+        if wait > 0:  # a call before it left late: keep the distance from it
+            self.at(self.now + wait, functools.partial(self.send, entry, booked))
+            return
         job = self.jobs[entry.job_id]
         job.started = job.started if job.started is not None else self.now
         self.call_times.append(self.now)
         self.callers.append((self.now, job.tenant))
-        sent_at = self.clock()
-        self.schedule.sent(self.family, booked, sent_at)
         answer = self.provider.answer(self.now + self.rng.uniform(*NETWORK))
         job.tasks += answer in (Answer.OK, Answer.NO_ANSWER)
         self.at(self.now + self.rng.uniform(*ANSWER), lambda: self.answered(entry, answer, sent_at))

@@ -193,3 +193,15 @@ def test_releases_bump_the_version_so_a_stale_acquire_cannot_resurrect_a_lease(l
     assert version() == before + 1
     limits.release_lease("fam", "a")  # releasing twice changes nothing
     assert version() == before + 1
+
+
+def test_a_call_booked_behind_one_that_left_late_waits_to_keep_its_distance():
+    schedule = Schedule()
+    waiting = [entry("a"), entry("b")]
+    planned = schedule.plan("fam", TWO_PER_SECOND, waiting, 100.0, lead=0.6)
+    [(_, first), (_, second)] = planned
+    assert second == pytest.approx(first + WINDOW / 2)
+    assert schedule.clear_to_send("fam", TWO_PER_SECOND, first, first + 0.3) == 0  # late
+    wait = schedule.clear_to_send("fam", TWO_PER_SECOND, second, second)
+    assert wait == pytest.approx(0.3)  # half a window after the real send, not the booking
+    assert schedule.clear_to_send("fam", TWO_PER_SECOND, second, second + wait) == 0

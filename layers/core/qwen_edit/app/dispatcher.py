@@ -5,8 +5,9 @@ transitions however long it waits. One dispatcher at a time holds the lease; its
 guards every booking, so a holder whose lease was taken over cannot book another call. It reads
 the queue every LOOK_SECONDS, books each family's next calls on its one clock
 (domain.dispatch.Schedule: pacing, lanes, tenants' turns), claims the chosen job, prepares its
-call in a worker thread and sends it at the booked moment, then resumes the job's workflow with
-the provider's answer. A job answered "try later" goes back to its old place in line.
+call in a worker thread and sends it at the booked moment (checked, just before, against the
+calls really sent), then resumes the job's workflow with the provider's answer. A job answered
+"try later" goes back to its old place in line.
 
 At most one provider task per job attempt: the call is recorded on the job before it is sent,
 and a claim left behind (a dead dispatcher, a crashed worker) is settled from that record: not
@@ -207,9 +208,13 @@ class Run:
         sent = ProviderCall(attempt=entry.calls, sent_at=now_utc())
         ctx.jobs.update(job.id, sent.sent_at, provider_call=sent)  # before it is sent
         self.sleep(max(0.0, send_at - self.clock()))
-        sent_at = self.clock()
-        with self.lock:
-            self.schedule.sent(spec.family, send_at, sent_at)
+        while True:
+            with self.lock:
+                sent_at = self.clock()
+                wait = self.schedule.clear_to_send(spec.family, spec.rate_limit, send_at, sent_at)
+            if wait == 0:
+                break
+            self.sleep(wait)
         try:
             task = provider.submit(request, asynchronous=spec.is_async)
         except ProviderError as error:

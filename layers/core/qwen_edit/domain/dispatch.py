@@ -166,6 +166,7 @@ class HeldLease:
 @dataclass
 class FamilyClock:
     calls: list[float] = field(default_factory=list)  # the last `requests` booked calls
+    sent: list[float] = field(default_factory=list)  # the last `requests` calls really sent
     pace: Pace = field(default_factory=Pace)
     turns: Turns = field(default_factory=Turns)
     failures_in_a_row: int = 0
@@ -187,9 +188,9 @@ class Schedule:
         self.margin = margin
         self.families: dict[str, FamilyClock] = {}
         for family in {*(calls or {}), *(paces or {})}:
+            inherited = [at + guard for at in (calls or {}).get(family, [])]
             self.families[family] = FamilyClock(
-                calls=[at + guard for at in (calls or {}).get(family, [])],
-                pace=(paces or {}).get(family, Pace()),
+                calls=inherited, sent=list(inherited), pace=(paces or {}).get(family, Pace())
             )
 
     def clock(self, family: str) -> FamilyClock:
@@ -217,12 +218,18 @@ class Schedule:
             planned.append((entry, at))
         return planned
 
-    def sent(self, family: str, booked: float, actual: float) -> None:
-        """A call left later than booked (its preparation overran): the log keeps the real
-        moment, so that the calls booked after it keep their distance from it."""
+    def clear_to_send(self, family: str, limit: RateLimit, booked: float, now: float) -> float:
+        """Just before a call leaves: 0 if the calls really sent allow it now (it is then
+        recorded as sent), else the seconds to wait. A call booked after another that then left
+        late would otherwise go too close behind it."""
         state = self.clock(family)
-        if actual > booked and booked in state.calls:
-            state.calls[state.calls.index(booked)] = actual
+        ready = admission.next_call(state.sent, limit, now, self.margin, state.pace)
+        if ready > now:
+            return ready - now
+        state.sent = [*state.sent, now][-limit.requests :]
+        if now > booked and booked in state.calls:  # later than booked: book after the real one
+            state.calls[state.calls.index(booked)] = now
+        return 0.0
 
     def unbook(self, family: str, at: float) -> None:
         """A booked call that will not be made (its job left the queue meanwhile)."""
