@@ -173,6 +173,7 @@ def main() -> None:
             for i in range(3)
         ]
         deadline = time.time() + 1200
+        supply: list[tuple[float, int, int]] = []  # (seconds, uploads accepted, edit-plus waiting)
         while True:
             upload_jobs, cursor = [], None
             while True:
@@ -184,12 +185,24 @@ def main() -> None:
                     break
             jobs = upload_jobs + [stack.ctx.jobs.get(j.id) for j in pro]
             done = [j for j in jobs if j.status.is_final]
+            waiting = [
+                e
+                for e in stack.ctx.queue.entries()
+                if e.family == "qwen-image-edit-plus" and not e.claimed
+            ]
+            supply.append((time.time() - started, len(upload_jobs), len(waiting)))
             if len(upload_jobs) == args.uploads and len(done) == len(jobs):
                 break
             assert time.time() < deadline, f"{len(done)}/{len(jobs)} done after 20 minutes"
             time.sleep(2)
         pump.stop()
         b_starts = [start_seconds(stack.ctx.jobs.get(j.id)) for j in second]
+        all_in = next((at for at, accepted, _ in supply if accepted == args.uploads), None)
+        dry = [at for at, accepted, waiting in supply if waiting == 0 and accepted < args.uploads]
+        print(
+            f"uploads all accepted after {all_in or 0:.0f} s; edit-plus queue empty in {len(dry)} "
+            f"of {len(supply)} looks while uploads were still being accepted"
+        )
         calls = [c for c in emulator.stats()["calls"] if c["route"] == "multimodal-generation"]
         outbox = s3.list_objects_v2(Bucket=stack.physical["OutputBucket"], Prefix="outbox/burst/")
         pngs = [o["Key"] for o in outbox.get("Contents", []) if o["Key"].endswith(".png")]
