@@ -185,3 +185,24 @@ def test_an_upload_over_the_queue_cap_is_answered_with_queue_full() -> None:
     fakes.queue.put(waiting, "token")
     answer = rejection(ctx, fakes, uploaded(fakes, "inbox/watercolor/b.png"))
     assert answer["code"] == "QueueFull" and answer["details"] == [{"retry_after_seconds": 1}]
+
+
+def test_a_redelivery_at_the_queue_cap_is_still_a_redelivery() -> None:
+    ctx, fakes = fake_context(max_queued_jobs_per_tenant=1)
+    fakes.objects.put("in", "recipes/watercolor.json", json.dumps(RECIPE).encode(), "")
+    upload = uploaded(fakes, "inbox/watercolor/c.png")
+    job = accepted(ctx, upload)
+    fakes.queue.put(
+        QueueEntry(
+            job_id=job.id,
+            tenant=job.tenant,
+            family="qwen-image-edit-plus",
+            lane=Lane.BATCH,
+            enqueued_at=0.0,
+            deadline_at=1e12,
+        ),
+        "token",
+    )
+    writes = len(fakes.objects.writes)
+    assert uploads.handle(ctx, upload) is None  # the cap is full, with this very job
+    assert len(fakes.objects.writes) == writes  # no .error.json for an accepted upload

@@ -22,7 +22,7 @@ from qwen_edit.app import service
 from qwen_edit.context import Context
 from qwen_edit.domain import keys
 from qwen_edit.domain.catalog import Capability
-from qwen_edit.domain.errors import InvalidRequest, JobConflict, QueueFull
+from qwen_edit.domain.errors import InvalidRequest, JobConflict, JobNotFound, QueueFull
 from qwen_edit.domain.images import FORMAT_OF_EXTENSION
 from qwen_edit.domain.jobs import Job, JobSource, JobStatus, OutputTarget
 from qwen_edit.settings import Buckets
@@ -77,14 +77,22 @@ def handle(ctx: Context, upload: Upload) -> Job | None:
             ctx, valid, tenant=UPLOAD_TENANT, source=JobSource.S3, job_id=job_id, output=plan.output
         )
     except QueueFull as full:
-        _write_rejection(ctx, upload, Rejected(full.code, full.message, full.details))
+        try:
+            _redelivered(ctx, upload, job_id)  # this very upload may be one of those waiting
+        except JobNotFound:
+            _write_rejection(ctx, upload, Rejected(full.code, full.message, full.details))
         return None
     except JobConflict:
-        job = ctx.jobs.get(job_id)
-        if job.status is JobStatus.QUEUED:  # an earlier delivery died before starting it
-            ctx.executions.start(job.id, {"job_id": job.id})
-        logger.info("duplicate delivery", extra={"key": upload.key, "job_id": job_id})
+        _redelivered(ctx, upload, job_id)
         return None
+
+
+def _redelivered(ctx: Context, upload: Upload, job_id: str) -> None:
+    """A delivery of an upload that already has its job (JobNotFound if it has none)."""
+    job = ctx.jobs.get(job_id)
+    if job.status is JobStatus.QUEUED:  # an earlier delivery died before starting it
+        ctx.executions.start(job.id, {"job_id": job.id})
+    logger.info("duplicate delivery", extra={"key": upload.key, "job_id": job_id})
 
 
 def _inbox_key(upload: Upload) -> keys.InboxKey:
