@@ -694,6 +694,12 @@ def queued(fakes: Fakes, token: str | None = None, **fields: Any) -> Job:
     """A recorded job (a_job's fields) waiting in the dispatcher's queue with `token`."""
     job = a_job(**fields)
     fakes.jobs.create(job)
+    in_queue(fakes, job, token)
+    return job
+
+
+def in_queue(fakes: Fakes, job: Job, token: str | None = None) -> None:
+    """The job waiting in the dispatcher's queue (as Admit puts it) with `token`."""
     entry = QueueEntry(
         job_id=job.id,
         tenant=job.tenant,
@@ -703,7 +709,6 @@ def queued(fakes: Fakes, token: str | None = None, **fields: Any) -> Job:
         deadline_at=job.deadline_at.timestamp(),
     )
     fakes.queue.put(entry, token or f"token-{job.id}")
-    return job
 
 
 def run(ctx: Context, rounds: int = 10_000) -> str:

@@ -262,3 +262,53 @@ def test_a_dispatcher_failure_names_the_code_the_record_keeps(ctx: Context, fake
         "code": "InvalidParameter",
         "message": "bad size",
     }
+
+
+# ---- a worker that crashes, a cancel during the call --------------------------------------
+
+
+def test_a_worker_crash_before_the_call_goes_back_in_line_then_gives_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ctx, fakes = fake_context(max_provider_attempts=2)
+    job = queued(fakes)
+
+    def broken(*_args: Any) -> str:
+        raise RuntimeError("presigning failed")
+
+    monkeypatch.setattr(fakes.objects, "presigned_get", broken)
+    run(ctx)
+    assert fakes.provider.calls == 0  # never sent, so never unknown: tried again, then failed
+    assert failure(fakes, job)[:2] == ("JobFailed", "DispatchFailed")
+
+
+def test_a_worker_crash_during_the_call_is_outcome_unknown_never_resent(
+    ctx: Context, fakes: Fakes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = queued(fakes)
+    sent: list[object] = []
+
+    def crashed(*args: Any, **_kwargs: Any) -> Any:
+        sent.append(args)
+        raise RuntimeError("the client broke after sending")
+
+    monkeypatch.setattr(fakes.provider, "submit", crashed)
+    run(ctx)
+    assert failure(fakes, job)[0] == "ProviderOutcomeUnknown" and len(sent) == 1
+
+
+def test_a_job_canceled_during_its_call_is_left_to_the_cancel(
+    ctx: Context, fakes: Fakes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = queued(fakes)
+    submit = fakes.provider.submit
+
+    def canceled_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        service.cancel(ctx, job.id, job.tenant)
+        return submit(*args, **kwargs)
+
+    monkeypatch.setattr(fakes.provider, "submit", canceled_meanwhile)
+    run(ctx)
+    assert fakes.jobs.get(job.id).status is JobStatus.CANCELED
+    assert fakes.callbacks.succeeded == {} == fakes.callbacks.failed  # the cancel stopped it
+    assert fakes.queue.items == {}

@@ -10,10 +10,9 @@ import pytest
 from qwen_edit.app import uploads
 from qwen_edit.app.uploads import Upload
 from qwen_edit.context import Context
-from qwen_edit.domain.dispatch import QueueEntry
-from qwen_edit.domain.jobs import Job, JobSource, JobStatus, Lane
+from qwen_edit.domain.jobs import Job, JobSource, JobStatus
 
-from .fakes import Fakes, fake_context, present, tiny_png
+from .fakes import Fakes, a_job, fake_context, in_queue, present, tiny_png
 
 RECIPE = {"model": "qwen-image-edit-plus", "prompt": "Turn the photo into a watercolor", "seed": 3}
 
@@ -174,15 +173,7 @@ def test_a_recipe_may_choose_the_interactive_lane(
 def test_an_upload_over_the_queue_cap_is_answered_with_queue_full() -> None:
     ctx, fakes = fake_context(max_queued_jobs_per_tenant=1)
     fakes.objects.put("in", "recipes/watercolor.json", json.dumps(RECIPE).encode(), "")
-    waiting = QueueEntry(
-        job_id="s3-earlier",
-        tenant=uploads.UPLOAD_TENANT,
-        family="qwen-image-edit-plus",
-        lane=Lane.BATCH,
-        enqueued_at=0.0,
-        deadline_at=1e12,
-    )
-    fakes.queue.put(waiting, "token")
+    in_queue(fakes, a_job(uploads.UPLOAD_TENANT))  # an earlier upload's job, waiting
     answer = rejection(ctx, fakes, uploaded(fakes, "inbox/watercolor/b.png"))
     assert answer["code"] == "QueueFull" and answer["details"] == [{"retry_after_seconds": 1}]
 
@@ -192,17 +183,7 @@ def test_a_redelivery_at_the_queue_cap_is_still_a_redelivery() -> None:
     fakes.objects.put("in", "recipes/watercolor.json", json.dumps(RECIPE).encode(), "")
     upload = uploaded(fakes, "inbox/watercolor/c.png")
     job = accepted(ctx, upload)
-    fakes.queue.put(
-        QueueEntry(
-            job_id=job.id,
-            tenant=job.tenant,
-            family="qwen-image-edit-plus",
-            lane=Lane.BATCH,
-            enqueued_at=0.0,
-            deadline_at=1e12,
-        ),
-        "token",
-    )
+    in_queue(fakes, job)
     writes = len(fakes.objects.writes)
     assert uploads.handle(ctx, upload) is None  # the cap is full, with this very job
     assert len(fakes.objects.writes) == writes  # no .error.json for an accepted upload

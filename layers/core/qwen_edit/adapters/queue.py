@@ -21,8 +21,8 @@ from qwen_edit.domain.dispatch import HeldLease, QueueEntry
 QUEUE = {"S": "QUEUE"}
 LEASE_KEY = {"pk": {"S": "DISPATCHER"}}
 LEFTOVER_SECONDS = 86_400  # the table's TTL removes an entry this long after its deadline
-SHOWN = ["job_id", "tenant", "family", "lane", "enqueued_at", "deadline_at", "calls"]
-SHOWN += ["claimed_by", "claimed_at"]
+KEPT = ["job_id", "tenant", "family", "lane", "enqueued_at", "deadline_at", "calls"]  # as put
+SHOWN = [*KEPT, "claimed_by", "claimed_at"]  # what `entries` reads: all but the task token
 
 
 def _sort_key(tenant: str, job_id: str) -> dict[str, str]:
@@ -38,14 +38,13 @@ class DynamoJobQueue:
         return {"pk": QUEUE, "sk": _sort_key(entry.tenant, entry.job_id)}
 
     def put(self, entry: QueueEntry, task_token: str) -> None:
-        kept = ["job_id", "tenant", "family", "lane", "enqueued_at", "deadline_at", "calls"]
-        values = entry.model_dump(mode="json", include=set(kept))
+        values = entry.model_dump(mode="json", include=set(KEPT))
         self.client.update_item(
             TableName=self.table,
             Key=self._key(entry),
             UpdateExpression="SET task_token = :token, expires_at = :expires, "
-            + ", ".join(f"#{name} = if_not_exists(#{name}, :{name})" for name in kept),
-            ExpressionAttributeNames={f"#{name}": name for name in kept},
+            + ", ".join(f"#{name} = if_not_exists(#{name}, :{name})" for name in KEPT),
+            ExpressionAttributeNames={f"#{name}": name for name in KEPT},
             ExpressionAttributeValues={
                 ":token": {"S": task_token},
                 ":expires": {"N": str(int(entry.deadline_at) + LEFTOVER_SECONDS)},

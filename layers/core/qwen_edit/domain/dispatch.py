@@ -2,7 +2,7 @@
 
 Lanes first: interactive (API requests, by default) before batch (uploads, by default), except
 that batch gets one call in every BATCH_EVERY while both lanes wait, so it always advances with
-a guaranteed share (BATCH_SHARE, 25 %) of the family's calls. Within a lane, tenants take turns
+a guaranteed share (1 ÷ BATCH_EVERY: 25 %) of the family's calls. Within a lane, tenants take turns
 (deficit round robin with a quantum of one call: a call, not an image, is what the provider's
 limit counts, so every job costs the same), and a tenant's own jobs go first in, first out. A
 job back from a "try later" keeps its `enqueued_at`, so it is at the head of its tenant's line.
@@ -31,7 +31,6 @@ from qwen_edit.domain.jobs import Lane
 from qwen_edit.domain.provider import RATE_QUOTA_CODE, ProviderError
 
 BATCH_EVERY = 4
-BATCH_SHARE = 1 / BATCH_EVERY
 
 
 class Answer(StrEnum):
