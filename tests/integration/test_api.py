@@ -326,14 +326,18 @@ def test_a_waiting_job_shows_its_place_and_a_full_queue_is_429_with_retry_after(
 
     pro = {"model": "qwen-image-2.0-pro", "prompt": "a poster"}  # 2 calls a minute
     jobs = [call(stack, "api-create-generation", body=pro).body for _ in range(4)]
-    # One call every 30 s: the first goes at once, three wait.
+    # One call every 30 s: one goes at once, three wait (in the order Admit queued them).
     wait_until(
-        lambda: len([e for e in stack.ctx.queue.entries() if not e.claimed]) == 3,
-        what="three jobs left waiting",
+        lambda: (
+            len([e for e in stack.ctx.queue.entries() if not e.claimed]) == 3
+            and any(stack.ctx.jobs.get(j["id"]).provider_call for j in jobs)
+        ),
+        what="one job called, three waiting",
     )
-    last = call(stack, "api-get-job", path=f"/jobs/{jobs[-1]['id']}").body
-    assert last["status"] == "queued" and last["lane"] == "interactive"
-    assert last["queue"]["lane"] == "interactive" and last["queue"]["position"] == 3
+    shown = [call(stack, "api-get-job", path=f"/jobs/{j['id']}").body for j in jobs]
+    waiting = [job for job in shown if job["status"] == "queued"]
+    assert sorted(job["queue"]["position"] for job in waiting) == [1, 2, 3]
+    assert all(job["lane"] == job["queue"]["lane"] == "interactive" for job in waiting)
     monkeypatch.setenv("MAX_QUEUED_JOBS_PER_TENANT", "2")
     runtime.context.cache_clear()
     full = call(stack, "api-create-generation", body=pro)
