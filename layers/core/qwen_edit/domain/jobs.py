@@ -202,6 +202,7 @@ class Job(JobView):
     deadline_at: Timestamp
     output: OutputTarget
     provider_call: ProviderCall | None = None
+    provider_calls: int = 0  # every submit and poll sent for the job (usage counts them)
 
     def public(self) -> dict[str, Any]:
         """The job as clients see it (SPEC §3): no tenant, no internal routing."""
