@@ -200,7 +200,7 @@ def _place(job: dict[str, Any]) -> str:
     queue = job.get("queue")
     if not queue:
         return ""
-    start = datetime.fromisoformat(queue["estimated_start_at"].replace("Z", "+00:00"))
+    start = _when(queue["estimated_start_at"])
     seconds = max(0.0, (start - datetime.now(UTC)).total_seconds())
     about = f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
     return f", {_ordinal(queue['position'])} in line, starts in about {about}"
@@ -221,7 +221,28 @@ def _show(job: dict[str, Any], as_json: bool) -> int:
         print(f"error    {job['error']['code']}: {job['error']['message']}")
     for path in job.get("saved", []):
         print(f"saved    {path}")
+    _timeline(job)
     return 0
+
+
+def _timeline(job: dict[str, Any]) -> None:
+    """Each event as seconds after the job was accepted, with what it said."""
+    events = job.get("events") or []
+    if not events:
+        return
+    start = _when(job["created_at"])
+    print("timeline")
+    for event in events:
+        polls = f" (poll {event['polls']})" if event.get("polls") else ""
+        detail = f"  {event['detail']}" if event.get("detail") else ""
+        offset = (_when(event["at"]) - start).total_seconds()
+        print(f"  {offset:+8.1f} s  {event['step']:<9}{detail}{polls}")
+    if job.get("events_dropped"):
+        print(f"  … {job['events_dropped']} later event(s) not kept")
+
+
+def _when(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
 def _list(args: argparse.Namespace) -> int:

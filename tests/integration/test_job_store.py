@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from unit.test_job_store_contract import JobStoreContract
 
 from qwen_edit.adapters.dynamodb import RECORD_RETENTION, DynamoJobStore
 from qwen_edit.domain.catalog import Capability
@@ -153,3 +154,11 @@ def test_public_view_hides_internal_fields():
     view = a_job().public()
     assert {"tenant", "output", "deadline_at"}.isdisjoint(view)
     assert view["status"] == "queued" and view["metadata"] == {"order": "A-17"}
+
+
+class TestDynamoJobStoreContract(JobStoreContract):
+    """The unit layer's contract, against the real adapter."""
+
+    @pytest.fixture
+    def store(self, tables) -> DynamoJobStore:
+        return DynamoJobStore("JobsTable", tables)

@@ -37,8 +37,10 @@ from qwen_edit.domain.errors import InvalidRequest, JobConflict, JobNotFound
 from qwen_edit.domain.jobs import (
     ALLOWED_FROM,
     FINAL_STATUSES,
+    MAX_EVENTS,
     DeliveryStatus,
     Job,
+    JobEvent,
     JobSource,
     JobStatus,
     WebhookAttempt,
@@ -153,6 +155,18 @@ class FakeJobStore:
         return self._update(
             job_id, unfinished, {"updated_at": at, **fields}, "is final and cannot change"
         )
+
+    def note(self, job_id: str, event: JobEvent | None = None, **counters: int) -> None:
+        record = self._record(job_id)
+        if event is not None:
+            events = record.setdefault("events", [])
+            if len(events) < MAX_EVENTS:
+                events.append(to_jsonable_python(event))
+            else:
+                counters = {**counters, "events_dropped": 1}
+        for name, value in counters.items():
+            record[name] = record.get(name, 0) + value
+        self._save(record)
 
     def record_webhook(self, job_id: str, attempt: WebhookAttempt, status: DeliveryStatus) -> None:
         record = self._record(job_id)

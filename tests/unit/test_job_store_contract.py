@@ -17,12 +17,15 @@ import pytest
 from qwen_edit.domain.errors import InvalidRequest, JobConflict, JobNotFound
 from qwen_edit.domain.jobs import (
     ALLOWED_FROM,
+    MAX_EVENTS,
     DeliveryStatus,
     Job,
     JobError,
     JobStatus,
     ProviderInfo,
+    Step,
     WebhookAttempt,
+    event,
     now_utc,
 )
 from qwen_edit.ports import JobStore
@@ -125,6 +128,24 @@ class JobStoreContract:
         webhook = present(after.webhook)
         assert webhook.status is DeliveryStatus.DELIVERED
         assert [a.status for a in webhook.attempts] == [500, 200]
+
+    def test_notes_append_to_the_timeline_up_to_its_bound_then_count(self, store: JobStore) -> None:
+        job = created(store)
+        store.transition(job.id, JobStatus.CANCELED, now_utc())  # final jobs take notes too
+        store.note(job.id, event(Step.ADMITTED), provider_calls=1, polls=1)
+        store.note(job.id, provider_calls=2)
+        for _ in range(MAX_EVENTS + 3):
+            store.note(job.id, event(Step.RETRIED, "ProviderBusy"))
+        after = store.get(job.id)
+        assert [e.step for e in after.events[:3]] == [Step.QUEUED, Step.ADMITTED, Step.RETRIED]
+        assert len(after.events) == MAX_EVENTS
+        assert after.events_dropped == 5  # 1 queued + 1 admitted + 27 retries, 24 kept
+        assert (after.provider_calls, after.polls) == (3, 1)
+        assert after.status is JobStatus.CANCELED
+        with pytest.raises(JobNotFound):
+            store.note("no-such-job", event(Step.ADMITTED))
+        with pytest.raises(JobNotFound):
+            store.note("no-such-job", polls=1)
 
     def test_a_tenant_lists_its_own_jobs_newest_first_across_pages(self, store: JobStore) -> None:
         mine = [created(store, "tenant-a", minute) for minute in range(5)]

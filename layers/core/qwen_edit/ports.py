@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from qwen_edit.domain.admission import Pace
 from qwen_edit.domain.dispatch import HeldLease, QueueEntry
-from qwen_edit.domain.jobs import DeliveryStatus, Job, JobStatus, WebhookAttempt
+from qwen_edit.domain.jobs import DeliveryStatus, Job, JobEvent, JobStatus, WebhookAttempt
 from qwen_edit.domain.provider import ProviderRequest, ProviderTask
 
 
@@ -25,6 +25,10 @@ class JobStore(Protocol):
 
     def update(self, job_id: str, at: datetime, **fields: Any) -> Job:
         """Set fields of a job that is not final; JobConflict once it is."""
+
+    def note(self, job_id: str, event: JobEvent | None = None, **counters: int) -> None:
+        """Add an event to the job's timeline (past jobs.MAX_EVENTS it is only counted, in
+        events_dropped) and add to its counters (provider_calls, polls); final jobs too."""
 
     def record_webhook(self, job_id: str, attempt: WebhookAttempt, status: DeliveryStatus) -> None:
         """Append a delivery attempt and set the delivery status (the job's own status stays)."""

@@ -21,8 +21,10 @@ from qwen_edit.domain.errors import InvalidRequest, JobConflict, JobNotFound
 from qwen_edit.domain.jobs import (
     ALLOWED_FROM,
     FINAL_STATUSES,
+    MAX_EVENTS,
     DeliveryStatus,
     Job,
+    JobEvent,
     JobStatus,
     WebhookAttempt,
 )
@@ -169,6 +171,61 @@ class DynamoJobStore:
             current = self.get(job_id)  # raises JobNotFound when there is no such job
             raise JobConflict(f"job {job_id} is {current.status.value} and {refusal}") from None
         return self._job(answer["Attributes"])
+
+    def note(self, job_id: str, event: JobEvent | None = None, **counters: int) -> None:
+        # No condition on the status (a job is notified once final); list_append and ADD keep
+        # concurrent notes. A full timeline refuses the append, and the event is counted.
+        if event is not None:
+            try:
+                self._add(
+                    job_id,
+                    counters,
+                    "SET #e = list_append(if_not_exists(#e, :none), :event)",
+                    "AND (attribute_not_exists(#e) OR size(#e) < :max)",
+                    {"#e": "events"},
+                    {
+                        ":none": {"L": []},
+                        ":event": to_dynamo([event]),
+                        ":max": {"N": str(MAX_EVENTS)},
+                    },
+                )
+                return
+            except ClientError as error:
+                if not conditional_failed(error):
+                    raise
+            counters = {**counters, "events_dropped": 1}
+        if counters:
+            try:
+                self._add(job_id, counters)
+            except ClientError as error:
+                if not conditional_failed(error):
+                    raise
+                raise JobNotFound(f"no job {job_id}") from None
+
+    def _add(
+        self,
+        job_id: str,
+        counters: dict[str, int],
+        set_clause: str = "",
+        condition: str = "",
+        names: dict[str, str] | None = None,
+        values: Item | None = None,
+    ) -> None:
+        """One update: `set_clause`, then ADD each counter; only to an existing job."""
+        names = {**(names or {}), **{f"#c{i}": name for i, name in enumerate(counters)}}
+        values = {
+            **(values or {}),
+            **{f":c{i}": {"N": str(n)} for i, n in enumerate(counters.values())},
+        }
+        adds = ", ".join(f"#c{i} :c{i}" for i in range(len(counters)))
+        self.client.update_item(
+            TableName=self.table,
+            Key={"id": {"S": job_id}},
+            UpdateExpression=f"{set_clause} ADD {adds}" if adds else set_clause,
+            ConditionExpression=f"attribute_exists(id) {condition}",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
 
     def record_webhook(self, job_id: str, attempt: WebhookAttempt, status: DeliveryStatus) -> None:
         # No condition on the job's status: deliveries happen after it is final, and only the

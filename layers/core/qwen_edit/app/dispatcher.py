@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aws_lambda_powertools import Logger
 
+from qwen_edit.app.service import note
 from qwen_edit.app.workflow import OUTCOME_UNKNOWN, Submission, final_result, readable_url
 from qwen_edit.context import Context
 from qwen_edit.domain.admission import HANDOVER_GUARD_SECONDS
@@ -38,7 +39,15 @@ from qwen_edit.domain.errors import (
     ProviderOutcomeUnknown,
     QwenEditError,
 )
-from qwen_edit.domain.jobs import Job, JobStatus, ProviderCall, ProviderInfo, now_utc
+from qwen_edit.domain.jobs import (
+    Job,
+    JobStatus,
+    ProviderCall,
+    ProviderInfo,
+    Step,
+    event,
+    now_utc,
+)
 from qwen_edit.domain.provider import ProviderError, ProviderTask
 from qwen_edit.domain.requests import parse_request
 from qwen_edit.settings import Limits, ProviderAccess
@@ -231,6 +240,7 @@ class Run:
         logger.info(
             "submitted", extra={"job_id": job.id, "model": spec.id, "task_id": task.task_id}
         )
+        note(ctx, job.id, event(Step.SUBMITTED, task.status.value), provider_calls=1)
         try:
             submission = (
                 final_result(task) if task.status.is_final else Submission(task_id=task.task_id)
@@ -257,6 +267,9 @@ class Run:
             self.ctx.jobs.update(job.id, now_utc(), provider_call=answered)
         calls = entry.calls + 1
         step = next_step(answer, calls, self.ctx.need(Limits).max_provider_attempts)
+        retried = event(Step.RETRIED, f"{answer.value}: {error.code}")
+        sent_once = int(answer is not Answer.NOT_SENT)
+        note(self.ctx, job.id, retried if step is Next.REQUEUE else None, provider_calls=sent_once)
         if step is Next.REQUEUE:
             self._release_task_place(spec, job)
             self.ctx.queue.requeue(entry, calls)  # at its old place: it goes in the next slot

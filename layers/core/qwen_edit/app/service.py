@@ -35,11 +35,14 @@ from qwen_edit.domain.images import (
 from qwen_edit.domain.jobs import (
     Job,
     JobError,
+    JobEvent,
     JobSource,
     JobStatus,
     Lane,
     OutputTarget,
     QueuePlace,
+    Step,
+    event,
     new_job,
     now_utc,
 )
@@ -311,6 +314,7 @@ def cancel(ctx: Context, job_id: str, tenant: str) -> Job:
         completed_at=now_utc(),
         error=JobError(code="Canceled", message="canceled by the client"),
     )
+    note(ctx, job.id, event(Step.CANCELED))
     ctx.queue.remove(job.tenant, job.id)  # its place in line is free at once
     ctx.executions.stop(job.id, "canceled by the client")
     spec = get_model(job.model)
@@ -332,6 +336,7 @@ def announce(ctx: Context, job: Job) -> None:
     ctx.events.publish(job)
     if job.webhook_url:
         ctx.webhook_outbox.send(webhooks.delivery_for(job, view(ctx, job)), 0)
+    note(ctx, job.id, event(Step.NOTIFIED, "webhook queued" if job.webhook_url else None))
     _measure(ctx, job)
 
 
@@ -353,6 +358,15 @@ def _error_class(code: str) -> str:
     `Throttling.RateQuota`), or ours; anything unexpected is `Other`."""
     head = code.split(".", 1)[0]
     return head if head.isalnum() and len(head) <= 40 else "Other"
+
+
+def note(ctx: Context, job_id: str, happened: JobEvent | None, **counts: int) -> None:
+    """Add to the job's timeline and counters. A lost note costs a line of history, never the
+    job: a failing write here is logged, not raised."""
+    try:
+        ctx.jobs.note(job_id, happened, **counts)
+    except Exception:
+        logger.warning("timeline note lost", extra={"job_id": job_id}, exc_info=True)
 
 
 def write_record(ctx: Context, job: Job) -> None:

@@ -13,7 +13,7 @@ import time
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel
 
-from qwen_edit.app.service import announce, write_record
+from qwen_edit.app.service import announce, note, write_record
 from qwen_edit.context import Context
 from qwen_edit.domain.catalog import ModelSpec, get_model
 from qwen_edit.domain.dispatch import QueueEntry
@@ -33,6 +33,8 @@ from qwen_edit.domain.jobs import (
     JobError,
     JobOutput,
     JobStatus,
+    Step,
+    event,
     now_utc,
 )
 from qwen_edit.domain.provider import (
@@ -108,6 +110,7 @@ def admit(ctx: Context, request: AdmitRequest) -> None:
         deadline_at=job.deadline_at.timestamp(),
     )
     ctx.queue.put(entry, request.task_token)
+    note(ctx, job.id, event(Step.ADMITTED, f"{job.lane.value} lane"))
     if not ctx.dispatch_lease.held(now):
         try:
             ctx.wake_dispatcher()
@@ -140,9 +143,15 @@ def poll(ctx: Context, state: WorkflowState) -> Submission:
     try:
         task = ctx.provider(spec.provider).fetch(task_id)
     except ProviderError as error:
+        retried = event(Step.RETRIED, f"poll: {error.code}") if error.retryable else None
+        note(ctx, job.id, retried, provider_calls=1, polls=1)
         if error.retryable:  # the next poll is the retry
             raise TaskPending(f"polling failed for now: {error.code}") from None
         raise JobFailed(error.message, code=error.code) from None
+    status = task.status.value
+    changed = status != last_provider_status(job)  # one event per status the task goes through
+    answered = event(Step.ANSWERED, status, polls=job.polls + 1) if changed else None
+    note(ctx, job.id, answered, provider_calls=1, polls=1)
     if not task.status.is_final:
         raise TaskPending(f"task {task_id} is {task.status.value}")
     _release_lease(ctx, job, spec)
@@ -164,6 +173,8 @@ def store(ctx: Context, state: WorkflowState) -> None:
         try:
             png = provider.download(url)
         except ProviderError as error:
+            if error.retryable:
+                note(ctx, job.id, event(Step.RETRIED, f"download: {error.code}"))
             raise _provider_error(error) from None
         key = job.output.image_key(index, len(result.image_urls))
         ctx.objects.put(bucket, key, png, "image/png")
@@ -178,6 +189,7 @@ def store(ctx: Context, state: WorkflowState) -> None:
     done = ctx.jobs.transition(
         job.id, JobStatus.SUCCEEDED, now_utc(), outputs=outputs, usage=usage, completed_at=now_utc()
     )
+    note(ctx, job.id, event(Step.STORED, f"{len(outputs)} image(s)"))
     write_record(ctx, done)
 
 
@@ -200,6 +212,7 @@ def record_failure(ctx: Context, state: WorkflowState) -> None:
         )
     except JobConflict:
         return  # already final (canceled, or a retried step): its record stands
+    note(ctx, job.id, event(Step.FAILED, code))
     logger.warning("job failed", extra={"job_id": job.id, "code": code})
     write_record(ctx, job)
 
@@ -250,6 +263,12 @@ def final_result(task: ProviderTask) -> Submission:
         task.error_message or f"the provider task ended {task.status.value}",
         code=task.error_code or f"Task{task.status.value.title()}",
     )
+
+
+def last_provider_status(job: Job) -> str | None:
+    """What the provider last said of the task, as the timeline recorded it."""
+    answers = [e for e in job.events if e.step in (Step.SUBMITTED, Step.ANSWERED)]
+    return answers[-1].detail if answers else None
 
 
 def _release_lease(ctx: Context, job: Job, spec: ModelSpec) -> None:

@@ -153,6 +153,30 @@ class WebhookState(BaseModel):
     attempts: list[WebhookAttempt] = Field(default_factory=list)
 
 
+class Step(StrEnum):
+    """A moment in a job's life, as its timeline shows it."""
+
+    QUEUED = "queued"  # accepted and recorded
+    ADMITTED = "admitted"  # waiting in the dispatcher's line for its provider call
+    SUBMITTED = "submitted"  # the provider call was answered (detail: what it said)
+    ANSWERED = "answered"  # a poll saw a new task status (detail: the status)
+    RETRIED = "retried"  # a step will run again (detail: why)
+    STORED = "stored"  # results copied into the output bucket
+    FAILED = "failed"
+    CANCELED = "canceled"
+    NOTIFIED = "notified"  # the final event went out (EventBridge, webhook queued)
+
+
+class JobEvent(BaseModel):
+    at: Timestamp
+    step: Step
+    detail: SafeText | None = None
+    polls: int | None = None  # the polls sent so far, on `answered`
+
+
+MAX_EVENTS = 24  # a job's timeline keeps its first events; later ones are only counted
+
+
 class JobView(BaseModel):
     """The public shape of a job (API answers, events, webhooks, job.json)."""
 
@@ -184,6 +208,8 @@ class JobView(BaseModel):
     metadata: dict[str, str] | None = None
     webhook_url: str | None = None
     webhook: WebhookState | None = None
+    events: list[JobEvent] = Field(default_factory=list)
+    events_dropped: int = 0  # events past MAX_EVENTS, not kept
 
 
 class ProviderCall(BaseModel):
@@ -203,6 +229,7 @@ class Job(JobView):
     output: OutputTarget
     provider_call: ProviderCall | None = None
     provider_calls: int = 0  # every submit and poll sent for the job (usage counts them)
+    polls: int = 0
 
     def public(self) -> dict[str, Any]:
         """The job as clients see it (SPEC §3): no tenant, no internal routing."""
@@ -251,4 +278,9 @@ def new_job(
         metadata=metadata,
         webhook_url=webhook_url,
         webhook=WebhookState(id=f"msg_{job_id}") if webhook_url else None,
+        events=[JobEvent(at=created, step=Step.QUEUED)],
     )
+
+
+def event(step: Step, detail: str | None = None, polls: int | None = None) -> JobEvent:
+    return JobEvent(at=now_utc(), step=step, detail=detail, polls=polls)
