@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import httpx
@@ -62,6 +63,11 @@ def test_local_demo_writes_pngs_and_exits_zero(tmp_path, qwen_edit_cmd):
     written = sorted(p.name for p in out.glob("*.png"))
     assert written == ["api-edit.png", "generation.png", "upload-harbor.png"]
     assert png_size((out / "generation.png").read_bytes()) == (1328, 1328)
+    # The metrics summary, as the stack stops: three jobs in, three out, no failed call.
+    assert "metrics (namespace qwen-edit" in result.stderr
+    finished = re.findall(r"JobsFinished .*Status=succeeded +(\d+)", result.stderr)
+    assert sum(map(int, finished)) == 3
+    assert re.search(r"ProviderCallFailed +- +0 of 3", result.stderr), result.stderr
 
 
 def test_bad_usage_exits_non_zero(qwen_edit_cmd):

@@ -110,6 +110,8 @@ def test_workflow_sample_events_match_their_handlers(sample):
     if sample.stem == "reconcile":
         assert event["detail-type"] == "Step Functions Execution Status Change"
         assert event["detail"]["status"] in ("FAILED", "TIMED_OUT", "ABORTED")
+    elif sample.stem == "reconcile-sweep":
+        assert event["detail-type"] == "Scheduled Event"  # the handler's other event source
     elif sample.stem == "admit":
         workflow.AdmitRequest.model_validate(event)
     elif sample.stem == "dispatch":

@@ -338,8 +338,30 @@ def test_object_prefixes_in_policies_are_the_service_key_prefixes():
 def test_the_dashboard_is_valid_json_and_shows_only_metrics_the_code_writes():
     body = template()["Resources"]["OperationsDashboard"]["Properties"]["DashboardBody"]
     text = body["Fn::Sub"] if isinstance(body, dict) else body
-    widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", text))["widgets"]
+    numbers = re.sub(r"(?<=: )\$\{[^}]+\}", "0", text)  # a parameter as a bare value
+    widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", numbers))["widgets"]
     assert widgets
     shown = set(re.findall(r'MetricName=\\?"(\w+)\\?"', text))
+    shown |= set(re.findall(r'"qwen-edit",\s*"(\w+)"', text))  # metrics named in full
     code = "\n".join(p.read_text() for p in (ROOT / "layers" / "core").rglob("*.py"))
     assert shown and all(f'"{name}"' in code for name in shown), shown
+
+
+def test_every_alarm_goes_to_the_topic_and_watches_what_the_code_writes():
+    code = "\n".join(p.read_text() for p in (ROOT / "layers" / "core").rglob("*.py"))
+    alarms = {
+        name: resource["Properties"]
+        for name, resource in template()["Resources"].items()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+    }
+    assert {"ProviderErrorsAlarm", "OldestQueuedJobAlarm", "StuckRunningJobAlarm"} <= set(alarms)
+    for name, alarm in alarms.items():
+        assert alarm["AlarmActions"] == {
+            "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+        }, name
+        watched = [alarm] + [
+            q["MetricStat"]["Metric"] for q in alarm.get("Metrics", []) if "MetricStat" in q
+        ]
+        for metric in watched:
+            if metric.get("Namespace") == "qwen-edit":
+                assert f'"{metric["MetricName"]}"' in code, (name, metric["MetricName"])

@@ -4,13 +4,14 @@ that end without Notify are reconciled: no accepted job is left unfinished or un
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import boto3
 import pytest
 
-from qwen_edit.app import service
+from qwen_edit.app import service, sweeper
 from qwen_edit.domain.catalog import Capability
-from qwen_edit.domain.jobs import JobStatus
+from qwen_edit.domain.jobs import JobStatus, Step, now_utc
 from qwen_edit_cli.local.drive import job_of, start, wait_execution, wait_until
 from qwen_edit_cli.local.lambdas import FakeLambdaContext, load_handler
 from qwen_edit_cli.local.samples import data_url
@@ -111,3 +112,40 @@ def test_reconcile_leaves_canceled_jobs_alone(stack, job_events):
     run_reconcile(stack, reconcile_event(job.id, "ABORTED"))
     assert job_of(stack, job.id).status is JobStatus.CANCELED
     assert job_events() == []
+
+
+def test_the_sweep_starts_a_job_recorded_without_a_workflow(stack, job_events, monkeypatch):
+    """A job orphaned on purpose: recorded, its workflow never started (its trigger died)."""
+    with monkeypatch.context() as lost:
+        lost.setattr(stack.ctx.executions, "start", lambda name, payload: None)
+        orphan = start(stack, {"model": "qwen-image", "prompt": "orphan"}, Capability.TEXT_TO_IMAGE)
+    assert stack.ctx.executions.state(orphan.id) is None
+    run_reconcile(stack, sweep_event())  # the scheduled run: too young to touch yet
+    assert stack.ctx.executions.state(orphan.id) is None
+    later = now_utc() + sweeper.GRACE + timedelta(seconds=1)
+    assert sweeper.sweep(stack.ctx, later)["restarted"] == 1
+    wait_execution(stack, orphan.id)
+    done = job_of(stack, orphan.id)
+    assert done.status is JobStatus.SUCCEEDED
+    assert [e.step for e in done.events][:2] == [Step.QUEUED, Step.RETRIED]
+    assert [e["detail-type"] for e in job_events()] == ["Job Succeeded"]
+
+
+def test_the_sweep_reconciles_a_job_whose_workflow_ended_unseen(stack, job_events):
+    stack.emulator.fake.faults.pending_s = 60
+    job = start(stack, {"model": "qwen-image", "prompt": "slow"}, Capability.TEXT_TO_IMAGE)
+    underway(stack, job)
+    boto3.client("stepfunctions").stop_execution(
+        executionArn=stack.ctx.executions.execution_arn(job.id)
+    )  # and the EventBridge event that would reconcile it is lost
+    later = now_utc() + sweeper.GRACE + timedelta(seconds=1)
+    assert sweeper.sweep(stack.ctx, later)["reconciled"] == 1
+    failed = job_of(stack, job.id)
+    assert failed.status is JobStatus.FAILED and failed.error
+    assert failed.error.code == "ExecutionAborted"
+    assert [e["detail-type"] for e in job_events()] == ["Job Failed"]
+    assert sweeper.sweep(stack.ctx, later) == {"restarted": 0, "failed": 0, "reconciled": 0}
+
+
+def sweep_event() -> dict:
+    return json.loads((ROOT / "events" / "reconcile-sweep.json").read_text())

@@ -52,6 +52,7 @@ from qwen_edit.ports import (
     DispatchLease,
     EventPublisher,
     Executions,
+    ExecutionState,
     ImageProvider,
     JobQueue,
     JobStore,
@@ -175,6 +176,11 @@ class FakeJobStore:
         record["webhook"]["attempts"].append(to_jsonable_python(attempt))
         record["webhook"]["status"] = status.value
         self._save(record)
+
+    def unfinished(self, status: JobStatus, created_before: datetime, limit: int) -> list[Job]:
+        jobs = (job for job in self.all() if job.status is status)
+        older = sorted((job for job in jobs if job.created_at < created_before), key=_sort_key)
+        return older[:limit]
 
     def list_for_tenant(
         self, tenant: str, limit: int, cursor: str | None, status: JobStatus | None
@@ -393,6 +399,7 @@ class FakeExecutions:
         self.start_calls: list[str] = []
         self.stopped: list[tuple[str, str]] = []
         self.failure: Exception | None = None  # raised by every start while set
+        self.ended: dict[str, ExecutionState] = {}  # name → how it ended (else RUNNING)
 
     def start(self, name: str, payload: dict[str, Any]) -> None:
         self.start_calls.append(name)
@@ -400,8 +407,15 @@ class FakeExecutions:
             raise self.failure
         self.started.setdefault(name, payload)  # a second start of a name starts nothing
 
+    def state(self, name: str) -> ExecutionState | None:
+        if name not in self.started:
+            return None
+        return self.ended.get(name, ExecutionState("RUNNING"))
+
     def stop(self, name: str, cause: str) -> None:
         self.stopped.append((name, cause))
+        if name in self.started:
+            self.ended[name] = ExecutionState("ABORTED", cause)
 
 
 class FakeEvents:

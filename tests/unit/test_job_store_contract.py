@@ -147,6 +147,21 @@ class JobStoreContract:
         with pytest.raises(JobNotFound):
             store.note("no-such-job", polls=1)
 
+    def test_unfinished_jobs_come_oldest_first_by_status_until_final(self, store: JobStore) -> None:
+        jobs = [created(store, f"tenant-{m % 2}", minute=m) for m in range(5)]
+        store.transition(jobs[1].id, JobStatus.RUNNING, now_utc())
+        store.transition(jobs[3].id, JobStatus.CANCELED, now_utc())
+        before = T0 + timedelta(minutes=4)
+
+        def ids(status: JobStatus, limit: int = 10) -> list[str]:
+            return [job.id for job in store.unfinished(status, before, limit)]
+
+        assert ids(JobStatus.QUEUED) == [jobs[0].id, jobs[2].id]  # not 3 (final), not 4 (new)
+        assert ids(JobStatus.QUEUED, limit=1) == [jobs[0].id]
+        assert ids(JobStatus.RUNNING) == [jobs[1].id]
+        store.transition(jobs[1].id, JobStatus.SUCCEEDED, now_utc())
+        assert ids(JobStatus.RUNNING) == []
+
     def test_a_tenant_lists_its_own_jobs_newest_first_across_pages(self, store: JobStore) -> None:
         mine = [created(store, "tenant-a", minute) for minute in range(5)]
         created(store, "tenant-b", 10)

@@ -66,6 +66,8 @@ def test_each_provider_call_is_counted_by_its_answer(
     fakes.provider.submits.append(error)
     run(ctx)
     assert fakes.metrics.named("ProviderCalls") == [(1, {"Family": FAMILY, "Answer": answer})]
+    # The error rate's data point: a refusal is the request's fault, not the provider's.
+    assert fakes.metrics.named("ProviderCallFailed") == [(int(answer != "refused"), {})]
 
 
 def test_a_successful_call_and_each_poll_are_counted(ctx: Context, fakes: Fakes) -> None:
@@ -77,3 +79,4 @@ def test_a_successful_call_and_each_poll_are_counted(ctx: Context, fakes: Fakes)
         (1, {"Family": "qwen-image-plus", "Answer": "ok"})
     ]
     assert fakes.metrics.named("Polls") == [(1, {"Family": "qwen-image-plus"})]
+    assert fakes.metrics.named("ProviderCallFailed") == [(0, {})]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+
+import pytest
+
 from qwen_edit.app import service, workflow
 from qwen_edit.app.workflow import Submission, WorkflowState
 from qwen_edit.context import Context
 from qwen_edit.domain.catalog import Capability
-from qwen_edit.domain.errors import TaskPending
+from qwen_edit.domain.errors import JobFailed, TaskPending
 from qwen_edit.domain.jobs import MAX_EVENTS, Job, Step
 from qwen_edit.domain.provider import TaskStatus
 
@@ -67,16 +71,11 @@ def test_failures_and_cancels_end_the_timeline_with_their_reason(
 ) -> None:
     failed = accepted(fakes)
     fakes.provider.fetches.append(task(TaskStatus.FAILED, error_code="InternalError.Algo"))
-    try:
+    with pytest.raises(JobFailed) as error:
         polled_until_final(ctx, failed)
-    except Exception as error:  # the workflow's Catch hands it to RecordFailure
-        workflow.record_failure(
-            ctx,
-            WorkflowState(
-                job_id=failed.id,
-                failure=workflow.Failure(Error="JobFailed", Cause=str(error)),
-            ),
-        )
+    # The workflow's Catch hands it to RecordFailure.
+    failure = workflow.Failure(Error="JobFailed", Cause=str(error.value))
+    workflow.record_failure(ctx, WorkflowState(job_id=failed.id, failure=failure))
     assert steps(fakes, failed)[-1][0] is Step.FAILED
 
     canceled = accepted(fakes)
@@ -89,10 +88,8 @@ def test_a_long_story_keeps_its_beginning_and_counts_the_rest(ctx: Context, fake
     fakes.provider.fetches.extend(http_error(503) for _ in range(MAX_EVENTS + 10))
     state = WorkflowState(job_id=job.id, submission=Submission(task_id="task-1"))
     for _ in range(MAX_EVENTS + 10):
-        try:
+        with contextlib.suppress(TaskPending):
             workflow.poll(ctx, state)
-        except TaskPending:
-            pass
     done = fakes.jobs.get(job.id)
     assert len(done.events) == MAX_EVENTS and done.events_dropped == 11
     assert done.polls == MAX_EVENTS + 10

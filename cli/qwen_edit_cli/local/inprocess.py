@@ -112,11 +112,12 @@ def in_process_stack(
             os.environ["ADMISSION_MARGIN_SECONDS"] = str(admission_margin)
             # receivers and images on this machine (SPEC §7)
             os.environ["ALLOW_LOOPBACK_URLS"] = "true"
-            # No CloudWatch here: EMF lines would only crowd the console (the adapter has its
-            # own test, tests/integration/test_metrics_emf.py).
-            os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
             runtime.clear_overrides()
-            runtime.override_ports(wake_dispatcher=lambda: stack.wake_dispatcher)
+            # No CloudWatch here: metrics are tallied in memory, and summed up at the end (the
+            # EMF adapter has its own test, tests/integration/test_metrics_emf.py).
+            runtime.override_ports(
+                wake_dispatcher=lambda: stack.wake_dispatcher, metrics=lambda: stack.metrics
+            )
             if resolve is not None:
                 runtime.override_ports(resolve=lambda: resolve)
             stack.emulator = emulator

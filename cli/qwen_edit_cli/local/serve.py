@@ -7,6 +7,7 @@ import logging
 import os
 import secrets
 import socket
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
@@ -92,6 +93,8 @@ def local_service(
                 )
             )
             dashscope_url = base_url_for(stack.ctx.need(ProviderAccess).region)
+        # Last out: what the functions measured, as the dashboard would show it.
+        scope.callback(lambda: print(stack.metrics.summary(), file=sys.stderr, flush=True))
         pump = Pump(stack)
         pump.start()
         scope.callback(pump.stop)

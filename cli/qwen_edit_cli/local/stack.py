@@ -23,6 +23,7 @@ import boto3
 from qwen_edit import runtime
 from qwen_edit.context import Context
 from qwen_edit_cli.local.lambdas import FakeLambdaContext, Handler, LambdaDispatcher
+from qwen_edit_cli.local.metrics import TallyMetrics
 from qwen_edit_cli.local.sqs import SqsEventSource
 from qwen_edit_cli.local.template import ROOT, Resolver, load_template, substitute
 
@@ -39,6 +40,7 @@ class LocalStack:
     dispatcher: LambdaDispatcher = field(default_factory=LambdaDispatcher)
     event_sources: list[SqsEventSource] = field(default_factory=list)
     emulator: Any = None
+    metrics: TallyMetrics = field(default_factory=TallyMetrics)
     stopping: threading.Event = field(default_factory=threading.Event)
     _waking: threading.Lock = field(default_factory=threading.Lock)
     _woken: bool = False

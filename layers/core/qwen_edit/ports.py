@@ -4,7 +4,7 @@ EventBridge, the provider clients) implement these, and tests may swap any of th
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from qwen_edit.domain.admission import Pace
 from qwen_edit.domain.dispatch import HeldLease, QueueEntry
@@ -32,6 +32,9 @@ class JobStore(Protocol):
 
     def record_webhook(self, job_id: str, attempt: WebhookAttempt, status: DeliveryStatus) -> None:
         """Append a delivery attempt and set the delivery status (the job's own status stays)."""
+
+    def unfinished(self, status: JobStatus, created_before: datetime, limit: int) -> list[Job]:
+        """Up to `limit` jobs in `status` (queued or running) created before then, oldest first."""
 
     def list_for_tenant(
         self, tenant: str, limit: int, cursor: str | None, status: JobStatus | None
@@ -116,9 +119,17 @@ class ObjectStore(Protocol):
         """The object's size and first bytes, or None when there is no such object."""
 
 
+class ExecutionState(NamedTuple):
+    status: str  # RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED
+    cause: str | None = None
+
+
 class Executions(Protocol):
     def start(self, name: str, payload: dict[str, Any]) -> None:
         """Start the workflow; starting a name that already exists starts nothing."""
+
+    def state(self, name: str) -> ExecutionState | None:
+        """The execution's status (and why it failed), or None when there is none."""
 
     def stop(self, name: str, cause: str) -> None: ...
 

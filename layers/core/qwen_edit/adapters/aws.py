@@ -10,6 +10,7 @@ import boto3
 from botocore.config import Config
 
 from qwen_edit.domain.jobs import Job
+from qwen_edit.ports import ExecutionState
 
 EVENT_SOURCE = "qwen-edit"
 
@@ -74,6 +75,13 @@ class StepFunctionsExecutions:
             self.client.start_execution(
                 stateMachineArn=self.state_machine_arn, name=name, input=json.dumps(payload)
             )
+
+    def state(self, name: str) -> ExecutionState | None:
+        try:
+            answer = self.client.describe_execution(executionArn=self.execution_arn(name))
+        except self.client.exceptions.ExecutionDoesNotExist:
+            return None
+        return ExecutionState(answer["status"], answer.get("cause") or answer.get("error"))
 
     def stop(self, name: str, cause: str) -> None:
         with contextlib.suppress(self.client.exceptions.ExecutionDoesNotExist):

@@ -27,12 +27,16 @@ from qwen_edit.domain.jobs import (
     JobEvent,
     JobStatus,
     WebhookAttempt,
+    stamp,
 )
 
 Item = dict[str, Any]  # an attribute value or item in DynamoDB's wire format
 State = dict[str, Any]  # a limits item, as plain values
 T = TypeVar("T")
 RECORD_RETENTION = timedelta(days=90)  # the table's TTL removes job records after this
+# Set while a job is queued or running (its status), removed once final: the sparse index
+# by-open-status finds the oldest unfinished jobs without reading finished ones.
+OPEN_STATUS = "open_status"
 _serialize = TypeSerializer().serialize
 _deserialize = TypeDeserializer().deserialize
 
@@ -115,6 +119,8 @@ class DynamoJobStore:
             for name, value in job.model_dump(mode="json", exclude_none=True).items()
         }
         item["expires_at"] = to_dynamo(int((job.created_at + RECORD_RETENTION).timestamp()))
+        if not job.status.is_final:
+            item[OPEN_STATUS] = {"S": job.status.value}
         try:
             self.client.put_item(
                 TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(id)"
@@ -149,15 +155,23 @@ class DynamoJobStore:
     def _update(
         self, job_id: str, allowed: frozenset[JobStatus], fields: dict[str, Any], refusal: str
     ) -> Job:
-        names = {f"#f{i}": name for i, name in enumerate(fields)}
-        values = {f":v{i}": to_dynamo(value) for i, value in enumerate(fields.values())}
+        to = fields.get("status")
+        open_status = {} if to is None or to in FINAL_STATUSES else {OPEN_STATUS: to}
+        names = {f"#f{i}": name for i, name in enumerate({**fields, **open_status})}
+        values = {
+            f":v{i}": to_dynamo(value) for i, value in enumerate({**fields, **open_status}.values())
+        }
+        update = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(values)))
+        if to in FINAL_STATUSES:  # out of the open-jobs index
+            update += " REMOVE #open"
+            names["#open"] = OPEN_STATUS
         names["#status"] = "status"
         values.update({f":s{i}": {"S": status.value} for i, status in enumerate(sorted(allowed))})
         try:
             answer = self.client.update_item(
                 TableName=self.table,
                 Key={"id": {"S": job_id}},
-                UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
+                UpdateExpression=update,
                 ConditionExpression="attribute_exists(id) AND #status IN ("
                 + ", ".join(f":s{i}" for i in range(len(allowed)))
                 + ")",
@@ -268,9 +282,25 @@ class DynamoJobStore:
         last = page.get("LastEvaluatedKey")
         return [self._job(item) for item in page["Items"]], _encode_cursor(last) if last else None
 
+    def unfinished(self, status: JobStatus, created_before: datetime, limit: int) -> list[Job]:
+        page = self.client.query(
+            TableName=self.table,
+            IndexName="by-open-status",
+            Limit=limit,
+            KeyConditionExpression="#open = :s AND created_at < :before",
+            ExpressionAttributeNames={"#open": OPEN_STATUS},
+            ExpressionAttributeValues={
+                ":s": {"S": status.value},
+                ":before": {"S": stamp(created_before)},
+            },
+        )
+        return [self._job(item) for item in page["Items"]]
+
     @staticmethod
     def _job(item: Item) -> Job:
-        return Job.model_validate({k: from_dynamo(v) for k, v in item.items() if k != "expires_at"})
+        return Job.model_validate(
+            {k: from_dynamo(v) for k, v in item.items() if k not in ("expires_at", OPEN_STATUS)}
+        )
 
 
 class DynamoLimitStore:

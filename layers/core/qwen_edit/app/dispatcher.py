@@ -284,6 +284,10 @@ class Run:
 
     def _answered(self, spec: ModelSpec, answer: Answer, sent_at: float) -> None:
         self.ctx.metrics.count("ProviderCalls", Family=spec.family, Answer=answer.value)
+        # 1 or 0 for every call, undimensioned: its average is the provider's error rate,
+        # which one alarm can watch across families (a refusal is the request's fault).
+        failed = answer not in (Answer.OK, Answer.REFUSED)
+        self.ctx.metrics.count("ProviderCallFailed", int(failed))
         with self.lock:
             self.schedule.answered(spec.family, spec.rate_limit, answer, sent_at, self.clock())
 

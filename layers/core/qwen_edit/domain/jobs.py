@@ -21,15 +21,13 @@ from qwen_edit.domain.redaction import redact
 # Error text as stored and shown: never a presigned URL's credentials (see redaction.py).
 SafeText = Annotated[str, AfterValidator(redact)]
 
-# Fixed width, so the stored strings sort in time order (the tenant index sorts on created_at).
-Timestamp = Annotated[
-    datetime,
-    PlainSerializer(
-        lambda value: value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        return_type=str,
-        when_used="json",
-    ),
-]
+
+def stamp(value: datetime) -> str:
+    """Fixed width, so the stored strings sort in time order (the indexes sort on created_at)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+Timestamp = Annotated[datetime, PlainSerializer(stamp, return_type=str, when_used="json")]
 
 
 class JobStatus(StrEnum):
