@@ -37,9 +37,11 @@ def test_a_finished_job_is_counted_and_timed(ctx: Context, fakes: Fakes) -> None
             "completed_at": sent + timedelta(seconds=5),
             "error": JobError(code="Throttling.RateQuota", message="slow down"),
             "provider_call": ProviderCall(attempt=0, sent_at=sent, answered=True),
+            "polls": 3,
         }
     )
     service.announce(ctx, job)
+    assert fakes.metrics.named("PollsPerJob") == [(3, {"Family": FAMILY})]
     [(_, finished)] = fakes.metrics.named("JobsFinished")
     assert finished == {"Family": FAMILY, "Status": "failed", "Error": "Throttling"}
     assert [v for v, _ in fakes.metrics.named("EndToEndSeconds")] == [pytest.approx(25)]

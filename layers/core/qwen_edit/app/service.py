@@ -351,6 +351,8 @@ def _measure(ctx: Context, job: Job) -> None:
         sent = job.provider_call.sent_at
         ctx.metrics.seconds("QueueSeconds", (sent - job.created_at).total_seconds(), Family=family)
         ctx.metrics.seconds("ProviderSeconds", (ended - sent).total_seconds(), Family=family)
+    if job.polls:  # an async task: its average, p90… are the polls a job of the family takes
+        ctx.metrics.count("PollsPerJob", job.polls, Family=family)
 
 
 def _error_class(code: str) -> str:
