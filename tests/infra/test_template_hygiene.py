@@ -296,6 +296,7 @@ QUEUE_USES = {
     "DispatchFunction": ["dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
     "ApiFunction": ["dynamodb:Query", "dynamodb:DeleteItem"],
     "TriggerFunction": ["dynamodb:Query"],
+    "ReconcileFunction": ["dynamodb:Query"],  # the sweep skips jobs waiting in line
 }
 
 

@@ -400,6 +400,7 @@ class FakeExecutions:
         self.stopped: list[tuple[str, str]] = []
         self.failure: Exception | None = None  # raised by every start while set
         self.ended: dict[str, ExecutionState] = {}  # name → how it ended (else RUNNING)
+        self.described: list[str] = []
 
     def start(self, name: str, payload: dict[str, Any]) -> None:
         self.start_calls.append(name)
@@ -408,6 +409,7 @@ class FakeExecutions:
         self.started.setdefault(name, payload)  # a second start of a name starts nothing
 
     def state(self, name: str) -> ExecutionState | None:
+        self.described.append(name)
         if name not in self.started:
             return None
         return self.ended.get(name, ExecutionState("RUNNING"))

@@ -9,7 +9,7 @@ from qwen_edit.context import Context
 from qwen_edit.domain.jobs import Job, JobStatus, Step, now_utc
 from qwen_edit.ports import ExecutionState
 
-from .fakes import Fakes, a_job
+from .fakes import Fakes, a_job, in_queue
 
 
 def recorded(fakes: Fakes, minutes_ago: float, started: bool, **fields: object) -> Job:
@@ -28,12 +28,16 @@ def test_a_job_whose_workflow_never_started_is_started(ctx: Context, fakes: Fake
     assert fakes.metrics.named("JobsSwept") == [(1, {"Action": "restarted"})]
 
 
-def test_young_and_waiting_jobs_are_left_alone(ctx: Context, fakes: Fakes) -> None:
+def test_young_waiting_and_running_jobs_are_left_alone(ctx: Context, fakes: Fakes) -> None:
     young = recorded(fakes, minutes_ago=1, started=False)  # its trigger may still start it
-    waiting = recorded(fakes, minutes_ago=30, started=True)  # in line for its provider call
+    in_line = recorded(fakes, minutes_ago=30, started=True)
+    in_queue(fakes, in_line)  # its workflow waits on its token: no need to ask
+    running = recorded(fakes, minutes_ago=30, started=True)
+    fakes.jobs.transition(running.id, JobStatus.RUNNING, now_utc())
     assert sweeper.sweep(ctx, now_utc()) == {"restarted": 0, "failed": 0, "reconciled": 0}
     assert young.id not in fakes.executions.started
-    assert fakes.jobs.get(waiting.id).status is JobStatus.QUEUED
+    assert fakes.executions.described == [running.id]
+    assert fakes.jobs.get(in_line.id).status is JobStatus.QUEUED
 
 
 def test_a_never_started_job_past_its_deadline_fails_and_is_announced(
@@ -60,6 +64,7 @@ def test_a_job_whose_workflow_ended_unseen_is_reconciled(ctx: Context, fakes: Fa
 
 def test_the_oldest_waiting_and_running_ages_are_measured(ctx: Context, fakes: Fakes) -> None:
     recorded(fakes, minutes_ago=30, started=True)
+    recorded(fakes, minutes_ago=2, started=True)
     sweeper.sweep(ctx, now_utc())
     ages = {dims["Status"]: age for age, dims in fakes.metrics.named("OldestJobSeconds")}
     assert 30 * 60 - 5 < ages["queued"] < 30 * 60 + 5 and ages["running"] == 0

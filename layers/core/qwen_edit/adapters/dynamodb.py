@@ -283,18 +283,24 @@ class DynamoJobStore:
         return [self._job(item) for item in page["Items"]], _encode_cursor(last) if last else None
 
     def unfinished(self, status: JobStatus, created_before: datetime, limit: int) -> list[Job]:
-        page = self.client.query(
-            TableName=self.table,
-            IndexName="by-open-status",
-            Limit=limit,
-            KeyConditionExpression="#open = :s AND created_at < :before",
-            ExpressionAttributeNames={"#open": OPEN_STATUS},
-            ExpressionAttributeValues={
+        query: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": "by-open-status",
+            "KeyConditionExpression": "#open = :s AND created_at < :before",
+            "ExpressionAttributeNames": {"#open": OPEN_STATUS},
+            "ExpressionAttributeValues": {
                 ":s": {"S": status.value},
                 ":before": {"S": stamp(created_before)},
             },
-        )
-        return [self._job(item) for item in page["Items"]]
+        }
+        jobs: list[Job] = []
+        while len(jobs) < limit:  # a page holds at most 1 MB of records
+            page = self.client.query(**query, Limit=limit - len(jobs))
+            jobs += [self._job(item) for item in page["Items"]]
+            if "LastEvaluatedKey" not in page:
+                break
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return jobs
 
     @staticmethod
     def _job(item: Item) -> Job:
