@@ -6,7 +6,7 @@ import base64
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar, cast
@@ -25,6 +25,7 @@ from qwen_edit.domain.jobs import (
     Job,
     JobStatus,
     WebhookAttempt,
+    stored_time,
 )
 
 Item = dict[str, Any]  # an attribute value or item in DynamoDB's wire format
@@ -103,6 +104,8 @@ def conditional_failed(error: ClientError) -> bool:
 
 
 class DynamoJobStore:
+    PAGE_SIZE = 1000  # jobs per query of created_in: a usage answer reads at most 11 pages
+
     def __init__(self, table_name: str, client: Any = None):
         self.table = table_name
         self.client = client or boto3.client("dynamodb")
@@ -210,6 +213,27 @@ class DynamoJobStore:
             raise
         last = page.get("LastEvaluatedKey")
         return [self._job(item) for item in page["Items"]], _encode_cursor(last) if last else None
+
+    def created_in(self, tenant: str, start: datetime, end: datetime) -> Iterator[Job]:
+        # The index sorts on the stored created_at string (fixed width: a string range is a time
+        # range); it keeps microseconds, so [start, end) is BETWEEN start AND end - 1 µs.
+        query: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": "by-tenant",
+            "Limit": self.PAGE_SIZE,
+            "KeyConditionExpression": "tenant = :t AND created_at BETWEEN :start AND :last",
+            "ExpressionAttributeValues": {
+                ":t": {"S": tenant},
+                ":start": {"S": stored_time(start)},
+                ":last": {"S": stored_time(end - timedelta(microseconds=1))},
+            },
+        }
+        while True:
+            page = self.client.query(**query)
+            yield from (self._job(item) for item in page["Items"])
+            if "LastEvaluatedKey" not in page:
+                return
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     @staticmethod
     def _job(item: Item) -> Job:

@@ -21,15 +21,14 @@ from qwen_edit.domain.redaction import redact
 # Error text as stored and shown: never a presigned URL's credentials (see redaction.py).
 SafeText = Annotated[str, AfterValidator(redact)]
 
-# Fixed width, so the stored strings sort in time order (the tenant index sorts on created_at).
-Timestamp = Annotated[
-    datetime,
-    PlainSerializer(
-        lambda value: value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        return_type=str,
-        when_used="json",
-    ),
-]
+
+def stored_time(value: datetime) -> str:
+    """A time as job records keep it: fixed width, so the stored strings sort in time order
+    (the tenant index sorts on created_at)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+Timestamp = Annotated[datetime, PlainSerializer(stored_time, return_type=str, when_used="json")]
 
 
 class JobStatus(StrEnum):
