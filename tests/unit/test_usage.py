@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from qwen_edit.app import service
 from qwen_edit.domain import usage
@@ -59,6 +59,18 @@ def test_a_date_is_midnight_utc_and_a_time_keeps_its_offset() -> None:
     assert span == Window(
         start=datetime(2026, 11, 1, tzinfo=UTC), end=datetime(2026, 11, 1, 23, tzinfo=UTC)
     )
+
+
+@pytest.mark.parametrize(
+    "text", ["0.5", "1700000000", "2026-11-01T10:00:00", "2026-11-01T10:00Z", "2026-02-30", "x"]
+)
+def test_from_and_to_are_written_as_rfc_3339_times_with_offset_or_dates(text: str) -> None:
+    read = TypeAdapter(usage.When)
+    assert read.validate_python("2026-11-01") == date(2026, 11, 1)
+    assert read.validate_python("2026-11-01T10:00:00+01:00") == datetime(2026, 11, 1, 9, tzinfo=UTC)
+    with pytest.raises(ValidationError) as refused:
+        read.validate_python(text)
+    assert [e["type"] for e in refused.value.errors()] == ["time-or-date"]  # one, not per member
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ matches the provider's bill only as far as those prices do.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
@@ -32,19 +33,29 @@ MAX_RANGE = timedelta(days=93)
 MAX_JOBS = 10_000
 
 
-def _one_error(value: Any, parse: ValidatorFunctionWrapHandler) -> Any:
-    """One error naming the field, not one per member of the union."""
+# RFC 3339's full-date and date-time (pydantic alone would also read "0.5" as a time); the
+# values themselves are pydantic's to check.
+_SHAPE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"([Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2}))?"
+)
+
+
+def _time_or_date(value: Any, parse: ValidatorFunctionWrapHandler) -> Any:
+    """A time or date written as one, and one error naming the field, not one per member of
+    the union."""
     try:
-        return parse(value)
+        if not isinstance(value, str) or _SHAPE.fullmatch(value):
+            return parse(value)
     except ValidationError:
-        raise PydanticCustomError(
-            "time-or-date",
-            "must be an RFC 3339 time with its offset (2026-11-01T00:00:00Z) or a date "
-            "(2026-11-01)",
-        ) from None
+        pass
+    raise PydanticCustomError(
+        "time-or-date",
+        "must be an RFC 3339 time with its offset (2026-11-01T00:00:00Z) or a date (2026-11-01)",
+    )
 
 
-When = Annotated[AwareDatetime | date, WrapValidator(_one_error)]
+When = Annotated[AwareDatetime | date, WrapValidator(_time_or_date)]
 
 
 class GroupBy(StrEnum):
