@@ -89,6 +89,12 @@ class QwenEditClient:
         }
         return self.request("GET", "/jobs", params=params)
 
+    def usage(
+        self, start: str | None = None, end: str | None = None, group_by: str | None = None
+    ) -> dict[str, Any]:
+        params = {k: v for k, v in {"from": start, "to": end, "group_by": group_by}.items() if v}
+        return self.request("GET", "/usage", params=params)
+
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self.request("POST", f"/jobs/{job_id}/cancel")
 

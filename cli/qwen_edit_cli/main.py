@@ -91,6 +91,15 @@ def _parser() -> argparse.ArgumentParser:
     client_options(cancel)
     cancel.set_defaults(run=lambda a: _show(_client(a).cancel(a.job_id), a.json))
 
+    usage = commands.add_parser(
+        "usage", help="your jobs, images, provider calls and estimated cost over a time range"
+    )
+    usage.add_argument("--from", dest="start", help="a date or RFC 3339 time (default: to - 7 d)")
+    usage.add_argument("--to", dest="end", help="a date or RFC 3339 time, exclusive (default: now)")
+    usage.add_argument("--group-by", choices=["day", "model"], default="day")
+    client_options(usage)
+    usage.set_defaults(run=_usage)
+
     fake = commands.add_parser("fake-dashscope", help="run the DashScope emulator on loopback")
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--port", type=int, default=8089)
@@ -254,6 +263,39 @@ def _list(args: argparse.Namespace) -> int:
         print(f"{job['id']}  {job['status']:<9}  {job['model']:<24}  {job['created_at']}")
     if page["next_cursor"]:
         print(f"more: --cursor {page['next_cursor']}")
+    return 0
+
+
+def _usage(args: argparse.Namespace) -> int:
+    report = _client(args).usage(args.start, args.end, args.group_by)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    pricing = report["pricing"]
+    print(f"usage {report['from']} to {report['to']} (exclusive), by {report['group_by']}")
+    statuses = ("queued", "running", "succeeded", "failed", "canceled")
+    header = ["", *statuses, "images", "calls", f"cost ({pricing['currency'] or '-'})"]
+    rows = [header]
+    for name, numbers in [*((g["key"], g) for g in report["groups"]), ("total", report["totals"])]:
+        cost = numbers["estimated_cost"]
+        rows.append(
+            [
+                name,
+                *(str(numbers["jobs"][status]) for status in statuses),
+                str(numbers["images"]),
+                str(numbers["provider_calls"]),
+                "n/a" if cost is None else f"{cost:.4f}",
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        cells = [cell.rjust(width) for cell, width in zip(row, widths, strict=True)]
+        print("  ".join([row[0].ljust(widths[0]), *cells[1:]]))
+    print(f"prices: {pricing['source']}")
+    if report["unpriced_models"]:
+        print(f"no price (cost n/a): {', '.join(report['unpriced_models'])}")
+    if report["truncated"]:
+        print(f"truncated: counted the jobs created before {report['counted_until']}")
     return 0
 
 

@@ -1,6 +1,6 @@
 """The public REST API (SPEC §3) behind API Gateway, stage v1, API key required.
 
-The routes live in qwen_edit.entrypoints.api (jobs, uploads, catalog); every error leaves
+The routes live in qwen_edit.entrypoints.api (jobs, uploads, catalog, usage); every error leaves
 through one envelope, {"error": {"code", "message", "details"}}, with the status its class
 declares (qwen_edit.domain.errors); API Gateway's own refusals use the same envelope
 (template.yaml's GatewayResponses).
@@ -18,14 +18,14 @@ from qwen_edit import runtime
 from qwen_edit.domain.catalog import Capability
 from qwen_edit.domain.errors import BadRequest
 from qwen_edit.entrypoints import request_body
-from qwen_edit.entrypoints.api import catalog, contract, jobs, responses, uploads
+from qwen_edit.entrypoints.api import catalog, contract, jobs, responses, uploads, usage
 from qwen_edit.entrypoints.api.schemas import OpenApiDocument, answers, error_envelope
 from qwen_edit.entrypoints.lambda_handlers import logger
 from qwen_edit.settings import Requests
 
 app = APIGatewayRestResolver(enable_validation=True)
 responses.install(app)
-for routes in (jobs.router, uploads.router, catalog.router):
+for routes in (jobs.router, uploads.router, catalog.router, usage.router):
     app.include_router(routes)
 
 

@@ -9,11 +9,15 @@ these; negative cases go out as generated.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import schemathesis
+from pydantic import TypeAdapter, ValidationError
 
+from qwen_edit.domain import usage
 from qwen_edit.domain.catalog import PIXELS_MAX, PIXELS_MIN, SizeRule, get_model, parse_size
+from qwen_edit.domain.errors import InvalidRequest
 from qwen_edit.domain.requests import is_blank
 from qwen_edit.settings import Requests
 from qwen_edit_cli.local.samples import data_url
@@ -23,6 +27,7 @@ SAMPLE_IMAGE = data_url("png", (64, 64))
 # A webhook receiver must resolve to public addresses; offline, the local stack's loopback is the
 # only receiver it takes (nothing listens on the discard port: deliveries fail, jobs do not).
 LOOPBACK_RECEIVER = "http://127.0.0.1:9/schemathesis"
+_WHEN: TypeAdapter[Any] = TypeAdapter(usage.When | None)
 _DEFAULT_MODEL = {
     "/edits": Requests.model_fields["default_model"].default,
     "/generations": Requests.model_fields["default_generation_model"].default,
@@ -50,12 +55,23 @@ def map_case(context: Any, case: Any) -> Any:
 
 @schemathesis.hook
 def filter_case(context: Any, case: Any) -> bool:
+    if _positive(case) and case.path == "/usage" and isinstance(case.query, dict):
+        return _usable_range(case.query.get("from"), case.query.get("to"))
     body = case.body
     if not _positive(case) or not isinstance(body, dict) or case.path not in _DEFAULT_MODEL:
         return True
     if isinstance(body.get("prompt"), str) and is_blank(body["prompt"]):
         return False  # only invisible characters: no pattern without \p{...} classes says so
     return _within_pixel_bounds(body.get("model") or _DEFAULT_MODEL[case.path], body.get("size"))
+
+
+def _usable_range(start: Any, end: Any) -> bool:
+    """from before to, at most 93 days apart: a rule between two parameters, stated in words."""
+    try:
+        usage.window(_WHEN.validate_python(start), _WHEN.validate_python(end), datetime.now(UTC))
+    except (ValidationError, InvalidRequest):
+        return False
+    return True
 
 
 def _within_pixel_bounds(model: str, size: Any) -> bool:

@@ -139,6 +139,26 @@ def test_cli_generate_without_waiting_and_errors(served):
     assert cli(served, "jobs", "list", key="wrong").returncode == 3
 
 
+def test_cli_usage_shows_the_tenants_own_numbers(served, tmp_path):
+    made = cli(
+        served, "generate", "-p", "a kite", "--model", "qwen-image-2.0", "-n", "2",
+        "--out", str(tmp_path), "--json", key=KEY_B,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    report = json.loads(cli(served, "usage", "--group-by", "model", "--json", key=KEY_B).stdout)
+    group = next(g for g in report["groups"] if g["key"] == "qwen-image-2.0")
+    assert group["jobs"]["succeeded"] == 1 and group["images"] == 2
+    assert group["estimated_cost"] == pytest.approx(0.02)  # the local stack's example prices
+    table = cli(served, "usage", "--group-by", "model", key=KEY_B)
+    assert table.returncode == 0, table.stderr
+    assert "qwen-image-2.0" in table.stdout and "cost (USD)" in table.stdout
+    assert "prices: local demo: example prices, not real ones" in table.stdout
+    mine = json.loads(cli(served, "usage", "--group-by", "model", "--json").stdout)
+    assert "qwen-image-2.0" not in [g["key"] for g in mine["groups"]]  # only tenant B's job
+    refused = cli(served, "usage", "--from", "2026-11-02", "--to", "2026-11-01")
+    assert refused.returncode == 6 and "from must be before to" in refused.stderr
+
+
 def test_uploads_to_the_inbox_over_s3(served):
     s3 = boto3.client(
         "s3",

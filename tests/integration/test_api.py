@@ -238,6 +238,48 @@ def test_cancel_a_finished_job_is_409(stack):
     assert "succeeded" in answer.body["error"]["message"]
 
 
+# ---- usage ----------------------------------------------------------------------------------
+
+
+def test_usage_counts_only_the_tenants_own_jobs(stack):
+    generation = {"model": "qwen-image-plus", "prompt": "a kite", "n": 2}
+    mine = [call(stack, "api-create-generation", body=generation).body["id"] for _ in range(2)]
+    theirs = call(stack, "api-create-generation", body={**generation, "n": 3}, tenant="tenant-b")
+    for job_id in [*mine, theirs.body["id"]]:
+        wait_execution(stack, job_id)
+    answer = call(stack, "api-get-usage", query={"group_by": "model"})
+    assert answer.status == 200, answer
+    [group] = answer.body["groups"]
+    assert group["key"] == "qwen-image-plus" and group["images"] == 4
+    assert group["jobs"] == {"queued": 0, "running": 0, "succeeded": 2, "failed": 0, "canceled": 0}
+    assert group["estimated_cost"] == pytest.approx(0.04)  # the local stack's example prices
+    assert answer.body["totals"]["images"] == 4 and answer.body["unpriced_models"] == []
+    assert answer.body["pricing"]["source"] == "local demo: example prices, not real ones"
+    assert not answer.body["truncated"] and answer.body["counted_until"] is None
+    assert call(stack, "api-get-usage", tenant="tenant-b").body["totals"]["images"] == 3
+    nobody = call(stack, "api-get-usage", tenant="tenant-c").body
+    assert nobody["groups"] == [] and nobody["totals"]["jobs"]["succeeded"] == 0
+    before = call(stack, "api-get-usage", query={"to": "2026-01-01", "group_by": "day"}).body
+    assert before["groups"] == [] and before["from"] == "2025-12-25T00:00:00Z"
+
+
+@pytest.mark.parametrize(
+    "query, field, rule",
+    [
+        ({"from": "yesterday"}, "from", None),
+        ({"to": "2026-11-01T10:00:00"}, "to", None),  # RFC 3339 times carry their offset
+        ({"group_by": "week"}, "group_by", None),
+        ({"from": "2026-11-02", "to": "2026-11-01"}, "from", "order"),
+        ({"from": "2026-01-01", "to": "2026-11-01"}, "from", "range"),
+    ],
+)
+def test_usage_refuses_bad_parameters(stack, query, field, rule):
+    answer = call(stack, "api-get-usage", query=query)
+    assert_error(answer, 422, "InvalidRequest", field)
+    if rule:
+        assert answer.body["error"]["details"][0]["rule"] == rule
+
+
 # ---- uploads, models, OpenAPI -----------------------------------------------------------------
 
 
@@ -287,6 +329,7 @@ def test_openapi_is_served_and_committed(stack):
         "/jobs",
         "/jobs/{job_id}/cancel",
         "/uploads",
+        "/usage",
         "/models",
         "/openapi.json",
     }

@@ -17,7 +17,7 @@ from qwen_edit.adapters.providers import provider_client
 from qwen_edit.adapters.secrets import provider_api_key
 from qwen_edit.adapters.task_api import TaskApiClient
 from qwen_edit.domain.catalog import Provider
-from qwen_edit.settings import FUNCTIONS, ConfigurationError, LocalEnv, ProviderAccess
+from qwen_edit.settings import FUNCTIONS, ConfigurationError, LocalEnv, Pricing, ProviderAccess
 
 from yaml_loader import template
 
@@ -43,6 +43,7 @@ def environment_of(function: dict) -> dict[str, str]:
         "ADMISSION_MARGIN_SECONDS": "0.1",
         "DASHSCOPE_REGION": "beijing",
         "SHARED_INPUT_PREFIXES": "library/",
+        "MODEL_PRICES": '{"currency": "USD", "per_image": {"qwen-image-edit-plus": 0.03}}',
     }
     return {name: numbers.get(name, "x") for name in [*variables, *LAMBDA_SETS]}
 
@@ -90,6 +91,19 @@ def test_every_variable_read_is_one_the_template_sets():
     fields = {names_of(field)[0] for field in LocalEnv.model_fields.values()}
     # ALLOW_LOOPBACK_URLS is the local stack's alone (SPEC §7): a deployment never sets it.
     assert fields - set_by_template == {"ALLOW_LOOPBACK_URLS"}
+
+
+def test_model_prices_name_catalog_models_or_fail_at_cold_start():
+    prices = json.dumps({"currency": "USD", "per_image": {"qwen-image-edit-plus": 0.03}})
+    read = Pricing.from_env({"MODEL_PRICES": prices}).model_prices
+    assert read.per_image_price("qwen-image-edit-plus") == 0.03 and read.currency == "USD"
+    assert read.source == "operator: the ModelPrices parameter"
+    assert Pricing.from_env({"MODEL_PRICES": ""}).model_prices.per_image == {}
+    unknown = json.dumps({"currency": "USD", "per_image": {"qwen-image-9": 0.03}})
+    with pytest.raises(ConfigurationError, match=r"MODEL_PRICES.*qwen-image-9"):
+        Pricing.from_env({"MODEL_PRICES": unknown})
+    with pytest.raises(ConfigurationError, match="MODEL_PRICES"):
+        Pricing.from_env({"MODEL_PRICES": "not json"})
 
 
 def test_settings_read_the_template_environment():

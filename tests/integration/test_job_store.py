@@ -4,9 +4,9 @@ updates of different fields do not lose each other (conditional, field-level wri
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import pytest
-from unit.test_job_store_contract import JobStoreContract
 
 from qwen_edit.adapters.dynamodb import RECORD_RETENTION, DynamoJobStore
 from qwen_edit.domain.catalog import Capability
@@ -23,10 +23,40 @@ from qwen_edit.domain.jobs import (
 )
 from qwen_edit.domain.provider import Usage
 
+from unit.test_job_store_contract import T0, JobStoreContract, created
+
 
 @pytest.fixture
 def store(tables):
     return DynamoJobStore("JobsTable", tables)
+
+
+class TestDynamoJobStore(JobStoreContract):
+    """The unit layer's JobStore contract, kept by the real adapter."""
+
+    @pytest.fixture
+    def store(self, tables):
+        return DynamoJobStore("JobsTable", tables)
+
+
+def test_created_in_reads_page_after_page_as_its_jobs_are_taken(store, monkeypatch):
+    monkeypatch.setattr(store, "PAGE_SIZE", 2)
+    jobs = [created(store, "tenant-a", minute) for minute in range(5)]
+    queries = []
+    monkeypatch.setattr(store.client, "query", _counting(store.client.query, queries))
+    found = store.created_in("tenant-a", T0, T0 + timedelta(hours=1))
+    assert [next(found).id for _ in range(3)] == [job.id for job in jobs[:3]]
+    assert len(queries) == 2  # a third page only when the fourth job is taken
+    assert [job.id for job in found] == [job.id for job in jobs[3:]]
+    assert len(queries) == 3
+
+
+def _counting(query, queries):
+    def counted(**kwargs):
+        queries.append(kwargs)
+        return query(**kwargs)
+
+    return counted
 
 
 def a_job(**overrides):
@@ -154,11 +184,3 @@ def test_public_view_hides_internal_fields():
     view = a_job().public()
     assert {"tenant", "output", "deadline_at"}.isdisjoint(view)
     assert view["status"] == "queued" and view["metadata"] == {"order": "A-17"}
-
-
-class TestDynamoJobStoreContract(JobStoreContract):
-    """The unit layer's contract, against the real adapter."""
-
-    @pytest.fixture
-    def store(self, tables) -> DynamoJobStore:
-        return DynamoJobStore("JobsTable", tables)

@@ -19,7 +19,7 @@ import struct
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -45,6 +45,7 @@ from qwen_edit.domain.jobs import (
     JobStatus,
     WebhookAttempt,
     new_job,
+    stored_time,
 )
 from qwen_edit.domain.provider import ProviderError, ProviderRequest, ProviderTask, TaskStatus
 from qwen_edit.ports import (
@@ -124,7 +125,7 @@ def _decode_cursor(cursor: str, tenant: str) -> tuple[str, str]:
 
 def _sort_key(job: Job) -> tuple[str, str]:
     # The tenant index sorts on the stored created_at string (fixed width: time order).
-    return job.model_dump(mode="json", include={"created_at"})["created_at"], job.id
+    return stored_time(job.created_at), job.id
 
 
 class FakeJobStore:
@@ -200,6 +201,13 @@ class FakeJobStore:
         page = jobs[:limit]
         next_cursor = _encode_cursor(tenant, page[-1]) if len(jobs) > limit else None
         return [job for job in page if status is None or job.status is status], next_cursor
+
+    def created_in(self, tenant: str, start: datetime, end: datetime) -> Iterator[Job]:
+        since, until = stored_time(start), stored_time(end)
+        jobs = (job for job in map(self.get, self._records) if job.tenant == tenant)
+        yield from sorted(
+            (job for job in jobs if since <= _sort_key(job)[0] < until), key=_sort_key
+        )
 
     # -- helpers (not part of the port) --
 

@@ -194,6 +194,20 @@ class JobStoreContract:
         with pytest.raises(InvalidRequest):
             store.list_for_tenant("tenant-b", 1, cursor, None)
 
+    def test_created_in_yields_the_tenants_jobs_of_the_range_oldest_first(
+        self, store: JobStore
+    ) -> None:
+        jobs = [created(store, "tenant-a", minute) for minute in range(6)]
+        created(store, "tenant-b", 2)
+        start, end = T0 + timedelta(minutes=1), T0 + timedelta(minutes=4)
+        found = store.created_in("tenant-a", start, end)
+        assert [job.id for job in found] == [job.id for job in jobs[1:4]]  # [start, end)
+        one_later = start + timedelta(microseconds=1)
+        assert [job.id for job in store.created_in("tenant-a", one_later, end)] == [
+            job.id for job in jobs[2:4]
+        ]
+        assert list(store.created_in("tenant-c", T0, end)) == []
+
 
 class TestFakeJobStore(JobStoreContract):
     @pytest.fixture

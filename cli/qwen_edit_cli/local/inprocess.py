@@ -4,6 +4,7 @@ functions, and a provider (the emulator, or DashScope itself)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -18,6 +19,7 @@ from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
 from qwen_edit import runtime
+from qwen_edit.domain.catalog import MODELS
 from qwen_edit_cli.emulator.server import EmulatorServer
 from qwen_edit_cli.local.fidelity import as_on_aws
 from qwen_edit_cli.local.stack import LocalStack, build_stack
@@ -38,6 +40,15 @@ FAKE_AWS_ENV = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": REGION,
+}
+
+
+# ModelPrices of the local stack: examples, so that GET /v1/usage shows a cost offline. They are
+# no provider's prices, and the answer's pricing.source says so.
+LOCAL_PRICES = {
+    "currency": "USD",
+    "source": "local demo: example prices, not real ones",
+    "per_image": dict.fromkeys(MODELS, 0.01),
 }
 
 
@@ -104,6 +115,7 @@ def in_process_stack(
                 {
                     "DashScopeApiKeySecretArn": secret,
                     "PollIntervalSeconds": poll_interval,
+                    "ModelPrices": json.dumps(LOCAL_PRICES),
                     **provider,
                     **(template_parameters or {}),
                 },

@@ -3,6 +3,7 @@ EventBridge, the provider clients) implement these, and tests may swap any of th
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
@@ -40,6 +41,10 @@ class JobStore(Protocol):
         self, tenant: str, limit: int, cursor: str | None, status: JobStatus | None
     ) -> tuple[list[Job], str | None]:
         """The tenant's jobs, newest first, a page at a time; InvalidRequest on a bad cursor."""
+
+    def created_in(self, tenant: str, start: datetime, end: datetime) -> Iterator[Job]:
+        """The tenant's jobs created in [start, end), oldest first, read a page at a time as
+        they are taken (stop taking, and no more pages are read)."""
 
 
 class LimitStore(Protocol):

@@ -8,6 +8,7 @@ case asks for the part it reads (`ctx.need(Buckets).output_bucket`), and gets it
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Annotated, Self
 
@@ -22,6 +23,7 @@ from pydantic import (
 )
 
 from qwen_edit.domain import admission, keys
+from qwen_edit.domain.pricing import Prices
 from qwen_edit.domain.provider import Region
 
 
@@ -33,6 +35,11 @@ def _comma_list(value: object) -> object:
 
 
 CommaList = Annotated[tuple[str, ...], BeforeValidator(_comma_list)]
+
+
+def _json(value: object) -> object:
+    """Template parameters carry objects as JSON text."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 class ConfigurationError(RuntimeError):
@@ -165,6 +172,14 @@ class ApiOnly(Env):
     operator_api_key_ids: CommaList = Field((), alias="OPERATOR_API_KEY_IDS")
 
 
+class Pricing(Env):
+    # ModelPrices: {"currency": "USD", "per_image": {"<catalog model>": 0.03}}, optionally with
+    # "source" (where the prices come from); unset, usage answers null costs.
+    model_prices: Annotated[Prices, BeforeValidator(_json)] = Field(
+        default_factory=lambda: Prices.model_validate({}), alias="MODEL_PRICES"
+    )
+
+
 # ---- one model per function (functions/<name>/) -----------------------------------------------
 
 
@@ -195,7 +210,9 @@ class TriggerEnv(Jobs, Requests, Starting, Queue): ...
 class WebhookEnv(Jobs, Delivering): ...
 
 
-class ApiEnv(Jobs, Requests, Starting, Announcing, Limits, Queue, ProviderAccess, ApiOnly): ...
+class ApiEnv(
+    Jobs, Requests, Starting, Announcing, Limits, Queue, ProviderAccess, ApiOnly, Pricing
+): ...
 
 
 class LocalEnv(ApiEnv, Delivering, Waking, Resuming):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar, cast
@@ -27,7 +28,7 @@ from qwen_edit.domain.jobs import (
     JobEvent,
     JobStatus,
     WebhookAttempt,
-    stamp,
+    stored_time,
 )
 
 Item = dict[str, Any]  # an attribute value or item in DynamoDB's wire format
@@ -109,6 +110,8 @@ def conditional_failed(error: ClientError) -> bool:
 
 
 class DynamoJobStore:
+    PAGE_SIZE = 1000  # jobs per page of an index query (a usage answer reads at most 11)
+
     def __init__(self, table_name: str, client: Any = None):
         self.table = table_name
         self.client = client or boto3.client("dynamodb")
@@ -283,24 +286,41 @@ class DynamoJobStore:
         return [self._job(item) for item in page["Items"]], _encode_cursor(last) if last else None
 
     def unfinished(self, status: JobStatus, created_before: datetime, limit: int) -> list[Job]:
-        query: dict[str, Any] = {
-            "TableName": self.table,
+        query = {
             "IndexName": "by-open-status",
             "KeyConditionExpression": "#open = :s AND created_at < :before",
             "ExpressionAttributeNames": {"#open": OPEN_STATUS},
             "ExpressionAttributeValues": {
                 ":s": {"S": status.value},
-                ":before": {"S": stamp(created_before)},
+                ":before": {"S": stored_time(created_before)},
             },
         }
-        jobs: list[Job] = []
-        while len(jobs) < limit:  # a page holds at most 1 MB of records
-            page = self.client.query(**query, Limit=limit - len(jobs))
-            jobs += [self._job(item) for item in page["Items"]]
+        return list(itertools.islice(self._query(query), limit))
+
+    def created_in(self, tenant: str, start: datetime, end: datetime) -> Iterator[Job]:
+        # The index sorts on the stored created_at string (fixed width: a string range is a time
+        # range); it keeps microseconds, so [start, end) is BETWEEN start AND end - 1 µs.
+        return self._query(
+            {
+                "IndexName": "by-tenant",
+                "KeyConditionExpression": "tenant = :t AND created_at BETWEEN :start AND :last",
+                "ExpressionAttributeValues": {
+                    ":t": {"S": tenant},
+                    ":start": {"S": stored_time(start)},
+                    ":last": {"S": stored_time(end - timedelta(microseconds=1))},
+                },
+            }
+        )
+
+    def _query(self, query: dict[str, Any]) -> Iterator[Job]:
+        """The jobs an index query finds, oldest first, a page read only as they are taken."""
+        query = {"TableName": self.table, "Limit": self.PAGE_SIZE, **query}
+        while True:
+            page = self.client.query(**query)
+            yield from (self._job(item) for item in page["Items"])
             if "LastEvaluatedKey" not in page:
-                break
+                return
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return jobs
 
     @staticmethod
     def _job(item: Item) -> Job:

@@ -1,4 +1,5 @@
-"""Job use cases shared by the API and the upload trigger: accept a request, cancel a job."""
+"""Job use cases shared by the API and the upload trigger: accept a request, cancel a job (and
+the API's reads: list jobs, usage)."""
 
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ from qwen_edit.domain.jobs import (
 from qwen_edit.domain.provider import ProviderError
 from qwen_edit.domain.requests import GenerationRequest, ValidRequest, invalid, parse_request
 from qwen_edit.domain.urls import parse_web_url
-from qwen_edit.settings import Buckets, Jobs, Loopback, Requests
+from qwen_edit.domain.usage import GroupBy, UsageReport, When, report, window
+from qwen_edit.settings import Buckets, Jobs, Loopback, Pricing, Requests
 
 logger = Logger(child=True)
 UPLOAD_TENANT = "s3-uploads"  # upload-triggered jobs belong to no API key (the operator's)
@@ -270,6 +272,15 @@ def list_jobs(
     ctx: Context, tenant: str, *, limit: int, cursor: str | None, status: JobStatus | None
 ) -> tuple[list[Job], str | None]:
     return ctx.jobs.list_for_tenant(tenant, limit, cursor, status)
+
+
+def usage(
+    ctx: Context, tenant: str, *, start: When | None, end: When | None, group_by: GroupBy
+) -> UsageReport:
+    """The tenant's usage over [start, end) (domain/usage.py), from its own job records."""
+    span = window(start, end, now_utc())
+    jobs = ctx.jobs.created_in(tenant, span.start, span.end)
+    return report(jobs, span, group_by, ctx.need(Pricing).model_prices)
 
 
 def new_upload(

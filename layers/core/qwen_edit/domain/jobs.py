@@ -22,12 +22,13 @@ from qwen_edit.domain.redaction import redact
 SafeText = Annotated[str, AfterValidator(redact)]
 
 
-def stamp(value: datetime) -> str:
-    """Fixed width, so the stored strings sort in time order (the indexes sort on created_at)."""
+def stored_time(value: datetime) -> str:
+    """A time as job records keep it: fixed width, so the stored strings sort in time order
+    (the indexes sort on created_at)."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-Timestamp = Annotated[datetime, PlainSerializer(stamp, return_type=str, when_used="json")]
+Timestamp = Annotated[datetime, PlainSerializer(stored_time, return_type=str, when_used="json")]
 
 
 class JobStatus(StrEnum):

@@ -1,0 +1,197 @@
+"""A tenant's usage over a time range: jobs by status, images, provider calls and an estimated
+cost, per UTC day or per model, from its own job records (GET /v1/usage).
+
+The cost is an estimate: images times the operator's price per image (domain/pricing.py), which
+matches the provider's bill only as far as those prices do.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
+from pydantic_core import PydanticCustomError
+
+from qwen_edit.domain.errors import InvalidRequest
+from qwen_edit.domain.jobs import Job, JobStatus
+from qwen_edit.domain.pricing import Prices
+
+DEFAULT_RANGE = timedelta(days=7)
+MAX_RANGE = timedelta(days=93)
+# One answer reads at most this many job records (one tenant's range can hold more).
+MAX_JOBS = 10_000
+
+
+# RFC 3339's full-date and date-time (pydantic alone would also read "0.5" as a time); the
+# values themselves are pydantic's to check.
+_SHAPE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"([Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2}))?"
+)
+
+
+def _time_or_date(value: Any, parse: ValidatorFunctionWrapHandler) -> Any:
+    """A time or date written as one, and one error naming the field, not one per member of
+    the union."""
+    try:
+        if not isinstance(value, str) or _SHAPE.fullmatch(value):
+            return parse(value)
+    except ValidationError:
+        pass
+    raise PydanticCustomError(
+        "time-or-date",
+        "must be an RFC 3339 time with its offset (2026-11-01T00:00:00Z) or a date (2026-11-01)",
+    )
+
+
+When = Annotated[AwareDatetime | date, WrapValidator(_time_or_date)]
+
+
+class GroupBy(StrEnum):
+    DAY = "day"  # the UTC date of created_at
+    MODEL = "model"
+
+
+class Window(BaseModel):
+    start: datetime
+    end: datetime
+
+
+def window(start: When | None, end: When | None, now: datetime) -> Window:
+    """[start, end): a date is 00:00 UTC of that day; `end` defaults to now and `start` to
+    seven days before `end`. InvalidRequest unless start < end, at most MAX_RANGE apart."""
+    try:
+        to = _instant(end) if end is not None else now
+        since = _instant(start) if start is not None else to - DEFAULT_RANGE
+    except OverflowError:  # year 1 or 9999 moved past the calendar by its offset
+        raise _invalid("range", "from and to must fall within the years 1 to 9999") from None
+    if since >= to:
+        raise _invalid("order", "from must be before to")
+    if to - since > MAX_RANGE:
+        raise _invalid("range", f"from and to may be at most {MAX_RANGE.days} days apart")
+    return Window(start=since, end=to)
+
+
+def _instant(value: When) -> datetime:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    return datetime.combine(value, time(), UTC)
+
+
+def _invalid(rule: str, message: str) -> InvalidRequest:
+    return InvalidRequest(message, [{"field": "from", "rule": rule, "message": message}])
+
+
+class StatusCounts(BaseModel):
+    queued: int = 0
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    canceled: int = 0
+
+
+class Numbers(BaseModel):
+    jobs: StatusCounts = Field(
+        default_factory=StatusCounts, description="jobs created in the range, by current status"
+    )
+    images: int = Field(
+        0, description="images of succeeded jobs, as the provider counted them (what it bills)"
+    )
+    provider_calls: int = Field(0, description="submits and polls sent to the provider")
+    estimated_cost: float | None = Field(
+        0.0,
+        description="images × the price per image of their model; null when a model "
+        "counted here has no price (see unpriced_models)",
+    )
+
+
+class Group(Numbers):
+    key: str = Field(description="the UTC date (YYYY-MM-DD) or the model id")
+
+
+class UsageReport(BaseModel):
+    """The tenant's own jobs created in [from, to); the numbers are what the job records say."""
+
+    start: datetime = Field(alias="from", description="start of the range (inclusive)")
+    end: datetime = Field(alias="to", description="end of the range (exclusive)")
+    group_by: GroupBy
+    groups: list[Group] = Field(description="one per day or model that had jobs, in order")
+    totals: Numbers
+    unpriced_models: list[str] = Field(
+        description="models of counted jobs without a price (their cost is null)"
+    )
+    pricing: Prices
+    truncated: bool = Field(
+        description=f"true when the range holds more than {MAX_JOBS} jobs: only those created "
+        "before counted_until are counted"
+    )
+    counted_until: datetime | None = Field(
+        description="when truncated: ask again with this as `from` for the rest"
+    )
+
+
+def report(jobs: Iterable[Job], span: Window, group_by: GroupBy, prices: Prices) -> UsageReport:
+    """The numbers of `jobs` (oldest first, as the store yields them), at most MAX_JOBS of
+    them; past that, the jobs created at or after the first one left out are dropped too, so
+    the counted ones are exactly those created in [start, counted_until)."""
+    counted: list[Job] = []
+    counted_until = None
+    for job in jobs:
+        if len(counted) == MAX_JOBS:
+            counted_until = job.created_at
+            counted = [j for j in counted if j.created_at < counted_until]
+            break
+        counted.append(job)
+    groups: dict[str, list[Job]] = {}
+    for job in counted:
+        groups.setdefault(_key(job, group_by), []).append(job)
+    return UsageReport(
+        **{"from": span.start, "to": span.end},
+        group_by=group_by,
+        groups=[Group(key=key, **dict(_numbers(groups[key], prices))) for key in sorted(groups)],
+        totals=_numbers(counted, prices),
+        unpriced_models=sorted({job.model for job in counted} - set(prices.per_image)),
+        pricing=prices,
+        truncated=counted_until is not None,
+        counted_until=counted_until,
+    )
+
+
+def _key(job: Job, group_by: GroupBy) -> str:
+    if group_by is GroupBy.DAY:
+        return job.created_at.astimezone(UTC).date().isoformat()
+    return job.model
+
+
+def _numbers(jobs: list[Job], prices: Prices) -> Numbers:
+    statuses = dict.fromkeys(JobStatus, 0)
+    cost = 0.0
+    images = 0
+    for job in jobs:
+        statuses[job.status] += 1
+        if job.status is JobStatus.SUCCEEDED:
+            images += _images(job)
+            cost += _images(job) * (prices.per_image_price(job.model) or 0.0)
+    priced = all(prices.per_image_price(job.model) is not None for job in jobs)
+    return Numbers(
+        jobs=StatusCounts(**{status.value: count for status, count in statuses.items()}),
+        images=images,
+        provider_calls=sum(job.provider_calls for job in jobs),
+        estimated_cost=round(cost, 6) if priced else None,
+    )
+
+
+def _images(job: Job) -> int:
+    # The provider's own count (what it bills); the stored outputs for a record without one.
+    return job.usage.image_count if job.usage else len(job.outputs)
