@@ -115,6 +115,8 @@ def in_process_stack(
             # No CloudWatch here: EMF lines would only crowd the console (the adapter has its
             # own test, tests/integration/test_metrics_emf.py).
             os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+            # No X-Ray either (tracing is off outside Lambda anyway; this says so).
+            os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
             runtime.clear_overrides()
             runtime.override_ports(wake_dispatcher=lambda: stack.wake_dispatcher)
             if resolve is not None:
