@@ -115,7 +115,7 @@ def in_process_stack(
             # No CloudWatch here: EMF lines would only crowd the console (the adapter has its
             # own test, tests/integration/test_metrics_emf.py).
             os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
-            # No X-Ray either (tracing is off outside Lambda anyway; this says so).
+            # No X-Ray either (off outside Lambda anyway; tests/integration/test_tracing_xray.py).
             os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
             runtime.clear_overrides()
             runtime.override_ports(wake_dispatcher=lambda: stack.wake_dispatcher)
