@@ -37,6 +37,7 @@ STORE_ENV = {  # the Store function's settings (settings.StoreEnv)
     "AWS_SECRET_ACCESS_KEY": "x",
     "POWERTOOLS_SERVICE_NAME": "qwen-edit",
 }
+SWITCHES_OFF = ("POWERTOOLS_TRACE_DISABLED", "AWS_SAM_LOCAL")  # unless a test sets them
 
 
 class Emitted(UDPEmitter):
@@ -57,6 +58,8 @@ class Emitted(UDPEmitter):
 def xray(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[XRayTracing, Emitted]]:
     for name, value in IN_LAMBDA.items():
         monkeypatch.setenv(name, value)
+    for name in SWITCHES_OFF:
+        monkeypatch.delenv(name, raising=False)
     emitted = Emitted()
     recorder = AWSXRayRecorder()  # in Lambda: one facade segment per invocation and thread
     recorder.configure(emitter=emitted, sampling=False, streaming_threshold=0)
@@ -81,7 +84,7 @@ class Port:
 
 def test_spans_are_subsegments_annotated_with_the_job_and_its_model(xray: Any) -> None:
     tracing, emitted = xray
-    jobs = traced(tracing, "dynamodb", Port())
+    jobs = traced(tracing, "jobs", Port())
     tracing.follow("job-1", "qwen-image-edit-plus")
     assert jobs.transition("job-1") == "job-1 moved"
     document = emitted.named("dynamodb.transition")
@@ -124,7 +127,7 @@ def test_threads_annotate_with_their_own_job(xray: Any) -> None:
 def _fresh_python(code: str, env: dict[str, str]) -> Any:
     done = subprocess.run(
         [sys.executable, "-c", code],
-        env={**os.environ, **env},
+        env={**{k: v for k, v in os.environ.items() if k not in SWITCHES_OFF}, **env},
         capture_output=True,
         text=True,
         check=True,

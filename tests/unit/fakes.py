@@ -668,13 +668,13 @@ def fake_context(**overrides: Any) -> tuple[Context, Fakes]:
         **{**SETTINGS, **{name: v for name, v in overrides.items() if name not in _PORTS}}
     )
     ports: dict[str, Callable[[], Any]] = {
-        "jobs": lambda: traced(fakes.tracing, "dynamodb", fakes.jobs),
+        "jobs": lambda: traced(fakes.tracing, "jobs", fakes.jobs),
         "limits": lambda: fakes.limits,
-        "queue": lambda: fakes.queue,
+        "queue": lambda: traced(fakes.tracing, "queue", fakes.queue),
         "dispatch_lease": lambda: fakes.dispatch_lease,
         "callbacks": lambda: fakes.callbacks,
         "wake_dispatcher": lambda: lambda: fakes.wakes.append("wake"),
-        "objects": lambda: traced(fakes.tracing, "s3", fakes.objects),
+        "objects": lambda: traced(fakes.tracing, "objects", fakes.objects),
         "events": lambda: fakes.events,
         "webhook_outbox": lambda: fakes.outbox,
         "executions": lambda: fakes.executions,

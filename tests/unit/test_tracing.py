@@ -62,6 +62,14 @@ def test_a_jobs_call_copies_and_writes_are_spans_about_it(traced_context: Traced
     }
 
 
+def test_admit_queues_the_job_in_a_span_about_it(traced_context: Traced) -> None:
+    ctx, fakes, tracing = traced_context
+    job = a_job()
+    fakes.jobs.create(job)
+    workflow.admit(ctx, workflow.AdmitRequest(job_id=job.id, task_token="token-1"))
+    assert tracing.spans == [Span("dynamodb.queue.put", job.id, job.model)]
+
+
 def test_a_poll_and_the_failure_it_leads_to_are_spans_about_the_job(traced_context: Traced) -> None:
     ctx, fakes, tracing = traced_context
     job = queued(fakes, model="qwen-image-plus", capability=Capability.TEXT_TO_IMAGE)
@@ -143,7 +151,7 @@ def test_a_rejected_upload_is_traced_under_the_job_id_it_would_have_had(
 
 def test_with_tracing_off_no_port_is_wrapped() -> None:
     port = object()
-    assert traced(NoTracing(), "s3", port) is port
+    assert traced(NoTracing(), "objects", port) is port
     ctx, fakes = fake_context()
     assert ctx.jobs is fakes.jobs and ctx.objects is fakes.objects
 

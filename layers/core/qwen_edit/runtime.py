@@ -58,27 +58,27 @@ def _ports(settings: Env) -> dict[str, Callable[[], Any]]:
     # Adapters are imported here, on first use: a function that never calls out never loads
     # them (httpx, the webhook signer, boto3 clients it does not need). Tracing too is decided
     # on first use, inside an invocation, where X-Ray's trace header is; the job store, the
-    # object store and the providers are wrapped in its spans (when it is on).
+    # queue, the object store and the providers are wrapped in its spans (when it is on).
     tracing = cache(_tracing)
 
-    def spanned(kind: str, build: Callable[..., Any], *args: Any) -> Any:
+    def spanned(name: str, build: Callable[..., Any], *args: Any) -> Any:
         on = tracing()  # before the client is built: the X-Ray SDK patches httpx.Client
-        return _traces().traced(on, kind, build(*args))
+        return _traces().traced(on, name, build(*args))
 
     ports: dict[str, Callable[[], Any]] = {}
     if isinstance(settings, Jobs):
-        ports["jobs"] = lambda: spanned("dynamodb", _dynamodb().DynamoJobStore, settings.jobs_table)
+        ports["jobs"] = lambda: spanned("jobs", _dynamodb().DynamoJobStore, settings.jobs_table)
     if isinstance(settings, Limits):
         ports["limits"] = lambda: _dynamodb().DynamoLimitStore(settings.limits_table)
         ports["dispatch_lease"] = lambda: _queue().DynamoDispatchLease(settings.limits_table)
     if isinstance(settings, Queue):
-        ports["queue"] = lambda: _queue().DynamoJobQueue(settings.queue_table)
+        ports["queue"] = lambda: spanned("queue", _queue().DynamoJobQueue, settings.queue_table)
     if isinstance(settings, Waking):
         ports["wake_dispatcher"] = lambda: _aws().LambdaDispatcherWake(settings.dispatch_function)
     if isinstance(settings, Resuming):
         ports["callbacks"] = lambda: _aws().StepFunctionsCallbacks()
     if isinstance(settings, Buckets | ProviderAccess):
-        ports["objects"] = lambda: spanned("s3", _aws().S3ObjectStore)
+        ports["objects"] = lambda: spanned("objects", _aws().S3ObjectStore)
     if isinstance(settings, Announcing):
         ports["events"] = lambda: _aws().EventBridgePublisher(settings.event_bus_name)
     if isinstance(settings, Announcing | Delivering):

@@ -25,11 +25,14 @@ if TYPE_CHECKING:
     from aws_lambda_powertools import Tracer
 
 Port = TypeVar("Port")
-# The methods of each wrapped port that get a span `<kind>.<method>`: writes and paid calls.
+# Per wrapped port: the span name's prefix, and the methods that get a span `<prefix>.<method>`
+# (a job's writes and paid calls). Of the queue only Admit's put: the dispatcher's own thread
+# claims and removes entries of many jobs, and follows none of them.
 SPANNED = {
-    "dynamodb": frozenset({"create", "transition", "update", "record_webhook"}),
-    "s3": frozenset({"put"}),
-    "provider": frozenset({"submit", "fetch", "download", "cancel"}),
+    "jobs": ("dynamodb", frozenset({"create", "transition", "update", "record_webhook"})),
+    "queue": ("dynamodb.queue", frozenset({"put"})),
+    "objects": ("s3", frozenset({"put"})),
+    "provider": ("provider", frozenset({"submit", "fetch", "download", "cancel"})),
 }
 # The libraries our adapters call through; patch_all would import every one it knows (sqlite3…).
 PATCHED = ("botocore", "httpx")
@@ -87,22 +90,22 @@ class XRayTracing:
             yield
 
 
-def traced(tracing: Tracing, kind: str, port: Port) -> Port:
-    """`port` with a span around each of SPANNED[kind]; the port itself when tracing is off."""
+def traced(tracing: Tracing, name: str, port: Port) -> Port:
+    """Port `name` with its SPANNED methods in spans; the port itself when tracing is off."""
     if isinstance(tracing, NoTracing):
         return port
-    return cast(Port, _Spanned(tracing, kind, port))
+    return cast(Port, _Spanned(tracing, *SPANNED[name], port))
 
 
 class _Spanned:
-    def __init__(self, tracing: Tracing, kind: str, port: Any):
-        self._tracing, self._kind, self._port = tracing, kind, port
+    def __init__(self, tracing: Tracing, prefix: str, methods: frozenset[str], port: Any):
+        self._tracing, self._prefix, self._methods, self._port = tracing, prefix, methods, port
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._port, name)
-        if name not in SPANNED[self._kind]:
+        if name not in self._methods:
             return attribute
-        span = f"{self._kind}.{name}"
+        span = f"{self._prefix}.{name}"
 
         @functools.wraps(attribute)
         def spanned(*args: Any, **kwargs: Any) -> Any:
