@@ -15,6 +15,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "layers" / "core" / "qwen_edit"
 OUTSIDE_WORLD = ("boto3", "botocore", "httpx", "socket", "urllib.request", "http.client")
+# X-Ray: only the tracing adapter (the use cases reach it through the Tracing port).
+TRACING = ("aws_xray_sdk", "aws_lambda_powertools.tracing", "aws_lambda_powertools.Tracer")
 EDGE_ONLY = ("aws_lambda_powertools.utilities.data_classes", "aws_lambda_powertools.event_handler")
 RULES = {
     # folder: (qwen_edit modules it may import, third-party roots it may import)
@@ -59,7 +61,9 @@ def test_each_layer_imports_only_what_it_may(folder):
                 assert within(name, own), f"{path.name} imports {name}"
             elif name.split(".")[0] not in sys.stdlib_module_names:
                 assert within(name, third_party), f"{path.name} imports {name}"
-            assert not within(name, OUTSIDE_WORLD + EDGE_ONLY), f"{path.name} imports {name}"
+            assert not within(name, OUTSIDE_WORLD + EDGE_ONLY + TRACING), (
+                f"{path.name} imports {name}"
+            )
 
 
 def test_only_adapters_and_the_composition_root_reach_the_outside_world():
@@ -67,7 +71,9 @@ def test_only_adapters_and_the_composition_root_reach_the_outside_world():
     for path in PACKAGE.rglob("*.py"):
         if path.parent in allowed or path in allowed:
             continue
-        reaching = [n for n in imports_of(path) if within(n, ("boto3", "botocore", "httpx"))]
+        reaching = [
+            n for n in imports_of(path) if within(n, ("boto3", "botocore", "httpx", *TRACING))
+        ]
         assert not reaching, f"{path.relative_to(PACKAGE)} imports {reaching}"
 
 

@@ -13,6 +13,7 @@ built with struct and zlib.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import struct
@@ -20,6 +21,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -27,6 +29,7 @@ from urllib.parse import quote
 
 from pydantic_core import to_jsonable_python
 
+from qwen_edit.adapters.tracing import NoTracing, traced
 from qwen_edit.app.dispatcher import dispatch
 from qwen_edit.app.webhooks import Delivery
 from qwen_edit.context import Context
@@ -59,6 +62,7 @@ from qwen_edit.ports import (
     JobStore,
     LimitStore,
     ObjectStore,
+    Tracing,
     WebhookOutbox,
     WebhookSender,
 )
@@ -630,6 +634,39 @@ class FakeMetrics:
         return [(value, dims) for point, value, dims in self.points if point == name]
 
 
+@dataclass(frozen=True)
+class Span:
+    name: str
+    job_id: str | None
+    model: str | None
+    error: str | None = None  # the class of the exception that left it
+
+
+class FakeTracing:
+    """Records each span with the job its thread follows (a ContextVar, as the X-Ray adapter
+    keeps it). fake_context wraps the ports in spans only when a test passes one."""
+
+    def __init__(self) -> None:
+        self.spans: list[Span] = []
+        self._job: ContextVar[tuple[str | None, str | None]] = ContextVar("job")
+
+    def follow(self, job_id: str, model: str | None = None) -> None:
+        self._job.set((job_id, model))
+
+    @contextlib.contextmanager
+    def span(self, name: str) -> Iterator[None]:
+        job_id, model = self._job.get((None, None))
+        try:
+            yield
+        except Exception as error:
+            self.spans.append(Span(name, job_id, model, type(error).__name__))
+            raise
+        self.spans.append(Span(name, job_id, model))
+
+    def named(self, name: str) -> list[Span]:
+        return [span for span in self.spans if span.name == name]
+
+
 @dataclass
 class Fakes:
     jobs: FakeJobStore = field(default_factory=FakeJobStore)
@@ -646,12 +683,13 @@ class Fakes:
     provider: ScriptedProvider = field(default_factory=ScriptedProvider)
     resolve: FakeResolver = field(default_factory=FakeResolver)
     metrics: FakeMetrics = field(default_factory=FakeMetrics)
+    tracing: Tracing = field(default_factory=NoTracing)
     webhook_secret: str = WEBHOOK_SECRET
     provider_kinds: list[Provider] = field(default_factory=list)  # every ctx.provider(kind)
 
-    def provider_for(self, kind: Provider) -> ScriptedProvider:
+    def provider_for(self, kind: Provider) -> ImageProvider:
         self.provider_kinds.append(kind)
-        return self.provider
+        return traced(self.tracing, "provider", self.provider)
 
 
 _PORTS = frozenset(f.name for f in fields(Fakes)) - {"provider_kinds", "wakes"}
@@ -668,13 +706,13 @@ def fake_context(**overrides: Any) -> tuple[Context, Fakes]:
         **{**SETTINGS, **{name: v for name, v in overrides.items() if name not in _PORTS}}
     )
     ports: dict[str, Callable[[], Any]] = {
-        "jobs": lambda: fakes.jobs,
+        "jobs": lambda: traced(fakes.tracing, "jobs", fakes.jobs),
         "limits": lambda: fakes.limits,
-        "queue": lambda: fakes.queue,
+        "queue": lambda: traced(fakes.tracing, "queue", fakes.queue),
         "dispatch_lease": lambda: fakes.dispatch_lease,
         "callbacks": lambda: fakes.callbacks,
         "wake_dispatcher": lambda: lambda: fakes.wakes.append("wake"),
-        "objects": lambda: fakes.objects,
+        "objects": lambda: traced(fakes.tracing, "objects", fakes.objects),
         "events": lambda: fakes.events,
         "webhook_outbox": lambda: fakes.outbox,
         "executions": lambda: fakes.executions,
@@ -682,6 +720,7 @@ def fake_context(**overrides: Any) -> tuple[Context, Fakes]:
         "provider": lambda: fakes.provider_for,
         "resolve": lambda: fakes.resolve,
         "metrics": lambda: fakes.metrics,
+        "tracing": lambda: fakes.tracing,
         "webhook_secret": lambda: lambda: fakes.webhook_secret,
     }
     return Context(settings, ports), fakes
@@ -769,6 +808,7 @@ def _implements_the_ports(
     WebhookOutbox,
     WebhookSender,
     ImageProvider,
+    Tracing,
 ]:
     """Never called: mypy checks here that every fake has its port's shape."""
     return (
@@ -783,4 +823,5 @@ def _implements_the_ports(
         fakes.outbox,
         fakes.sender,
         fakes.provider,
+        FakeTracing(),
     )

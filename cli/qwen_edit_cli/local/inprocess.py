@@ -124,6 +124,8 @@ def in_process_stack(
             os.environ["ADMISSION_MARGIN_SECONDS"] = str(admission_margin)
             # receivers and images on this machine (SPEC §7)
             os.environ["ALLOW_LOOPBACK_URLS"] = "true"
+            # No X-Ray here (off outside Lambda anyway; tests/integration/test_tracing_xray.py).
+            os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
             runtime.clear_overrides()
             # No CloudWatch here: metrics are tallied in memory, and summed up at the end (the
             # EMF adapter has its own test, tests/integration/test_metrics_emf.py).

@@ -26,6 +26,7 @@ from qwen_edit.ports import (
     LimitStore,
     Metrics,
     ObjectStore,
+    Tracing,
     WebhookOutbox,
     WebhookSender,
 )
@@ -109,6 +110,10 @@ class Context:
     @property
     def metrics(self) -> Metrics:
         return cast(Metrics, self._port("metrics"))
+
+    @property
+    def tracing(self) -> Tracing:
+        return cast(Tracing, self._port("tracing"))
 
     @property
     def webhook_sender(self) -> WebhookSender:

@@ -4,6 +4,7 @@ EventBridge, the provider clients) implement these, and tests may swap any of th
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
@@ -184,3 +185,15 @@ class Metrics(Protocol):
     def count(self, name: str, value: float = 1, **dimensions: str) -> None: ...
 
     def seconds(self, name: str, value: float, **dimensions: str) -> None: ...
+
+
+class Tracing(Protocol):
+    """Traces (X-Ray): spans around the calls that matter, each annotated with the job the
+    current thread works for, so one job can be found across its functions."""
+
+    def follow(self, job_id: str, model: str | None = None) -> None:
+        """The spans this thread (or task) opens from now on are about this job."""
+
+    def span(self, name: str) -> AbstractContextManager[None]:
+        """A span for the work inside; an error raised there is recorded and goes on unchanged."""
+        ...

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from qwen_edit.context import Context
 from qwen_edit.domain.catalog import Provider
@@ -56,21 +56,29 @@ def clear_overrides() -> None:
 
 def _ports(settings: Env) -> dict[str, Callable[[], Any]]:
     # Adapters are imported here, on first use: a function that never calls out never loads
-    # them (httpx, the webhook signer, boto3 clients it does not need).
+    # them (httpx, the webhook signer, boto3 clients it does not need). Tracing too is decided
+    # on first use, inside an invocation, where X-Ray's trace header is; the job store, the
+    # queue, the object store and the providers are wrapped in its spans (when it is on).
+    tracing = cache(_tracing)
+
+    def spanned(name: str, build: Callable[..., Any], *args: Any) -> Any:
+        on = tracing()  # before the client is built: the X-Ray SDK patches httpx.Client
+        return _traces().traced(on, name, build(*args))
+
     ports: dict[str, Callable[[], Any]] = {}
     if isinstance(settings, Jobs):
-        ports["jobs"] = lambda: _dynamodb().DynamoJobStore(settings.jobs_table)
+        ports["jobs"] = lambda: spanned("jobs", _dynamodb().DynamoJobStore, settings.jobs_table)
     if isinstance(settings, Limits):
         ports["limits"] = lambda: _dynamodb().DynamoLimitStore(settings.limits_table)
         ports["dispatch_lease"] = lambda: _queue().DynamoDispatchLease(settings.limits_table)
     if isinstance(settings, Queue):
-        ports["queue"] = lambda: _queue().DynamoJobQueue(settings.queue_table)
+        ports["queue"] = lambda: spanned("queue", _queue().DynamoJobQueue, settings.queue_table)
     if isinstance(settings, Waking):
         ports["wake_dispatcher"] = lambda: _aws().LambdaDispatcherWake(settings.dispatch_function)
     if isinstance(settings, Resuming):
         ports["callbacks"] = lambda: _aws().StepFunctionsCallbacks()
     if isinstance(settings, Buckets | ProviderAccess):
-        ports["objects"] = lambda: _aws().S3ObjectStore()
+        ports["objects"] = lambda: spanned("objects", _aws().S3ObjectStore)
     if isinstance(settings, Announcing):
         ports["events"] = lambda: _aws().EventBridgePublisher(settings.event_bus_name)
     if isinstance(settings, Announcing | Delivering):
@@ -81,12 +89,13 @@ def _ports(settings: Env) -> dict[str, Callable[[], Any]]:
     if isinstance(settings, Starting):
         ports["executions"] = lambda: _aws().StepFunctionsExecutions(settings.state_machine_arn)
     if isinstance(settings, ProviderAccess):
-        ports["provider"] = lambda: _provider_clients(settings)
+        ports["provider"] = lambda: _provider_clients(settings, spanned)
     if isinstance(settings, Delivering):
         ports["webhook_sender"] = lambda: _webhook_http().HttpWebhookSender()
         ports["webhook_secret"] = lambda: _webhook_secret(settings)
     ports["resolve"] = lambda: _webhook_http().resolve_host
     ports["metrics"] = _emf_metrics
+    ports["tracing"] = tracing
     return ports
 
 
@@ -96,13 +105,19 @@ def _emf_metrics() -> Any:
     return EmfMetrics()
 
 
-def _provider_clients(settings: ProviderAccess) -> Callable[[Provider], ImageProvider]:
+def _tracing() -> Any:
+    return _traces().tracing_for(os.environ)
+
+
+def _provider_clients(
+    settings: ProviderAccess, spanned: Callable[..., Any]
+) -> Callable[[Provider], ImageProvider]:
     from qwen_edit.adapters.providers import provider_client
     from qwen_edit.adapters.secrets import provider_api_key
 
     @cache
     def client(kind: Provider, api_key: str) -> ImageProvider:
-        return provider_client(kind, settings, api_key)
+        return cast(ImageProvider, spanned("provider", provider_client, kind, settings, api_key))
 
     def provider(kind: Provider) -> ImageProvider:
         # The key is re-read every few minutes (Powertools cache), so a rotation takes effect;
@@ -140,3 +155,9 @@ def _webhook_http() -> Any:
     from qwen_edit.adapters import webhook_http
 
     return webhook_http
+
+
+def _traces() -> Any:
+    from qwen_edit.adapters import tracing
+
+    return tracing

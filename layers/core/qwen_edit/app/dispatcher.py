@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aws_lambda_powertools import Logger
 
-from qwen_edit.app.service import note
+from qwen_edit.app.service import load_job, note
 from qwen_edit.app.workflow import OUTCOME_UNKNOWN, Submission, final_result, readable_url
 from qwen_edit.context import Context
 from qwen_edit.domain.admission import HANDOVER_GUARD_SECONDS
@@ -203,7 +203,7 @@ class Run:
 
     def _send(self, entry: QueueEntry, task_token: str, send_at: float) -> None:
         ctx = self.ctx
-        job = ctx.jobs.get(entry.job_id)
+        job = load_job(ctx, entry.job_id)  # this worker's spans are about it
         spec = get_model(job.model)
         if job.status.is_final:  # canceled or reconciled while it waited: no call
             self._release_task_place(spec, job)
@@ -327,7 +327,7 @@ class Run:
     def _settle(self, entry: QueueEntry, task_token: str, attempts: int) -> None:
         """What a claim's job needs, judged from its record alone. `attempts`: 1 when our own
         worker crashed, so that a job that always crashes it ends after the attempts budget."""
-        job = self.ctx.jobs.get(entry.job_id)
+        job = load_job(self.ctx, entry.job_id)
         call, info = job.provider_call, job.provider
         if call is None or call.attempt != entry.calls:  # never sent
             calls = entry.calls + attempts

@@ -192,6 +192,7 @@ def accept(
         webhook_url=valid.body.webhook_url,
         lane=Lane(valid.body.lane) if valid.body.lane else None,
     )
+    ctx.tracing.follow(job.id, job.model)
     images = [_stored(ctx, job.id, index, ref) for index, ref in enumerate(valid.images)]
     request = valid.body.model_dump(exclude_none=True, exclude={"webhook_url", "metadata"})
     if images:
@@ -303,9 +304,16 @@ def new_upload(
     }
 
 
+def load_job(ctx: Context, job_id: str) -> Job:
+    """The job a use case works on: the traces of what follows (in this thread) are about it."""
+    job = ctx.jobs.get(job_id)
+    ctx.tracing.follow(job.id, job.model)
+    return job
+
+
 def get_for_tenant(ctx: Context, job_id: str, tenant: str) -> Job:
     """A job of this tenant; any other tenant's job does not exist for it (404, not 403)."""
-    job = ctx.jobs.get(job_id)
+    job = load_job(ctx, job_id)
     if job.tenant != tenant:
         raise JobNotFound(f"no job {job_id}")
     return job

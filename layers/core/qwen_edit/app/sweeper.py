@@ -47,6 +47,7 @@ def sweep(ctx: Context, now: datetime) -> dict[str, int]:
 
 
 def _settle(ctx: Context, job: Job, now: datetime) -> str | None:
+    ctx.tracing.follow(job.id, job.model)
     state = ctx.executions.state(job.id)
     if state is None:  # recorded, never started
         if now < job.deadline_at:

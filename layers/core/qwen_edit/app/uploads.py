@@ -62,6 +62,7 @@ def handle(ctx: Context, upload: Upload) -> Job | None:
     if keys.is_folder_marker(upload.key):
         return None  # a console's "create folder": nothing to edit, nothing to answer
     job_id = upload_job_id(upload)
+    ctx.tracing.follow(job_id)  # a rejection too is written under the job id it would have had
     try:
         inbox = _inbox_key(upload)
         plan = _plan(ctx, upload, inbox)
@@ -89,7 +90,7 @@ def handle(ctx: Context, upload: Upload) -> Job | None:
 
 def _redelivered(ctx: Context, upload: Upload, job_id: str) -> None:
     """A delivery of an upload that already has its job (JobNotFound if it has none)."""
-    job = ctx.jobs.get(job_id)
+    job = service.load_job(ctx, job_id)
     if job.status is JobStatus.QUEUED:  # an earlier delivery died before starting it
         ctx.executions.start(job.id, {"job_id": job.id})
     logger.info("duplicate delivery", extra={"key": upload.key, "job_id": job_id})

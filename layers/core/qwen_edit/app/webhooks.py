@@ -123,6 +123,7 @@ def due(delivery: Delivery, now: datetime | None = None) -> float:
 
 def deliver(ctx: Context, delivery: Delivery) -> DeliveryStatus:
     """Run the delivery's next attempt (or wait on), record it, and schedule what follows."""
+    ctx.tracing.follow(delivery.job_id)  # its model is not in the delivery, nor worth a read
     wait = due(delivery)
     if wait > 1:  # a long wait is several queue hops (SQS delays at most 15 minutes)
         ctx.webhook_outbox.send(delivery, wait)

@@ -13,7 +13,7 @@ import time
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel
 
-from qwen_edit.app.service import announce, note, write_record
+from qwen_edit.app.service import announce, load_job, note, write_record
 from qwen_edit.context import Context
 from qwen_edit.domain.catalog import ModelSpec, get_model
 from qwen_edit.domain.dispatch import QueueEntry
@@ -123,17 +123,17 @@ def _recorded_job(ctx: Context, job_id: str) -> Job:
     first (it is usually milliseconds away), then the Admit state's Retry."""
     for pause in (0.05, 0.1, 0.2):
         with contextlib.suppress(JobNotFound):
-            return ctx.jobs.get(job_id)
+            return load_job(ctx, job_id)
         time.sleep(pause)
     try:
-        return ctx.jobs.get(job_id)
+        return load_job(ctx, job_id)
     except JobNotFound:
         raise JobNotRecorded(f"job {job_id} is not recorded (yet)") from None
 
 
 def poll(ctx: Context, state: WorkflowState) -> Submission:
     """Ask the provider once; TaskPending makes the Poll state's Retry ask again later."""
-    job = ctx.jobs.get(state.job_id)
+    job = load_job(ctx, state.job_id)
     spec = get_model(job.model)
     task_id = _submission(state).task_id
     if task_id is None:
@@ -160,7 +160,7 @@ def poll(ctx: Context, state: WorkflowState) -> Submission:
 
 def store(ctx: Context, state: WorkflowState) -> None:
     """Copy every result into the output bucket at once, then complete the record."""
-    job = ctx.jobs.get(state.job_id)
+    job = load_job(ctx, state.job_id)
     if job.status.is_final:  # a retried Store after success, or a job canceled meanwhile
         if job.status is JobStatus.SUCCEEDED:
             write_record(ctx, job)
@@ -197,7 +197,7 @@ def record_failure(ctx: Context, state: WorkflowState) -> None:
     """Every caught failure ends here: the job fails with the code and message that caused it."""
     code, message = _failure(state)
     try:
-        job = ctx.jobs.get(state.job_id)
+        job = load_job(ctx, state.job_id)
     except JobNotFound:  # the API died before recording it: nothing was accepted
         logger.warning("no job to fail", extra={"job_id": state.job_id, "code": code})
         return
@@ -220,7 +220,7 @@ def record_failure(ctx: Context, state: WorkflowState) -> None:
 def notify(ctx: Context, state: WorkflowState) -> None:
     """The one place final statuses are announced."""
     try:
-        job = ctx.jobs.get(state.job_id)
+        job = load_job(ctx, state.job_id)
     except JobNotFound:
         return  # never recorded (record_failure said so): no one to tell
     if job.status.is_final:
@@ -280,7 +280,7 @@ def reconcile(ctx: Context, job_id: str, execution_status: str, cause: str | Non
     """An execution ended without reaching Notify (FAILED, TIMED_OUT, ABORTED): make the job
     final with the reason, and announce it, so no accepted job is ever left hanging."""
     try:
-        job = ctx.jobs.get(job_id)
+        job = load_job(ctx, job_id)
     except JobNotFound:
         return  # started by an API call that died before recording it: nothing was accepted
     if job.status is JobStatus.CANCELED and execution_status == "ABORTED":
