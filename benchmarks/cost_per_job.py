@@ -180,6 +180,8 @@ def main() -> None:
         )
     biggest = max(rows, key=lambda r: r.usd)
     sfn_share = biggest.transitions * PRICES["state_transition"] / biggest.usd * 100
+    slower = biggest.transitions - math.ceil(biggest.polls / 2)  # half the polls at 20 s
+    writes_share = biggest.dynamo_writes * PRICES["dynamodb_write"] / biggest.usd * 100
     write_section(
         "cost",
         f"""
@@ -200,8 +202,11 @@ itself. That figure is not in the provider's documentation here; pass your price
 The biggest cost is Step Functions: for the 120 s job, transitions are {sfn_share:.0f}% of what
 AWS adds. Each poll is one transition ($0.000025), thanks to the Retry-based poll loop; a
 Wait → Task → Choice loop would have cost three. A 20 s poll interval would take the 120 s job
-from 19 to 13 transitions, at the price of up to 10 s more latency. The secret is read once per container (Powertools caches it for 5
-minutes), so in a warm deployment it costs less than shown.
+from {biggest.transitions} to {slower} transitions, at the price of up to 10 s more latency.
+DynamoDB writes are {writes_share:.0f}% of it: besides the record's status changes and the
+queue entry, each step notes the job's timeline and counts its provider calls (one write per
+poll). The secret is read once per container (Powertools caches it for 5 minutes), so in a
+warm deployment it costs less than shown.
 """,
     )
 
