@@ -42,6 +42,18 @@ def underway(stack, job):
     return wait_until(lambda: job_of(stack, job.id).provider, what="the provider task")
 
 
+def stopped_underway(stack):
+    """An async job at the provider whose execution is stopped behind the job's back."""
+    stack.emulator.fake.faults.pending_s = 60
+    job = start(stack, {"model": "qwen-image", "prompt": "slow"}, Capability.TEXT_TO_IMAGE)
+    underway(stack, job)
+    boto3.client("stepfunctions").stop_execution(
+        executionArn=stack.ctx.executions.execution_arn(job.id)
+    )
+    wait_execution(stack, job.id)  # moto stops it a moment later
+    return job
+
+
 def reconcile_event(job_id: str, status: str) -> dict:
     event = json.loads((ROOT / "events" / "reconcile.json").read_text())
     event["detail"].update(name=job_id, status=status)
@@ -87,12 +99,7 @@ def test_failed_and_canceled_jobs_are_announced(stack, job_events):
 
 
 def test_reconcile_fails_a_job_whose_execution_timed_out(stack, job_events):
-    stack.emulator.fake.faults.pending_s = 60
-    job = start(stack, {"model": "qwen-image", "prompt": "slow"}, Capability.TEXT_TO_IMAGE)
-    underway(stack, job)
-    boto3.client("stepfunctions").stop_execution(
-        executionArn=stack.ctx.executions.execution_arn(job.id)
-    )  # stands in for a time-out
+    job = stopped_underway(stack)  # stands in for a time-out
     run_reconcile(stack, reconcile_event(job.id, "TIMED_OUT"))
     failed = job_of(stack, job.id)
     assert failed.status is JobStatus.FAILED
@@ -132,12 +139,7 @@ def test_the_sweep_starts_a_job_recorded_without_a_workflow(stack, job_events, m
 
 
 def test_the_sweep_reconciles_a_job_whose_workflow_ended_unseen(stack, job_events):
-    stack.emulator.fake.faults.pending_s = 60
-    job = start(stack, {"model": "qwen-image", "prompt": "slow"}, Capability.TEXT_TO_IMAGE)
-    underway(stack, job)
-    boto3.client("stepfunctions").stop_execution(
-        executionArn=stack.ctx.executions.execution_arn(job.id)
-    )  # and the EventBridge event that would reconcile it is lost
+    job = stopped_underway(stack)  # and the EventBridge event that would reconcile it is lost
     later = now_utc() + sweeper.GRACE + timedelta(seconds=1)
     assert sweeper.sweep(stack.ctx, later)["reconciled"] == 1
     failed = job_of(stack, job.id)
