@@ -784,6 +784,7 @@ def in_queue(fakes: Fakes, job: Job, token: str | None = None) -> None:
         lane=job.lane,
         enqueued_at=time.time(),
         deadline_at=job.deadline_at.timestamp(),
+        start_by=job.start_by.timestamp() if job.start_by else None,
     )
     fakes.queue.put(entry, token or f"token-{job.id}")
 

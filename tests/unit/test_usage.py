@@ -12,7 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 from qwen_edit.app import service
 from qwen_edit.domain import usage
 from qwen_edit.domain.errors import InvalidRequest
-from qwen_edit.domain.jobs import Job, JobOutput, JobStatus
+from qwen_edit.domain.jobs import Job, JobError, JobOutput, JobStatus
 from qwen_edit.domain.pricing import NO_PRICES_SOURCE, OPERATOR_SOURCE, Prices
 from qwen_edit.domain.provider import Usage
 from qwen_edit.domain.usage import GroupBy, Window
@@ -125,6 +125,17 @@ def test_only_succeeded_jobs_count_images() -> None:
     canceled = job(JobStatus.CANCELED).model_copy(update={"usage": Usage(image_count=4)})
     answer = usage.report([canceled], SPAN, GroupBy.DAY, PRICES)
     assert answer.totals.images == 0 and answer.totals.estimated_cost == 0
+
+
+def test_jobs_canceled_for_missing_their_start_deadline_are_counted_apart() -> None:
+    missed = job(JobStatus.CANCELED, calls=0).model_copy(
+        update={"error": JobError(code="DeadlineExceeded", message="not started")}
+    )
+    by_client = job(JobStatus.CANCELED).model_copy(
+        update={"error": JobError(code="Canceled", message="canceled by the client")}
+    )
+    totals = usage.report([missed, by_client], SPAN, GroupBy.DAY, PRICES).totals
+    assert (totals.jobs.canceled, totals.deadline_canceled, totals.provider_calls) == (2, 1, 1)
 
 
 def test_images_are_the_providers_count_else_the_stored_outputs() -> None:

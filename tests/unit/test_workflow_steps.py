@@ -253,11 +253,14 @@ def test_record_failure_fails_the_job_with_the_code_and_message_and_writes_the_r
     )
 
 
-def test_record_failure_leaves_a_final_job_as_it_is(ctx: Context, fakes: Fakes) -> None:
+def test_record_failure_leaves_a_final_job_as_it_is_and_writes_its_record(
+    ctx: Context, fakes: Fakes
+) -> None:
     job = running(fakes)
     canceled = fakes.jobs.transition(job.id, JobStatus.CANCELED, now_utc())
     workflow.record_failure(ctx, state(job, failure=caught(JobFailed("late", code="X"))))
-    assert fakes.jobs.get(job.id) == canceled and fakes.objects.writes == []
+    assert fakes.jobs.get(job.id) == canceled
+    assert fakes.objects.json("out", f"results/{job.id}/job.json")["status"] == "canceled"
 
 
 def test_record_failure_frees_the_async_place(ctx: Context, fakes: Fakes) -> None:

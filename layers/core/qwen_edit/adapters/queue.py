@@ -21,7 +21,8 @@ from qwen_edit.domain.dispatch import HeldLease, QueueEntry
 QUEUE = {"S": "QUEUE"}
 LEASE_KEY = {"pk": {"S": "DISPATCHER"}}
 LEFTOVER_SECONDS = 86_400  # the table's TTL removes an entry this long after its deadline
-KEPT = ["job_id", "tenant", "family", "lane", "enqueued_at", "deadline_at", "calls"]  # as put
+# As put (start_by may be null).
+KEPT = ["job_id", "tenant", "family", "lane", "enqueued_at", "deadline_at", "start_by", "calls"]
 SHOWN = [*KEPT, "claimed_by", "claimed_at"]  # what `entries` reads: all but the task token
 
 

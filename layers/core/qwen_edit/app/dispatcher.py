@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aws_lambda_powertools import Logger
 
-from qwen_edit.app.service import load_job, note
+from qwen_edit.app.service import expire, load_job, note
 from qwen_edit.app.workflow import OUTCOME_UNKNOWN, Submission, final_result, readable_url
 from qwen_edit.context import Context
 from qwen_edit.domain.admission import HANDOVER_GUARD_SECONDS
@@ -140,13 +140,21 @@ class Run:
         return not self.lost
 
     def _expired(self, entry: QueueEntry, now: float) -> bool:
-        """A job past its deadline before its call: it fails, costing no call."""
-        if entry.deadline_at > now:
+        """A job past a deadline before its call ends, costing no call: canceled when its
+        request's own deadline passed (start_by), failed past the job's."""
+        late = entry.start_by is not None and entry.start_by <= now
+        if entry.deadline_at > now and not late:
             return False
-        if (task_token := self.ctx.queue.claim(entry, self.token, now)) is not None:
-            self._fail(
-                entry, task_token, DeadlineExceeded("the job was not called by its deadline")
+        if (task_token := self.ctx.queue.claim(entry, self.token, now)) is None:
+            return True  # someone else's now
+        if late:
+            expire(self.ctx, load_job(self.ctx, entry.job_id))
+            error: QwenEditError = JobConflict(
+                f"job {entry.job_id} was not started by its deadline"
             )
+        else:
+            error = DeadlineExceeded("the job was not called by its deadline")
+        self._fail(entry, task_token, error)
         return True
 
     def _book(self, family: str, waiting: list[QueueEntry], now: float) -> float:

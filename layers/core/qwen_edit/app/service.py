@@ -23,7 +23,7 @@ from qwen_edit.domain.catalog import (
     RuleViolation,
     get_model,
 )
-from qwen_edit.domain.errors import JobNotFound, QueueFull
+from qwen_edit.domain.errors import DeadlineExceeded, JobConflict, JobNotFound, QueueFull
 from qwen_edit.domain.image_headers import ImageRejected
 from qwen_edit.domain.images import (
     EXTENSION_OF_FORMAT,
@@ -96,6 +96,9 @@ def validate(
         allow_loopback_http=ctx.need(Loopback).allow_loopback_urls,
     )
     problems += [webhook] if webhook else []
+    start_by = valid.body.start_by(now_utc())
+    if valid.body.deadline is not None and start_by is not None and start_by <= now_utc():
+        problems.append(RuleViolation("deadline", "future", "deadline has passed already"))
     if problems:
         raise invalid(problems)
     return valid
@@ -191,6 +194,7 @@ def accept(
         metadata=valid.body.metadata,
         webhook_url=valid.body.webhook_url,
         lane=Lane(valid.body.lane) if valid.body.lane else None,
+        start_by=valid.body.start_by(now_utc()),
     )
     ctx.tracing.follow(job.id, job.model)
     images = [_stored(ctx, job.id, index, ref) for index, ref in enumerate(valid.images)]
@@ -211,6 +215,27 @@ def accept(
         ctx.executions.start(job.id, {"job_id": job.id})
     ctx.metrics.count("JobsAccepted", Family=valid.spec.family, Source=source.value)
     return job
+
+
+def expire(ctx: Context, job: Job) -> None:
+    """A job whose provider call had not started by its own deadline (start_by) ends canceled
+    with DeadlineExceeded; no call was made. Its workflow writes its record (RecordFailure)
+    and announces it (Notify)."""
+    when = job.start_by.isoformat() if job.start_by else "its deadline"
+    try:
+        job = ctx.jobs.transition(
+            job.id,
+            JobStatus.CANCELED,
+            now_utc(),
+            completed_at=now_utc(),
+            error=JobError(
+                code=DeadlineExceeded.code,
+                message=f"not started at the provider by {when}: canceled, no provider call",
+            ),
+        )
+    except JobConflict:
+        return  # final already (canceled by its client, or failed)
+    note(ctx, job.id, event(Step.CANCELED, DeadlineExceeded.code))
 
 
 def _check_queue_room(ctx: Context, tenant: str, spec: ModelSpec) -> None:

@@ -13,7 +13,7 @@ import time
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel
 
-from qwen_edit.app.service import announce, load_job, note, write_record
+from qwen_edit.app.service import announce, expire, load_job, note, write_record
 from qwen_edit.context import Context
 from qwen_edit.domain.catalog import ModelSpec, get_model
 from qwen_edit.domain.dispatch import QueueEntry
@@ -101,6 +101,10 @@ def admit(ctx: Context, request: AdmitRequest) -> None:
         raise JobConflict(f"job {job.id} is already {job.status.value}")
     now = time.time()
     _check_deadline(job, now)
+    start_by = job.start_by.timestamp() if job.start_by else None
+    if start_by is not None and start_by <= now:
+        expire(ctx, job)
+        raise JobConflict(f"job {job.id} was not started by its deadline: canceled")
     entry = QueueEntry(
         job_id=job.id,
         tenant=job.tenant,
@@ -108,6 +112,7 @@ def admit(ctx: Context, request: AdmitRequest) -> None:
         lane=job.lane,
         enqueued_at=now,
         deadline_at=job.deadline_at.timestamp(),
+        start_by=start_by,
     )
     ctx.queue.put(entry, request.task_token)
     note(ctx, job.id, event(Step.ADMITTED, f"{job.lane.value} lane"))
@@ -202,6 +207,9 @@ def record_failure(ctx: Context, state: WorkflowState) -> None:
         logger.warning("no job to fail", extra={"job_id": state.job_id, "code": code})
         return
     _release_lease(ctx, job, get_model(job.model))
+    if job.status.is_final:  # ended already: by its client, or canceled at its start deadline
+        write_record(ctx, job)  # by the dispatcher or Admit, which have no output bucket
+        return
     try:
         job = ctx.jobs.transition(
             job.id,

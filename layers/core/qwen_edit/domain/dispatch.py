@@ -90,6 +90,7 @@ class QueueEntry(BaseModel):
     lane: Lane
     enqueued_at: float  # kept when the job comes back: its place in its tenant's line
     deadline_at: float
+    start_by: float | None = None  # not called by then: the job is canceled (its own deadline)
     calls: int = 0  # provider calls made for it so far (each answered "try later")
     claimed_by: int | None = None  # the fencing token of the dispatcher calling for it
     claimed_at: float | None = None

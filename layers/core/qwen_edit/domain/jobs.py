@@ -200,6 +200,9 @@ class JobView(BaseModel):
     request: dict[str, Any]
     outputs: list[JobOutput] = Field(default_factory=list)
     lane: Lane = Lane.INTERACTIVE
+    # From the request's deadline or cancel_after: not started at the provider by then, the
+    # job ends canceled (DeadlineExceeded) at no provider cost.
+    start_by: Timestamp | None = None
     queue: QueuePlace | None = None  # shown while the job waits for its provider call
     usage: Usage | None = None
     provider: ProviderInfo | None = None
@@ -257,6 +260,7 @@ def new_job(
     metadata: dict[str, str] | None = None,
     webhook_url: str | None = None,
     lane: Lane | None = None,
+    start_by: datetime | None = None,
 ) -> Job:
     """A queued job; its lane is interactive for API requests and batch for uploads unless
     the request or recipe chose one."""
@@ -269,6 +273,7 @@ def new_job(
         model=model,
         source=source,
         lane=lane or (Lane.BATCH if source is JobSource.S3 else Lane.INTERACTIVE),
+        start_by=start_by,
         created_at=created,
         updated_at=created,
         deadline_at=created + timedelta(seconds=deadline_seconds),

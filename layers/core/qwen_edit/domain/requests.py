@@ -6,9 +6,11 @@ and raises one InvalidRequest, so bad input is refused before it can cost a prov
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -17,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -58,6 +61,7 @@ def _whole_number(value: Any) -> Any:
 WholeNumber = BeforeValidator(_whole_number)
 MetadataKey = Annotated[str, Field(min_length=1, max_length=64)]
 MetadataValue = Annotated[str, Field(max_length=512)]
+MAX_CANCEL_AFTER_SECONDS = 43_200  # the longest JobDeadlineSeconds: later, that ends the job
 SIZE_PATTERN = r"^[0-9]{1,5}\*[0-9]{1,5}$"  # ASCII digits only; the catalog checks the bounds
 # The shapes the OpenAPI document states (the code checks them, with clearer messages).
 WEBHOOK_URL_PATTERN = url_pattern("https")
@@ -71,6 +75,26 @@ IMAGE_SHAPES = [
 # Characters that show nothing: a prompt of only these is blank (besides Unicode's format,
 # control and separator categories, these letters and symbols render as empty space).
 _BLANK_LOOKING = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+# RFC 3339 date-time with its offset (fromisoformat alone also takes dates and bare times).
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def start_by(deadline: str) -> datetime:
+    """`deadline` as a time; a PydanticCustomError naming the rule if it is not RFC 3339."""
+    try:
+        if _RFC3339.fullmatch(deadline):
+            return datetime.fromisoformat(deadline.upper().replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        pass
+    raise PydanticCustomError(
+        "date-time",
+        "deadline must be an RFC 3339 time with its offset, such as 2026-11-26T18:00:00Z",
+    )
 
 
 def is_blank(text: str) -> bool:
@@ -103,6 +127,17 @@ class GenerationRequest(BaseModel):
         description="interactive goes before batch (batch keeps a 25% share); the default is "
         "interactive for API requests and batch for uploads",
     )
+    deadline: str | None = Field(
+        None,
+        max_length=40,
+        json_schema_extra={"format": "date-time"},
+        description="an RFC 3339 time: a job whose provider call has not started by then ends "
+        "canceled (DeadlineExceeded), at no provider cost; one already at the provider runs "
+        "to its end",
+    )
+    cancel_after: Annotated[int, Field(ge=1, le=MAX_CANCEL_AFTER_SECONDS), WholeNumber] | None = (
+        Field(None, description="the same deadline, in seconds after the job is accepted")
+    )
 
     @field_validator("prompt")
     @classmethod
@@ -121,6 +156,28 @@ class GenerationRequest(BaseModel):
                 {"got": repr(size[:20])},
             )
         return size
+
+    @field_validator("deadline")
+    @classmethod
+    def _a_time(cls, deadline: str | None) -> str | None:
+        if deadline is not None:
+            start_by(deadline)
+        return deadline
+
+    @field_validator("cancel_after")
+    @classmethod
+    def _one_deadline(cls, seconds: int | None, info: ValidationInfo) -> int | None:
+        if seconds is not None and info.data.get("deadline") is not None:
+            raise PydanticCustomError(
+                "one-deadline", "give deadline or cancel_after, not both (they say the same)"
+            )
+        return seconds
+
+    def start_by(self, accepted_at: datetime) -> datetime | None:
+        """When the job's provider call must have started (deadline, or cancel_after)."""
+        if self.cancel_after is not None:
+            return accepted_at + timedelta(seconds=self.cancel_after)
+        return start_by(self.deadline) if self.deadline is not None else None
 
     @field_validator("webhook_url")
     @classmethod

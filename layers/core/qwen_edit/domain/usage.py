@@ -23,7 +23,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from qwen_edit.domain.errors import InvalidRequest
+from qwen_edit.domain.errors import DeadlineExceeded, InvalidRequest
 from qwen_edit.domain.jobs import Job, JobStatus
 from qwen_edit.domain.pricing import Prices
 
@@ -105,6 +105,11 @@ class Numbers(BaseModel):
     jobs: StatusCounts = Field(
         default_factory=StatusCounts, description="jobs created in the range, by current status"
     )
+    deadline_canceled: int = Field(
+        0,
+        description="of the canceled jobs, those not started by their own deadline "
+        "(DeadlineExceeded): they cost no provider call",
+    )
     images: int = Field(
         0, description="images of succeeded jobs, as the provider counted them (what it bills)"
     )
@@ -174,6 +179,14 @@ def _key(job: Job, group_by: GroupBy) -> str:
     return job.model
 
 
+def _missed_its_start(job: Job) -> bool:
+    return (
+        job.status is JobStatus.CANCELED
+        and job.error is not None
+        and job.error.code == DeadlineExceeded.code
+    )
+
+
 def _numbers(jobs: list[Job], prices: Prices) -> Numbers:
     statuses = dict.fromkeys(JobStatus, 0)
     cost = 0.0
@@ -186,6 +199,7 @@ def _numbers(jobs: list[Job], prices: Prices) -> Numbers:
     priced = all(prices.per_image_price(job.model) is not None for job in jobs)
     return Numbers(
         jobs=StatusCounts(**{status.value: count for status, count in statuses.items()}),
+        deadline_canceled=sum(1 for job in jobs if _missed_its_start(job)),
         images=images,
         provider_calls=sum(job.provider_calls for job in jobs),
         estimated_cost=round(cost, 6) if priced else None,
