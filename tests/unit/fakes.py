@@ -40,7 +40,6 @@ from qwen_edit.domain.errors import InvalidRequest, JobConflict, JobNotFound
 from qwen_edit.domain.jobs import (
     ALLOWED_FROM,
     FINAL_STATUSES,
-    MAX_EVENTS,
     DeliveryStatus,
     Job,
     JobEvent,
@@ -48,9 +47,12 @@ from qwen_edit.domain.jobs import (
     JobStatus,
     WebhookAttempt,
     new_job,
+    now_utc,
+    room_for,
     stored_time,
 )
 from qwen_edit.domain.provider import ProviderError, ProviderRequest, ProviderTask, TaskStatus
+from qwen_edit.domain.usage import JobUsage
 from qwen_edit.ports import (
     Callbacks,
     DispatchLease,
@@ -62,6 +64,7 @@ from qwen_edit.ports import (
     JobStore,
     LimitStore,
     ObjectStore,
+    OpenJob,
     Tracing,
     WebhookOutbox,
     WebhookSender,
@@ -162,11 +165,19 @@ class FakeJobStore:
             job_id, unfinished, {"updated_at": at, **fields}, "is final and cannot change"
         )
 
-    def note(self, job_id: str, event: JobEvent | None = None, **counters: int) -> None:
+    def note(
+        self,
+        job_id: str,
+        event: JobEvent | None = None,
+        provider_status: str | None = None,
+        **counters: int,
+    ) -> None:
         record = self._record(job_id)
+        if provider_status is not None:
+            record["provider_status"] = provider_status
         if event is not None:
             events = record.setdefault("events", [])
-            if len(events) < MAX_EVENTS:
+            if len(events) < room_for(event.step):
                 events.append(to_jsonable_python(event))
             else:
                 counters = {**counters, "events_dropped": 1}
@@ -182,10 +193,9 @@ class FakeJobStore:
         record["webhook"]["status"] = status.value
         self._save(record)
 
-    def unfinished(self, status: JobStatus, created_before: datetime, limit: int) -> list[Job]:
-        jobs = (job for job in self.all() if job.status is status)
-        older = sorted((job for job in jobs if job.created_at < created_before), key=_sort_key)
-        return older[:limit]
+    def unfinished(self, status: JobStatus) -> Iterator[OpenJob]:
+        jobs = sorted((job for job in self.all() if job.status is status), key=_sort_key)
+        return iter([OpenJob(job.id, job.created_at) for job in jobs])
 
     def list_for_tenant(
         self, tenant: str, limit: int, cursor: str | None, status: JobStatus | None
@@ -206,12 +216,13 @@ class FakeJobStore:
         next_cursor = _encode_cursor(tenant, page[-1]) if len(jobs) > limit else None
         return [job for job in page if status is None or job.status is status], next_cursor
 
-    def created_in(self, tenant: str, start: datetime, end: datetime) -> Iterator[Job]:
+    def created_in(self, tenant: str, start: datetime, end: datetime) -> Iterator[JobUsage]:
         since, until = stored_time(start), stored_time(end)
         jobs = (job for job in map(self.get, self._records) if job.tenant == tenant)
-        yield from sorted(
+        in_range = sorted(
             (job for job in jobs if since <= _sort_key(job)[0] < until), key=_sort_key
         )
+        yield from (JobUsage.of(job.model_dump(mode="json")) for job in in_range)
 
     # -- helpers (not part of the port) --
 
@@ -429,7 +440,7 @@ class FakeExecutions:
     def stop(self, name: str, cause: str) -> None:
         self.stopped.append((name, cause))
         if name in self.started:
-            self.ended[name] = ExecutionState("ABORTED", cause)
+            self.ended[name] = ExecutionState("ABORTED", cause, now_utc())
 
 
 class FakeEvents:

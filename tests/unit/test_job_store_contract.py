@@ -142,6 +142,10 @@ class JobStoreContract:
         assert after.events_dropped == 5  # 1 queued + 1 admitted + 27 retries, 24 kept
         assert (after.provider_calls, after.polls) == (3, 1)
         assert after.status is JobStatus.CANCELED
+        store.note(job.id, event(Step.NOTIFIED), "SUCCEEDED")  # how it ended always has room
+        ended = store.get(job.id)
+        assert ended.events[-1].step is Step.NOTIFIED and ended.events_dropped == 5
+        assert ended.provider_status == "SUCCEEDED"
         with pytest.raises(JobNotFound):
             store.note("no-such-job", event(Step.ADMITTED))
         with pytest.raises(JobNotFound):
@@ -151,13 +155,12 @@ class JobStoreContract:
         jobs = [created(store, f"tenant-{m % 2}", minute=m) for m in range(5)]
         store.transition(jobs[1].id, JobStatus.RUNNING, now_utc())
         store.transition(jobs[3].id, JobStatus.CANCELED, now_utc())
-        before = T0 + timedelta(minutes=4)
 
-        def ids(status: JobStatus, limit: int = 10) -> list[str]:
-            return [job.id for job in store.unfinished(status, before, limit)]
+        def ids(status: JobStatus) -> list[str]:
+            return [job.job_id for job in store.unfinished(status)]
 
-        assert ids(JobStatus.QUEUED) == [jobs[0].id, jobs[2].id]  # not 3 (final), not 4 (new)
-        assert ids(JobStatus.QUEUED, limit=1) == [jobs[0].id]
+        assert ids(JobStatus.QUEUED) == [jobs[0].id, jobs[2].id, jobs[4].id]  # not 3: final
+        assert next(store.unfinished(JobStatus.QUEUED)).created_at == jobs[0].created_at
         assert ids(JobStatus.RUNNING) == [jobs[1].id]
         store.transition(jobs[1].id, JobStatus.SUCCEEDED, now_utc())
         assert ids(JobStatus.RUNNING) == []

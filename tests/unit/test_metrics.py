@@ -11,6 +11,7 @@ from qwen_edit.app import service, workflow
 from qwen_edit.app.workflow import Submission, WorkflowState
 from qwen_edit.context import Context
 from qwen_edit.domain.catalog import Capability
+from qwen_edit.domain.errors import TaskPending
 from qwen_edit.domain.jobs import JobError, JobSource, JobStatus, ProviderCall, now_utc
 from qwen_edit.domain.provider import ProviderError
 
@@ -81,4 +82,13 @@ def test_a_successful_call_and_each_poll_are_counted(ctx: Context, fakes: Fakes)
         (1, {"Family": "qwen-image-plus", "Answer": "ok"})
     ]
     assert fakes.metrics.named("Polls") == [(1, {"Family": "qwen-image-plus"})]
-    assert fakes.metrics.named("ProviderCallFailed") == [(0, {})]
+    assert fakes.metrics.named("ProviderCallFailed") == [(0, {}), (0, {})]  # submit and poll
+
+
+def test_a_failed_poll_counts_toward_the_provider_error_rate(ctx: Context, fakes: Fakes) -> None:
+    job = queued(fakes, model="qwen-image-plus", capability=Capability.TEXT_TO_IMAGE)
+    run(ctx)
+    fakes.provider.fetches.append(http_error(503))
+    with pytest.raises(TaskPending):
+        workflow.poll(ctx, WorkflowState(job_id=job.id, submission=Submission(task_id="t")))
+    assert fakes.metrics.named("ProviderCallFailed") == [(0, {}), (1, {})]

@@ -15,7 +15,7 @@ from qwen_edit.domain.errors import InvalidRequest
 from qwen_edit.domain.jobs import Job, JobError, JobOutput, JobStatus
 from qwen_edit.domain.pricing import NO_PRICES_SOURCE, OPERATOR_SOURCE, Prices
 from qwen_edit.domain.provider import Usage
-from qwen_edit.domain.usage import GroupBy, Window
+from qwen_edit.domain.usage import GroupBy, JobUsage, Window
 
 from .fakes import a_job, fake_context
 
@@ -42,6 +42,11 @@ def job(
         fields["usage"] = Usage(image_count=images)
         fields["outputs"] = [JobOutput(s3_uri=f"s3://out/r/{i}.png") for i in range(images)]
     return a_job(tenant, model=model, created_at=at).model_copy(update=fields)
+
+
+def counted(*jobs: Job) -> list[JobUsage]:
+    """What the store hands usage: the few fields it reads of each record."""
+    return [JobUsage.of(job.model_dump(mode="json")) for job in jobs]
 
 
 # ---- the range -----------------------------------------------------------------------------
@@ -106,7 +111,7 @@ def test_numbers_per_day_and_in_total() -> None:
         job(JobStatus.QUEUED, calls=0, at=DAY2),
         job(JobStatus.SUCCEEDED, images=1, calls=1, at=DAY2),
     ]
-    answer = usage.report(jobs, SPAN, GroupBy.DAY, PRICES)
+    answer = usage.report(counted(*jobs), SPAN, GroupBy.DAY, PRICES)
     assert [g.key for g in answer.groups] == ["2026-11-20", "2026-11-21"]
     first, second = answer.groups
     assert first.jobs.model_dump() == {
@@ -123,7 +128,7 @@ def test_numbers_per_day_and_in_total() -> None:
 
 def test_only_succeeded_jobs_count_images() -> None:
     canceled = job(JobStatus.CANCELED).model_copy(update={"usage": Usage(image_count=4)})
-    answer = usage.report([canceled], SPAN, GroupBy.DAY, PRICES)
+    answer = usage.report(counted(canceled), SPAN, GroupBy.DAY, PRICES)
     assert answer.totals.images == 0 and answer.totals.estimated_cost == 0
 
 
@@ -134,14 +139,14 @@ def test_jobs_canceled_for_missing_their_start_deadline_are_counted_apart() -> N
     by_client = job(JobStatus.CANCELED).model_copy(
         update={"error": JobError(code="Canceled", message="canceled by the client")}
     )
-    totals = usage.report([missed, by_client], SPAN, GroupBy.DAY, PRICES).totals
+    totals = usage.report(counted(missed, by_client), SPAN, GroupBy.DAY, PRICES).totals
     assert (totals.jobs.canceled, totals.deadline_canceled, totals.provider_calls) == (2, 1, 1)
 
 
 def test_images_are_the_providers_count_else_the_stored_outputs() -> None:
     reported = job(JobStatus.SUCCEEDED, images=2).model_copy(update={"usage": Usage(image_count=3)})
     unreported = job(JobStatus.SUCCEEDED, images=2).model_copy(update={"usage": None})
-    assert usage.report([reported, unreported], SPAN, GroupBy.DAY, PRICES).totals.images == 5
+    assert usage.report(counted(reported, unreported), SPAN, GroupBy.DAY, PRICES).totals.images == 5
 
 
 def test_per_model_groups_and_a_model_without_a_price_makes_its_costs_null() -> None:
@@ -150,7 +155,7 @@ def test_per_model_groups_and_a_model_without_a_price_makes_its_costs_null() -> 
         job(JobStatus.SUCCEEDED, images=1, model="qwen-image-max"),
         job(JobStatus.FAILED, model="qwen-image-2.0"),
     ]
-    answer = usage.report(jobs, SPAN, GroupBy.MODEL, PRICES)
+    answer = usage.report(counted(*jobs), SPAN, GroupBy.MODEL, PRICES)
     costs = {g.key: g.estimated_cost for g in answer.groups}
     assert costs == {"qwen-image-2.0": None, "qwen-image-edit-plus": 0.06, "qwen-image-max": None}
     assert answer.totals.estimated_cost is None
@@ -189,11 +194,11 @@ def test_past_the_bound_the_answer_is_truncated_where_it_stopped(
     monkeypatch.setattr(usage, "MAX_JOBS", 3)
     times = [DAY1, DAY1 + timedelta(minutes=1), DAY2, DAY2, DAY2 + timedelta(minutes=1)]
     jobs = [job(JobStatus.SUCCEEDED, images=1, at=at) for at in times]
-    answer = usage.report(jobs, SPAN, GroupBy.DAY, PRICES)
+    answer = usage.report(counted(*jobs), SPAN, GroupBy.DAY, PRICES)
     # The fourth job shares the third's created_at: both are left for the next answer.
     assert answer.truncated and answer.counted_until == DAY2
     assert answer.totals.jobs.succeeded == 2
-    assert usage.report(jobs[:3], SPAN, GroupBy.DAY, PRICES).truncated is False
+    assert usage.report(counted(*jobs[:3]), SPAN, GroupBy.DAY, PRICES).truncated is False
 
 
 # ---- the use case: the tenant's own jobs in the range --------------------------------------

@@ -12,6 +12,7 @@ from qwen_edit.domain.admission import Pace
 from qwen_edit.domain.dispatch import HeldLease, QueueEntry
 from qwen_edit.domain.jobs import DeliveryStatus, Job, JobEvent, JobStatus, WebhookAttempt
 from qwen_edit.domain.provider import ProviderRequest, ProviderTask
+from qwen_edit.domain.usage import JobUsage
 
 
 class JobStore(Protocol):
@@ -28,24 +29,32 @@ class JobStore(Protocol):
     def update(self, job_id: str, at: datetime, **fields: Any) -> Job:
         """Set fields of a job that is not final; JobConflict once it is."""
 
-    def note(self, job_id: str, event: JobEvent | None = None, **counters: int) -> None:
-        """Add an event to the job's timeline (past jobs.MAX_EVENTS it is only counted, in
-        events_dropped) and add to its counters (provider_calls, polls); final jobs too."""
+    def note(
+        self,
+        job_id: str,
+        event: JobEvent | None = None,
+        provider_status: str | None = None,
+        **counters: int,
+    ) -> None:
+        """Add an event to the job's timeline (past jobs.room_for it is only counted, in
+        events_dropped), set what the provider last said, and add to its counters
+        (provider_calls, polls); final jobs too."""
 
     def record_webhook(self, job_id: str, attempt: WebhookAttempt, status: DeliveryStatus) -> None:
         """Append a delivery attempt and set the delivery status (the job's own status stays)."""
 
-    def unfinished(self, status: JobStatus, created_before: datetime, limit: int) -> list[Job]:
-        """Up to `limit` jobs in `status` (queued or running) created before then, oldest first."""
+    def unfinished(self, status: JobStatus) -> Iterator[OpenJob]:
+        """The jobs in `status` (queued or running), oldest first, a page read as they are
+        taken (an index that may lag the records by a moment)."""
 
     def list_for_tenant(
         self, tenant: str, limit: int, cursor: str | None, status: JobStatus | None
     ) -> tuple[list[Job], str | None]:
         """The tenant's jobs, newest first, a page at a time; InvalidRequest on a bad cursor."""
 
-    def created_in(self, tenant: str, start: datetime, end: datetime) -> Iterator[Job]:
-        """The tenant's jobs created in [start, end), oldest first, read a page at a time as
-        they are taken (stop taking, and no more pages are read)."""
+    def created_in(self, tenant: str, start: datetime, end: datetime) -> Iterator[JobUsage]:
+        """What usage needs of the tenant's jobs created in [start, end), oldest first, read a
+        page at a time as they are taken (stop taking, and no more pages are read)."""
 
 
 class LimitStore(Protocol):
@@ -125,9 +134,15 @@ class ObjectStore(Protocol):
         """The object's size and first bytes, or None when there is no such object."""
 
 
+class OpenJob(NamedTuple):
+    job_id: str
+    created_at: datetime
+
+
 class ExecutionState(NamedTuple):
-    status: str  # RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED
+    status: str  # RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED or PENDING_REDRIVE
     cause: str | None = None
+    stopped_at: datetime | None = None
 
 
 class Executions(Protocol):

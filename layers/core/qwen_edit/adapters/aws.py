@@ -81,7 +81,8 @@ class StepFunctionsExecutions:
             answer = self.client.describe_execution(executionArn=self.execution_arn(name))
         except self.client.exceptions.ExecutionDoesNotExist:
             return None
-        return ExecutionState(answer["status"], answer.get("cause") or answer.get("error"))
+        cause = answer.get("cause") or answer.get("error")
+        return ExecutionState(answer["status"], cause, answer.get("stopDate"))
 
     def stop(self, name: str, cause: str) -> None:
         with contextlib.suppress(self.client.exceptions.ExecutionDoesNotExist):

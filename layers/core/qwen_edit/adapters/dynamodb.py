@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 import random
 import time
@@ -15,6 +14,7 @@ from typing import Any, TypeVar, cast
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
+from pydantic import TypeAdapter
 from pydantic_core import to_jsonable_python
 
 from qwen_edit.domain import admission
@@ -22,14 +22,16 @@ from qwen_edit.domain.errors import InvalidRequest, JobConflict, JobNotFound
 from qwen_edit.domain.jobs import (
     ALLOWED_FROM,
     FINAL_STATUSES,
-    MAX_EVENTS,
     DeliveryStatus,
     Job,
     JobEvent,
     JobStatus,
     WebhookAttempt,
+    room_for,
     stored_time,
 )
+from qwen_edit.domain.usage import USAGE_FIELDS, JobUsage
+from qwen_edit.ports import OpenJob
 
 Item = dict[str, Any]  # an attribute value or item in DynamoDB's wire format
 State = dict[str, Any]  # a limits item, as plain values
@@ -38,6 +40,7 @@ RECORD_RETENTION = timedelta(days=90)  # the table's TTL removes job records aft
 # Set while a job is queued or running (its status), removed once final: the sparse index
 # by-open-status finds the oldest unfinished jobs without reading finished ones.
 OPEN_STATUS = "open_status"
+_CREATED_AT = TypeAdapter(datetime)
 _serialize = TypeSerializer().serialize
 _deserialize = TypeDeserializer().deserialize
 
@@ -110,7 +113,7 @@ def conditional_failed(error: ClientError) -> bool:
 
 
 class DynamoJobStore:
-    PAGE_SIZE = 1000  # jobs per page of an index query (a usage answer reads at most 11)
+    PAGE_SIZE = 1000  # items per page of an index query (DynamoDB stops a page at 1 MB too)
 
     def __init__(self, table_name: str, client: Any = None):
         self.table = table_name
@@ -189,31 +192,34 @@ class DynamoJobStore:
             raise JobConflict(f"job {job_id} is {current.status.value} and {refusal}") from None
         return self._job(answer["Attributes"])
 
-    def note(self, job_id: str, event: JobEvent | None = None, **counters: int) -> None:
+    def note(
+        self,
+        job_id: str,
+        event: JobEvent | None = None,
+        provider_status: str | None = None,
+        **counters: int,
+    ) -> None:
         # No condition on the status (a job is notified once final); list_append and ADD keep
         # concurrent notes. A full timeline refuses the append, and the event is counted.
+        sets = {"provider_status": provider_status} if provider_status is not None else {}
         if event is not None:
             try:
                 self._add(
                     job_id,
                     counters,
-                    "SET #e = list_append(if_not_exists(#e, :none), :event)",
-                    "AND (attribute_not_exists(#e) OR size(#e) < :max)",
+                    {**sets, "events": event},
+                    "AND (attribute_not_exists(#e) OR size(#e) < :room)",
                     {"#e": "events"},
-                    {
-                        ":none": {"L": []},
-                        ":event": to_dynamo([event]),
-                        ":max": {"N": str(MAX_EVENTS)},
-                    },
+                    {":room": {"N": str(room_for(event.step))}},
                 )
                 return
             except ClientError as error:
                 if not conditional_failed(error):
                     raise
             counters = {**counters, "events_dropped": 1}
-        if counters:
+        if counters or sets:
             try:
-                self._add(job_id, counters)
+                self._add(job_id, counters, sets)
             except ClientError as error:
                 if not conditional_failed(error):
                     raise
@@ -223,22 +229,32 @@ class DynamoJobStore:
         self,
         job_id: str,
         counters: dict[str, int],
-        set_clause: str = "",
+        sets: dict[str, Any],
         condition: str = "",
         names: dict[str, str] | None = None,
         values: Item | None = None,
     ) -> None:
-        """One update: `set_clause`, then ADD each counter; only to an existing job."""
-        names = {**(names or {}), **{f"#c{i}": name for i, name in enumerate(counters)}}
-        values = {
-            **(values or {}),
-            **{f":c{i}": {"N": str(n)} for i, n in enumerate(counters.values())},
-        }
-        adds = ", ".join(f"#c{i} :c{i}" for i in range(len(counters)))
+        """One update of an existing job: SET each of `sets` (`events` is appended to), then
+        ADD each counter."""
+        names, values = dict(names or {}), dict(values or {})
+        clauses = []
+        for i, (name, value) in enumerate(sets.items()):
+            names[f"#s{i}"] = name
+            if name == "events":
+                clauses.append(f"#s{i} = list_append(if_not_exists(#s{i}, :none), :s{i})")
+                values[":none"], value = {"L": []}, [value]
+            else:
+                clauses.append(f"#s{i} = :s{i}")
+            values[f":s{i}"] = to_dynamo(value)
+        names.update({f"#c{i}": name for i, name in enumerate(counters)})
+        values.update({f":c{i}": {"N": str(n)} for i, n in enumerate(counters.values())})
+        update = f"SET {', '.join(clauses)}" if clauses else ""
+        if counters:
+            update += " ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(counters)))
         self.client.update_item(
             TableName=self.table,
             Key={"id": {"S": job_id}},
-            UpdateExpression=f"{set_clause} ADD {adds}" if adds else set_clause,
+            UpdateExpression=update.strip(),
             ConditionExpression=f"attribute_exists(id) {condition}",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
@@ -285,39 +301,39 @@ class DynamoJobStore:
         last = page.get("LastEvaluatedKey")
         return [self._job(item) for item in page["Items"]], _encode_cursor(last) if last else None
 
-    def unfinished(self, status: JobStatus, created_before: datetime, limit: int) -> list[Job]:
+    def unfinished(self, status: JobStatus) -> Iterator[OpenJob]:
         query = {
             "IndexName": "by-open-status",
-            "KeyConditionExpression": "#open = :s AND created_at < :before",
+            "KeyConditionExpression": "#open = :s",
             "ExpressionAttributeNames": {"#open": OPEN_STATUS},
+            "ExpressionAttributeValues": {":s": {"S": status.value}},
+        }
+        for item in self._items(query):  # the index keeps keys only: a page holds thousands
+            yield OpenJob(item["id"]["S"], _CREATED_AT.validate_python(item["created_at"]["S"]))
+
+    def created_in(self, tenant: str, start: datetime, end: datetime) -> Iterator[JobUsage]:
+        # The index sorts on the stored created_at string (fixed width: a string range is a time
+        # range); it keeps microseconds, so [start, end) is BETWEEN start AND end - 1 µs. Only
+        # the fields usage reads come back: a page holds thousands of jobs, not hundreds.
+        query = {
+            "IndexName": "by-tenant",
+            "KeyConditionExpression": "tenant = :t AND created_at BETWEEN :start AND :last",
+            "ProjectionExpression": ", ".join(f"#u{i}" for i in range(len(USAGE_FIELDS))),
+            "ExpressionAttributeNames": {f"#u{i}": name for i, name in enumerate(USAGE_FIELDS)},
             "ExpressionAttributeValues": {
-                ":s": {"S": status.value},
-                ":before": {"S": stored_time(created_before)},
+                ":t": {"S": tenant},
+                ":start": {"S": stored_time(start)},
+                ":last": {"S": stored_time(end - timedelta(microseconds=1))},
             },
         }
-        return list(itertools.islice(self._query(query), limit))
+        for item in self._items(query):
+            yield JobUsage.of({name: from_dynamo(value) for name, value in item.items()})
 
-    def created_in(self, tenant: str, start: datetime, end: datetime) -> Iterator[Job]:
-        # The index sorts on the stored created_at string (fixed width: a string range is a time
-        # range); it keeps microseconds, so [start, end) is BETWEEN start AND end - 1 µs.
-        return self._query(
-            {
-                "IndexName": "by-tenant",
-                "KeyConditionExpression": "tenant = :t AND created_at BETWEEN :start AND :last",
-                "ExpressionAttributeValues": {
-                    ":t": {"S": tenant},
-                    ":start": {"S": stored_time(start)},
-                    ":last": {"S": stored_time(end - timedelta(microseconds=1))},
-                },
-            }
-        )
-
-    def _query(self, query: dict[str, Any]) -> Iterator[Job]:
-        """The jobs an index query finds, oldest first, a page read only as they are taken."""
+    def _items(self, query: dict[str, Any]) -> Iterator[Item]:
         query = {"TableName": self.table, "Limit": self.PAGE_SIZE, **query}
         while True:
             page = self.client.query(**query)
-            yield from (self._job(item) for item in page["Items"])
+            yield from page["Items"]
             if "LastEvaluatedKey" not in page:
                 return
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]

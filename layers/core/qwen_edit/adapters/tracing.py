@@ -34,8 +34,10 @@ SPANNED = {
     "objects": ("s3", frozenset({"put"})),
     "provider": ("provider", frozenset({"submit", "fetch", "download", "cancel"})),
 }
-# The libraries our adapters call through; patch_all would import every one it knows (sqlite3…).
-PATCHED = ("botocore", "httpx")
+# The AWS SDK only (patch_all would import every library it knows: sqlite3…). Not httpx: its
+# subsegments would record webhook URLs, whose paths can hold the receiver's secret (Slack- and
+# Discord-style hooks); provider calls have spans of their own.
+PATCHED = ("botocore",)
 
 
 def enabled(environ: Mapping[str, str]) -> bool:

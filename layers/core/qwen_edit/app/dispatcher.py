@@ -27,7 +27,13 @@ from concurrent.futures import ThreadPoolExecutor
 from aws_lambda_powertools import Logger
 
 from qwen_edit.app.service import expire, load_job, note
-from qwen_edit.app.workflow import OUTCOME_UNKNOWN, Submission, final_result, readable_url
+from qwen_edit.app.workflow import (
+    OUTCOME_UNKNOWN,
+    Submission,
+    count_provider_answer,
+    final_result,
+    readable_url,
+)
 from qwen_edit.context import Context
 from qwen_edit.domain.admission import HANDOVER_GUARD_SECONDS
 from qwen_edit.domain.catalog import ModelSpec, Provider, get_model
@@ -248,7 +254,8 @@ class Run:
         logger.info(
             "submitted", extra={"job_id": job.id, "model": spec.id, "task_id": task.task_id}
         )
-        note(ctx, job.id, event(Step.SUBMITTED, task.status.value), provider_calls=1)
+        status = task.status.value
+        note(ctx, job.id, event(Step.SUBMITTED, status), status, provider_calls=1)
         try:
             submission = (
                 final_result(task) if task.status.is_final else Submission(task_id=task.task_id)
@@ -276,8 +283,12 @@ class Run:
         calls = entry.calls + 1
         step = next_step(answer, calls, self.ctx.need(Limits).max_provider_attempts)
         retried = event(Step.RETRIED, f"{answer.value}: {error.code}")
-        sent_once = int(answer is not Answer.NOT_SENT)
-        note(self.ctx, job.id, retried if step is Next.REQUEUE else None, provider_calls=sent_once)
+        note(
+            self.ctx,
+            job.id,
+            retried if step is Next.REQUEUE else None,
+            provider_calls=int(answer.sent),
+        )
         if step is Next.REQUEUE:
             self._release_task_place(spec, job)
             self.ctx.queue.requeue(entry, calls)  # at its old place: it goes in the next slot
@@ -292,10 +303,7 @@ class Run:
 
     def _answered(self, spec: ModelSpec, answer: Answer, sent_at: float) -> None:
         self.ctx.metrics.count("ProviderCalls", Family=spec.family, Answer=answer.value)
-        # 1 or 0 for every call, undimensioned: its average is the provider's error rate,
-        # which one alarm can watch across families (a refusal is the request's fault).
-        failed = answer not in (Answer.OK, Answer.REFUSED)
-        self.ctx.metrics.count("ProviderCallFailed", int(failed))
+        count_provider_answer(self.ctx, answer)
         with self.lock:
             self.schedule.answered(spec.family, spec.rate_limit, answer, sent_at, self.clock())
 

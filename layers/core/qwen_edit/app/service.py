@@ -406,11 +406,17 @@ def _error_class(code: str) -> str:
     return head if head.isalnum() and len(head) <= 40 else "Other"
 
 
-def note(ctx: Context, job_id: str, happened: JobEvent | None, **counts: int) -> None:
+def note(
+    ctx: Context,
+    job_id: str,
+    happened: JobEvent | None,
+    provider_status: str | None = None,
+    **counts: int,
+) -> None:
     """Add to the job's timeline and counters. A lost note costs a line of history, never the
     job: a failing write here is logged, not raised."""
     try:
-        ctx.jobs.note(job_id, happened, **counts)
+        ctx.jobs.note(job_id, happened, provider_status, **counts)
     except Exception:
         logger.warning("timeline note lost", extra={"job_id": job_id}, exc_info=True)
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from qwen_edit.app.service import announce, expire, load_job, note, write_record
 from qwen_edit.context import Context
 from qwen_edit.domain.catalog import ModelSpec, get_model
-from qwen_edit.domain.dispatch import QueueEntry
+from qwen_edit.domain.dispatch import Answer, QueueEntry
 from qwen_edit.domain.errors import (
     DeadlineExceeded,
     JobConflict,
@@ -148,15 +148,18 @@ def poll(ctx: Context, state: WorkflowState) -> Submission:
     try:
         task = ctx.provider(spec.provider).fetch(task_id)
     except ProviderError as error:
+        answer = Answer.of(error)
+        count_provider_answer(ctx, answer)
         retried = event(Step.RETRIED, f"poll: {error.code}") if error.retryable else None
-        note(ctx, job.id, retried, provider_calls=1, polls=1)
+        note(ctx, job.id, retried, provider_calls=int(answer.sent), polls=1)
         if error.retryable:  # the next poll is the retry
             raise TaskPending(f"polling failed for now: {error.code}") from None
         raise JobFailed(error.message, code=error.code) from None
+    count_provider_answer(ctx, Answer.OK)
     status = task.status.value
-    changed = status != last_provider_status(job)  # one event per status the task goes through
+    changed = status != job.provider_status  # one event per status the task goes through
     answered = event(Step.ANSWERED, status, polls=job.polls + 1) if changed else None
-    note(ctx, job.id, answered, provider_calls=1, polls=1)
+    note(ctx, job.id, answered, status, provider_calls=1, polls=1)
     if not task.status.is_final:
         raise TaskPending(f"task {task_id} is {task.status.value}")
     _release_lease(ctx, job, spec)
@@ -273,10 +276,10 @@ def final_result(task: ProviderTask) -> Submission:
     )
 
 
-def last_provider_status(job: Job) -> str | None:
-    """What the provider last said of the task, as the timeline recorded it."""
-    answers = [e for e in job.events if e.step in (Step.SUBMITTED, Step.ANSWERED)]
-    return answers[-1].detail if answers else None
+def count_provider_answer(ctx: Context, answer: Answer) -> None:
+    """1 or 0 for every provider call, submit or poll, undimensioned: its average is the
+    provider's error rate, which one alarm watches across families."""
+    ctx.metrics.count("ProviderCallFailed", int(answer.provider_failed))
 
 
 def _release_lease(ctx: Context, job: Job, spec: ModelSpec) -> None:

@@ -57,6 +57,17 @@ class Answer(StrEnum):
         return cls.NOT_SENT if error.retryable else cls.REFUSED
 
     @property
+    def provider_failed(self) -> bool:
+        """The provider's fault, or the way to it (the error rate's); a refusal is the
+        request's."""
+        return self not in (Answer.OK, Answer.REFUSED)
+
+    @property
+    def sent(self) -> bool:
+        """Whether the call may have reached the provider (it counts as a provider call)."""
+        return self is not Answer.NOT_SENT
+
+    @property
     def try_later(self) -> bool:
         return self in (Answer.RATE_QUOTA_429, Answer.BUSY_429, Answer.SERVER_5XX, Answer.NOT_SENT)
 

@@ -166,14 +166,25 @@ class Step(StrEnum):
     NOTIFIED = "notified"  # the final event went out (EventBridge, webhook queued)
 
 
+def _short_line(text: str) -> str:
+    """One printable line of at most 200 characters (the provider's words, shown in a CLI)."""
+    return "".join(c if c.isprintable() else " " for c in text)[:200]
+
+
 class JobEvent(BaseModel):
     at: Timestamp
     step: Step
-    detail: SafeText | None = None
+    detail: Annotated[SafeText, AfterValidator(_short_line)] | None = None
     polls: int | None = None  # the polls sent so far, on `answered`
 
 
-MAX_EVENTS = 24  # a job's timeline keeps its first events; later ones are only counted
+MAX_EVENTS = 24  # a job's timeline keeps its first events; later ones are only counted...
+ENDINGS = frozenset({Step.STORED, Step.FAILED, Step.CANCELED, Step.NOTIFIED})
+
+
+def room_for(step: Step) -> int:
+    """...except how it ended, which always has room: retries cannot push it out."""
+    return MAX_EVENTS + len(ENDINGS) if step in ENDINGS else MAX_EVENTS
 
 
 class JobView(BaseModel):
@@ -232,6 +243,7 @@ class Job(JobView):
     provider_call: ProviderCall | None = None
     provider_calls: int = 0  # every submit and poll sent for the job (usage counts them)
     polls: int = 0
+    provider_status: str | None = None  # what the provider last said of its task
 
     def public(self) -> dict[str, Any]:
         """The job as clients see it (SPEC §3): no tenant, no internal routing."""

@@ -8,7 +8,7 @@ matches the provider's bill only as far as those prices do.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
@@ -24,7 +24,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from qwen_edit.domain.errors import DeadlineExceeded, InvalidRequest
-from qwen_edit.domain.jobs import Job, JobStatus
+from qwen_edit.domain.jobs import JobStatus
 from qwen_edit.domain.pricing import Prices
 
 DEFAULT_RANGE = timedelta(days=7)
@@ -146,11 +146,57 @@ class UsageReport(BaseModel):
     )
 
 
-def report(jobs: Iterable[Job], span: Window, group_by: GroupBy, prices: Prices) -> UsageReport:
+class JobUsage(BaseModel):
+    """What usage needs of one job record: about 200 bytes, where the record holds ~5 KB (its
+    request and timeline), so that one answer can read thousands."""
+
+    id: str
+    created_at: datetime
+    status: JobStatus
+    model: str
+    images: int = 0  # of a succeeded job: the provider's count (what it bills)
+    provider_calls: int = 0
+    error_code: str | None = None
+
+    @classmethod
+    def of(cls, record: Mapping[str, Any]) -> JobUsage:
+        """From a job record's USAGE_FIELDS, as stored (or Job.model_dump(mode="json"))."""
+        status = JobStatus(record["status"])
+        counted = record.get("usage") or {}
+        images = counted.get("image_count")
+        if images is None:  # a record without the provider's count: its stored outputs
+            images = len(record.get("outputs") or [])
+        return cls(
+            id=record["id"],
+            created_at=record["created_at"],
+            status=status,
+            model=record["model"],
+            images=images if status is JobStatus.SUCCEEDED else 0,
+            provider_calls=record.get("provider_calls", 0),
+            error_code=(record.get("error") or {}).get("code"),
+        )
+
+
+# The fields of a job record JobUsage.of reads (a DynamoDB projection).
+USAGE_FIELDS = (
+    "id",
+    "created_at",
+    "status",
+    "model",
+    "usage",
+    "outputs",
+    "provider_calls",
+    "error",
+)
+
+
+def report(
+    jobs: Iterable[JobUsage], span: Window, group_by: GroupBy, prices: Prices
+) -> UsageReport:
     """The numbers of `jobs` (oldest first, as the store yields them), at most MAX_JOBS of
     them; past that, the jobs created at or after the first one left out are dropped too, so
     the counted ones are exactly those created in [start, counted_until)."""
-    counted: list[Job] = []
+    counted: list[JobUsage] = []
     counted_until = None
     for job in jobs:
         if len(counted) == MAX_JOBS:
@@ -158,7 +204,7 @@ def report(jobs: Iterable[Job], span: Window, group_by: GroupBy, prices: Prices)
             counted = [j for j in counted if j.created_at < counted_until]
             break
         counted.append(job)
-    groups: dict[str, list[Job]] = {}
+    groups: dict[str, list[JobUsage]] = {}
     for job in counted:
         groups.setdefault(_key(job, group_by), []).append(job)
     return UsageReport(
@@ -173,39 +219,26 @@ def report(jobs: Iterable[Job], span: Window, group_by: GroupBy, prices: Prices)
     )
 
 
-def _key(job: Job, group_by: GroupBy) -> str:
+def _key(job: JobUsage, group_by: GroupBy) -> str:
     if group_by is GroupBy.DAY:
         return job.created_at.astimezone(UTC).date().isoformat()
     return job.model
 
 
-def _missed_its_start(job: Job) -> bool:
-    return (
-        job.status is JobStatus.CANCELED
-        and job.error is not None
-        and job.error.code == DeadlineExceeded.code
-    )
-
-
-def _numbers(jobs: list[Job], prices: Prices) -> Numbers:
+def _numbers(jobs: list[JobUsage], prices: Prices) -> Numbers:
     statuses = dict.fromkeys(JobStatus, 0)
-    cost = 0.0
-    images = 0
     for job in jobs:
         statuses[job.status] += 1
-        if job.status is JobStatus.SUCCEEDED:
-            images += _images(job)
-            cost += _images(job) * (prices.per_image_price(job.model) or 0.0)
     priced = all(prices.per_image_price(job.model) is not None for job in jobs)
+    cost = sum(job.images * (prices.per_image_price(job.model) or 0.0) for job in jobs)
     return Numbers(
         jobs=StatusCounts(**{status.value: count for status, count in statuses.items()}),
-        deadline_canceled=sum(1 for job in jobs if _missed_its_start(job)),
-        images=images,
+        deadline_canceled=sum(
+            1
+            for job in jobs
+            if job.status is JobStatus.CANCELED and job.error_code == DeadlineExceeded.code
+        ),
+        images=sum(job.images for job in jobs),
         provider_calls=sum(job.provider_calls for job in jobs),
         estimated_cost=round(cost, 6) if priced else None,
     )
-
-
-def _images(job: Job) -> int:
-    # The provider's own count (what it bills); the stored outputs for a record without one.
-    return job.usage.image_count if job.usage else len(job.outputs)
