@@ -80,7 +80,6 @@ class QueueFull(QwenEditError):
         retry = {"limit": Limit.QUEUE.value, "retry_after_seconds": room.reset_seconds}
         super().__init__(message, [retry])
         self.room = room
-        self.retry_after_seconds = room.reset_seconds
 
 
 class JobNotFound(QwenEditError):
