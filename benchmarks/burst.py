@@ -148,7 +148,7 @@ def main() -> None:
                         ),
                         tenant="bench",
                         source=JobSource.API,
-                    ),
+                    )[0],
                     range(args.pro_jobs),
                 )
             )
@@ -169,7 +169,7 @@ def main() -> None:
                 ),
                 tenant="tenant-b",
                 source=JobSource.API,
-            )
+            )[0]
             for i in range(3)
         ]
         deadline = time.time() + 1200

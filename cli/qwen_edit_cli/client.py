@@ -6,6 +6,8 @@ import builtins
 import mimetypes
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,10 @@ import httpx
 from qwen_edit.domain.images import FORMAT_OF_EXTENSION, MIME_TYPES
 
 FINAL = {"succeeded", "failed", "canceled"}
+# A 429 changed nothing, so any request may be sent again after its Retry-After: up to this
+# many times, and never after a longer wait (a used-up daily quota says 86400 s).
+RETRIES_ON_429 = 5
+LONGEST_WAIT_S = 120.0
 CONTENT_TYPES = {f".{ext}": MIME_TYPES[fmt][0] for ext, fmt in FORMAT_OF_EXTENSION.items()}
 
 
@@ -32,27 +38,51 @@ class ApiError(Exception):
 
 
 class QwenEditClient:
-    def __init__(self, api_url: str, api_key: str, timeout: float = 60.0):
+    def __init__(
+        self,
+        api_url: str,
+        api_key: str,
+        timeout: float = 60.0,
+        *,
+        on_wait: Callable[[ApiError, float, int], None] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        """`on_wait(error, seconds, retry)` hears of each wait on a 429's Retry-After."""
         self.http = httpx.Client(
-            base_url=api_url.rstrip("/"), timeout=timeout, headers={"x-api-key": api_key}
+            base_url=api_url.rstrip("/"),
+            timeout=timeout,
+            headers={"x-api-key": api_key},
+            transport=transport,
         )
         self.files = httpx.Client(timeout=timeout)  # presigned URLs: no API key
+        self.on_wait = on_wait
+        self.sleep = time.sleep
 
     def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        try:
-            answer = self.http.request(method, path, **kwargs)
-        except httpx.HTTPError as error:
-            raise ApiError(None, "Unreachable", f"{self.http.base_url}: {error}") from None
-        body = answer.json() if answer.content else {}
-        if answer.status_code >= 400:
+        """The answer's JSON; a 429 is sent again after its Retry-After (within the bounds)."""
+        retry = 0
+        while True:
+            try:
+                answer = self.http.request(method, path, **kwargs)
+            except httpx.HTTPError as failure:
+                raise ApiError(None, "Unreachable", f"{self.http.base_url}: {failure}") from None
+            body = answer.json() if answer.content else {}
+            if answer.status_code < 400:
+                return body
             envelope = body.get("error", {}) if isinstance(body, dict) else {}
-            raise ApiError(
+            error = ApiError(
                 answer.status_code,
                 envelope.get("code", f"HTTP{answer.status_code}"),
                 envelope.get("message", answer.text[:200]),
                 envelope.get("details"),
             )
-        return body
+            wait = _retry_after(answer) if answer.status_code == 429 else None
+            if wait is None or wait > LONGEST_WAIT_S or retry == RETRIES_ON_429:
+                raise error
+            retry += 1
+            if self.on_wait:
+                self.on_wait(error, wait, retry)
+            self.sleep(wait)
 
     def upload(self, path: Path) -> str:
         """Upload one local image through POST /uploads; its s3:// reference."""
@@ -132,3 +162,17 @@ class QwenEditClient:
             path.write_bytes(answer.content)
             paths.append(path)
         return paths
+
+
+def _retry_after(answer: httpx.Response) -> float | None:
+    """Retry-After in seconds, as RFC 9110 allows it (delay-seconds or an HTTP-date)."""
+    value = answer.headers.get("Retry-After", "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC, as far as anyone knows
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

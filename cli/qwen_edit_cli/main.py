@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from qwen_edit_cli.client import ApiError, QwenEditClient
+from qwen_edit_cli.client import RETRIES_ON_429, ApiError, QwenEditClient
 from qwen_edit_cli.emulator.faults import Faults
 
 EXIT_CODES = {401: 3, 403: 3, 404: 4, 409: 5, 413: 6, 422: 6, 429: 7}
@@ -141,6 +141,14 @@ def _parser() -> argparse.ArgumentParser:
         help="dashscope: the real provider, with DASHSCOPE_API_KEY",
     )
     serve.add_argument("--region", choices=["singapore", "beijing"], default="singapore")
+    serve.add_argument(
+        "--parameter-overrides",
+        nargs="+",
+        default=[],
+        metavar="NAME=VALUE",
+        help="template.yaml parameters, as `sam deploy` takes them, e.g. ApiQuotaPerDay=1000 "
+        "ApiThrottleRateLimit=50",
+    )
     serve.set_defaults(run=_serve)
     demo = local_commands.add_parser("demo", help="the offline demo (what `make demo` runs)")
     demo.add_argument("--out", type=Path, default=Path("demo-output"))
@@ -160,7 +168,17 @@ def _client(args: argparse.Namespace) -> QwenEditClient:
         raise SystemExit(
             "qwen-edit: give --api-url and --api-key (or QWEN_EDIT_API_URL and QWEN_EDIT_API_KEY)"
         )
-    return QwenEditClient(args.api_url, args.api_key)
+    return QwenEditClient(args.api_url, args.api_key, on_wait=_say_wait)
+
+
+def _say_wait(error: ApiError, seconds: float, retry: int) -> None:
+    limit = next((d["limit"] for d in error.details if "limit" in d), None)
+    print(
+        f"qwen-edit: {error.status} {error.code}{f' ({limit} limit)' if limit else ''}; "
+        f"waiting {seconds:g} s as Retry-After says (retry {retry} of {RETRIES_ON_429})",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _submit(args: argparse.Namespace) -> int:
@@ -383,10 +401,18 @@ def _serve(args: argparse.Namespace) -> int:
         operator_keys=args.operator_keys,
         provider=args.provider,
         region=args.region,
+        parameters=dict(_pair(text) for text in args.parameter_overrides),
     ) as ready:
         announce_ready(ready, args.ready_file)
         _until_signalled()
     return 0
+
+
+def _pair(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise SystemExit(f"qwen-edit: --parameter-overrides takes NAME=VALUE, not {text!r}")
+    return name, value
 
 
 def _demo(args: argparse.Namespace) -> int:

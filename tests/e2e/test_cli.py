@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 
@@ -73,3 +74,42 @@ def test_local_demo_writes_pngs_and_exits_zero(tmp_path, qwen_edit_cmd):
 def test_bad_usage_exits_non_zero(qwen_edit_cmd):
     result = subprocess.run([*qwen_edit_cmd, "nonsense"], capture_output=True, text=True)
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_the_cli_waits_out_a_throttle_and_stops_at_a_used_up_quota(tmp_path, qwen_edit_cmd):
+    """The local usage plan: one request a second, two a day. The CLI's request meets a 429
+    Throttled, waits its Retry-After of 1 s and goes through; past the quota, the 429's
+    Retry-After is a day, which it does not wait: it exits 7 at once."""
+    key = "qe-cli-throttled"
+    server = ServedProcess(
+        [
+            *(*qwen_edit_cmd, "local", "serve", "--port", "0", "--api-key", key),
+            *("--parameter-overrides", "ApiThrottleRateLimit=1", "ApiThrottleBurstLimit=1"),
+            "ApiQuotaPerDay=2",
+        ],
+        tmp_path,
+    )
+    ready = server.start()
+    try:
+        env = {"QWEN_EDIT_API_URL": ready["api_url"], "QWEN_EDIT_API_KEY": key}
+
+        def jobs_list() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [*qwen_edit_cmd, "jobs", "list", "--json"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env={**os.environ, **env},
+            )
+
+        assert httpx.get(f"{ready['api_url']}/models", headers={"x-api-key": key}).is_success
+        waited = jobs_list()  # the bucket is empty: throttled once, then through
+        assert waited.returncode == 0, waited.stderr
+        assert json.loads(waited.stdout)["jobs"] == []
+        assert "429 Throttled (throttle limit); waiting 1 s as Retry-After says" in waited.stderr
+        over = jobs_list()  # the quota of 2 is used (it may wait out the throttle first)
+        assert over.returncode == 7, over.stderr
+        assert json.loads(over.stdout)["error"]["code"] == "QuotaExceeded"
+        assert "waiting 86400" not in over.stderr
+    finally:
+        server.stop(timeout=10)

@@ -24,6 +24,9 @@ KEY = "qe-contract-tenant"
 SERVE = [
     *(sys.executable, "-m", "qwen_edit_cli.main", "local", "serve"),
     *("--port", "0", "--poll-interval", "1", "--api-key", KEY),
+    # The fuzzer outruns a key's 10 requests a second, and a 429 to a valid request fails its
+    # positive_data_acceptance check: the throttle is tested in test_rate_limits.py.
+    *("--parameter-overrides", "ApiThrottleRateLimit=10000", "ApiThrottleBurstLimit=10000"),
 ]
 
 

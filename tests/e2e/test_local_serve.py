@@ -192,7 +192,8 @@ def test_uploads_to_the_inbox_over_s3(served):
 def test_stops_within_seconds_in_the_middle_of_a_burst(tmp_path):
     """SIGTERM while dozens of jobs wait for provider slots: it exits 0 at once (an exit that
     took longer than 10 s fails; the watchdog in `local serve` forces one after 10 s)."""
-    server = ServedProcess(SERVE, tmp_path)
+    # A burst of 40 at once: over the usage plan's default burst of 20 (test_rate_limits.py).
+    server = ServedProcess([*SERVE, "--parameter-overrides", "ApiThrottleBurstLimit=40"], tmp_path)
     ready = server.start()
     image = data_url()
     with (

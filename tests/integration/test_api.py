@@ -361,6 +361,25 @@ def test_api_gateway_refusals_use_the_envelope():
         assert set(body["error"]) == {"code", "message", "details"}
 
 
+def test_every_429_of_api_gateway_says_when_to_retry_and_which_limit():
+    """API Gateway cannot compute a wait: the static Retry-After of each usage-plan 429 is the
+    one in its body's details, and names the limit (Limit in domain/errors.py)."""
+    from qwen_edit.domain.errors import Limit
+
+    api = template()["Resources"]["Api"]["Properties"]
+    for name, limit, seconds in [
+        ("THROTTLED", Limit.THROTTLE, 1),
+        ("QUOTA_EXCEEDED", Limit.QUOTA, 86400),
+    ]:
+        response = api["GatewayResponses"][name]
+        assert response["ResponseParameters"]["Headers"]["Retry-After"] == f"'{seconds}'"
+        body = json.loads(response["ResponseTemplates"]["application/json"])
+        assert body["error"]["details"] == [{"limit": limit.value, "retry_after_seconds": seconds}]
+    quota = api["Auth"]["UsagePlan"]["Quota"]["Fn::If"][1]
+    assert quota["Period"] == "DAY"  # what the 86400 s Retry-After is worth
+    assert template()["Parameters"]["ApiThrottleRateLimit"]["MinValue"] == 1  # a token per 1 s
+
+
 # ---- the queue: place in line, the cap ------------------------------------------------------
 
 
@@ -386,6 +405,11 @@ def test_a_waiting_job_shows_its_place_and_a_full_queue_is_429_with_retry_after(
     full = call(stack, "api-create-generation", body=pro)
     assert_error(full, 429, "QueueFull")
     assert full.headers["Retry-After"] == "30"
-    assert full.body["error"]["details"] == [{"retry_after_seconds": 30}]
+    assert full.body["error"]["details"] == [{"limit": "queue", "retry_after_seconds": 30}]
+    assert (
+        full.headers["RateLimit-Limit"],
+        full.headers["RateLimit-Remaining"],
+        full.headers["RateLimit-Reset"],
+    ) == ("2", "0", "30")
     other = call(stack, "api-create-generation", body=pro, tenant="tenant-b")
     assert other.status == 202  # another tenant is not held by this one's queue

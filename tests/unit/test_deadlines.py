@@ -39,7 +39,7 @@ def test_a_deadline_is_an_rfc_3339_time_in_the_future_or_seconds_never_both(
 
 def test_an_accepted_job_carries_when_it_must_have_started(ctx: Context, fakes: Fakes) -> None:
     valid = service.validate(ctx, Capability.EDIT, {**EDIT, "cancel_after": 90}, tenant="t")
-    job = service.accept(ctx, valid, tenant="t", source=JobSource.API)
+    job, _room = service.accept(ctx, valid, tenant="t", source=JobSource.API)
     start_by = present(fakes.jobs.get(job.id).start_by)
     assert timedelta(seconds=89) < start_by - job.created_at < timedelta(seconds=91)
     assert "start_by" in job.public()  # clients see it

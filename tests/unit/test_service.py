@@ -18,6 +18,7 @@ from qwen_edit.domain.jobs import (
     JobSource,
     JobStatus,
     ProviderInfo,
+    QueueRoom,
     now_utc,
 )
 
@@ -38,7 +39,8 @@ EDIT = {"model": "qwen-image-edit-plus", "prompt": "add a red scarf"}
 def accept(ctx: Context, payload: dict[str, Any], tenant: str = "tenant-a") -> Job:
     capability = Capability.EDIT if "images" in payload else Capability.TEXT_TO_IMAGE
     valid = service.validate(ctx, capability, payload, tenant=tenant)
-    return service.accept(ctx, valid, tenant=tenant, source=JobSource.API)
+    job, _room = service.accept(ctx, valid, tenant=tenant, source=JobSource.API)
+    return job
 
 
 def upload(ctx: Context, fakes: Fakes, tenant: str) -> str:
@@ -274,7 +276,20 @@ def test_a_tenant_at_its_queue_cap_gets_queue_full_and_no_job() -> None:
     before = len(fakes.jobs.all())
     with pytest.raises(QueueFull) as full:
         accept(ctx, {**EDIT, "images": [png_data_url()]})
-    assert full.value.http_status == 429 and full.value.retry_after_seconds == 1
-    assert full.value.details == [{"retry_after_seconds": 1}]
+    assert full.value.http_status == 429
+    assert full.value.details == [{"limit": "queue", "retry_after_seconds": 1}]
+    assert full.value.room == QueueRoom(limit=2, remaining=0, reset_seconds=1)
     assert len(fakes.jobs.all()) == before and fakes.executions.start_calls == []
     accept(ctx, {**EDIT, "images": [png_data_url()]}, tenant="tenant-b")  # others are not held
+
+
+def test_accept_tells_the_room_left_once_the_job_is_in_line() -> None:
+    ctx, fakes = fake_context(max_queued_jobs_per_tenant=3)
+    queued(fakes, tenant="tenant-a")
+    valid = service.validate(
+        ctx, Capability.EDIT, {**EDIT, "images": [png_data_url()]}, tenant="tenant-a"
+    )
+    _job, room = service.accept(ctx, valid, tenant="tenant-a", source=JobSource.API)
+    # 3 places, 1 taken by a waiting job and 1 by this one; a place frees every call interval.
+    assert room == QueueRoom(limit=3, remaining=1, reset_seconds=1)
+    assert service.queue_room(ctx, "tenant-a", valid.spec).remaining == 2  # not at Admit yet

@@ -175,7 +175,9 @@ def test_an_upload_over_the_queue_cap_is_answered_with_queue_full() -> None:
     fakes.objects.put("in", "recipes/watercolor.json", json.dumps(RECIPE).encode(), "")
     in_queue(fakes, a_job(uploads.UPLOAD_TENANT))  # an earlier upload's job, waiting
     answer = rejection(ctx, fakes, uploaded(fakes, "inbox/watercolor/b.png"))
-    assert answer["code"] == "QueueFull" and answer["details"] == [{"retry_after_seconds": 1}]
+    assert answer["code"] == "QueueFull" and answer["details"] == [
+        {"limit": "queue", "retry_after_seconds": 1}
+    ]
 
 
 def test_a_redelivery_at_the_queue_cap_is_still_a_redelivery() -> None:

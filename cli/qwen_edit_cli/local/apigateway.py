@@ -1,13 +1,15 @@
 """API Gateway for the local stack: `/v1` over HTTP, the API-key check (each key is a tenant),
-the body limits, and REST proxy events into the real ApiFunction handler.
+the usage plan's throttle and quota per key, the body limits, and REST proxy events into the
+real ApiFunction handler.
 
 A Werkzeug server, threaded. Every request gets an answer in the service's error envelope
 `{"error": {"code", "message", "details": []}}`, as template.yaml's GatewayResponses make the
 deployed API answer: an unknown route or method (404 NotFound), a missing or unknown API key
-(401 InvalidApiKey), a malformed request (400 BadRequest), a body over the limits (413
-RequestTooLarge), and a handler that fails (502, worded as the template's DEFAULT_5XX). The
-routes are the ApiFunction's `Api` events in template.yaml, so they cannot drift from what
-`sam deploy` ships.
+(401 InvalidApiKey), a key over the usage plan's throttle or quota (429 Throttled or
+QuotaExceeded, with template.yaml's Retry-After), a malformed request (400 BadRequest), a body
+over the limits (413 RequestTooLarge), and a handler that fails (502, worded as the template's
+DEFAULT_5XX). The routes are the ApiFunction's `Api` events in template.yaml, so they cannot
+drift from what `sam deploy` ships.
 """
 
 from __future__ import annotations
@@ -68,16 +70,74 @@ class _Refusal(Exception):
     def __init__(self, status: int, code: str, message: str):
         super().__init__(message)
         self.status, self.body = status, _envelope(code, message)
+        self.headers: list[tuple[str, str]] = []
 
 
 class _GatewayResponse(_Refusal):
-    """A refusal as template.yaml's GatewayResponses word it for the deployed API."""
+    """A refusal as template.yaml's GatewayResponses word it for the deployed API: its status,
+    body and static headers (each value a quoted literal, as in `'1'`)."""
 
     def __init__(self, name: str, status: int | None = None):
         spec = load_template()["Resources"]["Api"]["Properties"]["GatewayResponses"][name]
         Exception.__init__(self, name)
         self.status = status or int(spec["StatusCode"])  # DEFAULT_5XX keeps the original status
         self.body = spec["ResponseTemplates"][JSON].encode()
+        headers = spec.get("ResponseParameters", {}).get("Headers", {})
+        self.headers = [(name, str(value).strip("'")) for name, value in headers.items()]
+
+
+# ---- the usage plan -----------------------------------------------------------------------------
+
+
+class UsagePlan:
+    """The usage plan's limits per API key, as API Gateway applies them once the key is known:
+    the throttle, a token bucket (BurstLimit tokens, refilled at RateLimit a second; each
+    request takes one), then the quota, requests per period. Its days are UTC days here; API
+    Gateway does not say when its periods start, which is why QUOTA_EXCEEDED's Retry-After is a
+    whole day. A throttled request does not count against the quota."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        quota_per_day: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.rate, self.burst, self.quota_per_day, self.clock = rate, burst, quota_per_day, clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # key → (tokens, at)
+        self._used: dict[str, tuple[int, int]] = {}  # key → (UTC day, requests)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, spec: dict[str, Any]) -> UsagePlan:
+        """From the template's Auth.UsagePlan, its parameters resolved."""
+        quota = spec.get("Quota")
+        if quota and quota.get("Period") != "DAY":
+            raise ValueError(f"the local gateway applies daily quotas only, not {quota}")
+        return cls(
+            rate=float(spec["Throttle"]["RateLimit"]),
+            burst=int(spec["Throttle"]["BurstLimit"]),
+            quota_per_day=int(quota["Limit"]) if quota else None,
+        )
+
+    def admit(self, key: str) -> None:
+        """Count one request of `key`, or refuse it (THROTTLED, then QUOTA_EXCEEDED)."""
+        with self._lock:
+            now = self.clock()
+            tokens, at = self._buckets.get(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+            if tokens < 1:
+                self._buckets[key] = (tokens, now)
+                raise _GatewayResponse("THROTTLED")
+            self._buckets[key] = (tokens - 1, now)
+            if self.quota_per_day is None:
+                return
+            day = int(now // 86400)
+            seen, used = self._used.get(key, (day, 0))
+            used = used if seen == day else 0
+            if used >= self.quota_per_day:
+                raise _GatewayResponse("QUOTA_EXCEEDED")
+            self._used[key] = (day, used + 1)
 
 
 # ---- routes: the ApiFunction's Api events ----------------------------------------------------
@@ -374,8 +434,10 @@ class LocalApiGateway:
         port: int,
         *,
         read_timeout: float = READ_TIMEOUT_S,
+        usage_plan: UsagePlan | None = None,
     ):
         self.stack, self.keys = stack, {key: key_id(key) for key in api_keys}
+        self.usage_plan = usage_plan or UsagePlan.of(stack.usage_plan)
         self.routes = template_routes()
         handler = cast(
             type[WSGIRequestHandler],
@@ -400,6 +462,7 @@ class LocalApiGateway:
             status, headers, body = self.handle(request, request_id)
         except _Refusal as refusal:
             status, headers, body = refusal.status, [("Content-Type", JSON)], refusal.body
+            headers += refusal.headers
         except Exception as error:  # noqa: BLE001 - API Gateway answers 502 for a failed Lambda
             _log.error(
                 _log_line(
@@ -450,6 +513,7 @@ class LocalApiGateway:
         tenant = self.keys.get(api_key)
         if tenant is None:
             raise _GatewayResponse("INVALID_API_KEY")
+        self.usage_plan.admit(api_key)
 
         body = _read_body(environ["wsgi.input"], length, chunked)
         try:

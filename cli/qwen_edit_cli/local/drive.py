@@ -31,12 +31,13 @@ def start(
     ctx = stack.ctx
     if settings:
         ctx = ctx.with_settings(**settings)
-    return service.accept(
+    job, _room = service.accept(
         ctx,
         service.validate(ctx, capability, payload, tenant=tenant),
         tenant=tenant,
         source=JobSource.API,
     )
+    return job
 
 
 def execution_arn(stack: LocalStack, job_id: str) -> str:

@@ -54,13 +54,16 @@ def local_service(
     provider: str = "emulator",
     region: str = "singapore",
     log_level: str = "INFO",
+    parameters: dict[str, str] | None = None,
 ) -> Iterator[Ready]:
+    """`parameters`: template.yaml's, e.g. the usage plan's ApiThrottleRateLimit."""
     api_keys = api_keys or [f"qe-local-{secrets.token_hex(12)}"]
     operator_keys = operator_keys or []
-    # As OperatorApiKeyIds in a deployment: these keys act for the upload-triggered jobs.
     parameters = {
+        # As OperatorApiKeyIds in a deployment: these keys act for the upload-triggered jobs.
         "OperatorApiKeyIds": ",".join(key_id(key) for key in operator_keys),
         "LogLevel": log_level,
+        **(parameters or {}),
     }
     with ExitStack() as scope:
         aws_port = _free_port(host)

@@ -41,6 +41,7 @@ class LocalStack:
     event_sources: list[SqsEventSource] = field(default_factory=list)
     emulator: Any = None
     metrics: TallyMetrics = field(default_factory=TallyMetrics)
+    usage_plan: dict[str, Any] = field(default_factory=dict)  # the Api's, parameters resolved
     stopping: threading.Event = field(default_factory=threading.Event)
     _waking: threading.Lock = field(default_factory=threading.Lock)
     _woken: bool = False
@@ -146,6 +147,7 @@ def build_stack(
     pseudo = {"AWS::StackName": name, "AWS::Region": region, "AWS::AccountId": ACCOUNT}
     resolve = Resolver(template, {**pseudo, **parameters}, ref, get_att)
     resources = template["Resources"]
+    stack.usage_plan = resolve.value(resources["Api"]["Properties"]["Auth"]["UsagePlan"])
     role = client("iam").create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument="{}")
     role_arn = role["Role"]["Arn"]
 

@@ -74,9 +74,10 @@ def handle(ctx: Context, upload: Upload) -> Job | None:
         _write_rejection(ctx, upload, Rejected("InvalidRequest", invalid.message, invalid.details))
         return None
     try:
-        return service.accept(
+        job, _room = service.accept(
             ctx, valid, tenant=UPLOAD_TENANT, source=JobSource.S3, job_id=job_id, output=plan.output
         )
+        return job
     except QueueFull as full:
         try:
             _redelivered(ctx, upload, job_id)  # this very upload may be one of those waiting

@@ -11,6 +11,7 @@ import json
 from enum import StrEnum
 from typing import Any
 
+from qwen_edit.domain.jobs import QueueRoom
 from qwen_edit.domain.redaction import redact
 
 
@@ -59,14 +60,26 @@ class Unauthorized(QwenEditError):
     code, http_status, outcome = "InvalidApiKey", 401, Outcome.REJECT
 
 
+class Limit(StrEnum):
+    """Which limit a 429 is about: every 429's details[0] names it, with retry_after_seconds.
+    QUEUE is the tenant's queue cap (QueueFull); THROTTLE and QUOTA are API Gateway's usage plan
+    (template.yaml's GatewayResponses). The provider's own limit never answers a request: it
+    makes jobs wait in the queue, so it reaches the API as QUEUE."""
+
+    QUEUE = "queue"
+    THROTTLE = "throttle"
+    QUOTA = "quota"
+
+
 class QueueFull(QwenEditError):
     """The tenant already has as many jobs waiting as it may (MaxQueuedJobsPerTenant)."""
 
     code, http_status, outcome = "QueueFull", 429, Outcome.REJECT
 
-    def __init__(self, message: str, retry_after_seconds: int):
-        super().__init__(message, [{"retry_after_seconds": retry_after_seconds}])
-        self.retry_after_seconds = retry_after_seconds
+    def __init__(self, message: str, room: QueueRoom):
+        retry = {"limit": Limit.QUEUE.value, "retry_after_seconds": room.reset_seconds}
+        super().__init__(message, [retry])
+        self.room = room
 
 
 class JobNotFound(QwenEditError):

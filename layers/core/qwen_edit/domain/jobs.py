@@ -119,6 +119,18 @@ class QueuePlace(BaseModel):
     estimated_start_at: Timestamp
 
 
+class QueueRoom(BaseModel):
+    """A tenant's room under its queue cap (MaxQueuedJobsPerTenant) as one count saw it: the
+    cap, the places left, and the seconds until a place should free up (an estimate: one call
+    interval of the model's family, the pace at which its queue moves)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    limit: int
+    remaining: int
+    reset_seconds: int
+
+
 class JobError(BaseModel):
     code: str
     message: SafeText

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from functools import cache
 from typing import Annotated, Any
 
@@ -17,11 +18,11 @@ from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import P
 
 from qwen_edit import runtime
 from qwen_edit.app import service
-from qwen_edit.domain.catalog import Capability
-from qwen_edit.domain.jobs import Job, JobSource, JobStatus, JobView
+from qwen_edit.domain.catalog import Capability, get_model
+from qwen_edit.domain.jobs import Job, JobSource, JobStatus, JobView, QueueRoom
 from qwen_edit.domain.requests import EditRequest, GenerationRequest
-from qwen_edit.entrypoints.api.responses import answer
-from qwen_edit.entrypoints.api.schemas import JobPage, Submission, answers
+from qwen_edit.entrypoints.api.responses import answer, queue_headers
+from qwen_edit.entrypoints.api.schemas import QUEUE_HEADERS, JobPage, Submission, answers
 from qwen_edit.entrypoints.api.tenants import tenant_of
 from qwen_edit.settings import ApiOnly
 
@@ -33,13 +34,15 @@ IDEMPOTENCY = IdempotencyConfig(
     payload_validation_jmespath="[kind, body]",
     expires_after_seconds=24 * 3600,
 )
+# The queue room of this request's keyed create, when it ran (a replay runs nothing).
+_room_of_keyed: ContextVar[QueueRoom | None] = ContextVar("room_of_keyed", default=None)
 IdempotencyKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", max_length=255, description="same key and body: the same job"),
 ]
 
 
-def _create(submission: Submission) -> Job:
+def _create(submission: Submission) -> tuple[Job, QueueRoom]:
     ctx = runtime.context("api")
     valid = service.validate(
         ctx, Capability(submission.kind), submission.body, tenant=submission.tenant
@@ -58,7 +61,9 @@ def _idempotent_create() -> Any:
         output_serializer=PydanticSerializer(model=JobView),
     )
     def create(submission: Submission) -> JobView:
-        return JobView.model_validate(_create(submission).public())
+        job, room = _create(submission)
+        _room_of_keyed.set(room)
+        return JobView.model_validate(job.public())
 
     return create
 
@@ -74,17 +79,25 @@ def _submit(
         body=body,
     )
     if idempotency_key:
+        _room_of_keyed.set(None)
         job = ctx.jobs.get(_idempotent_create()(submission=submission).id)
+        # A replay counted nothing: it counts now (one more Query), as the queue is now.
+        room = _room_of_keyed.get() or service.queue_room(
+            ctx, submission.tenant, get_model(job.model)
+        )
     else:
-        job = _create(submission)
-    return answer(202, service.view(ctx, job), {"Location": f"/v1/jobs/{job.id}"})
+        job, room = _create(submission)
+    headers = {"Location": f"/v1/jobs/{job.id}", **queue_headers(room)}
+    return answer(202, service.view(ctx, job), headers)
 
 
 @router.post(
     "/edits",
     operation_id="create_edit",
     summary="Create an edit job",
-    responses=answers(202, "accepted; Location names the job", JobView, also=(409, 422)),
+    responses=answers(
+        202, "accepted; Location names the job", JobView, also=(409, 422), headers=QUEUE_HEADERS
+    ),
 )
 def create_edit(
     request: Annotated[EditRequest, Body()], idempotency_key: IdempotencyKey = None
@@ -96,7 +109,9 @@ def create_edit(
     "/generations",
     operation_id="create_generation",
     summary="Create a text-to-image job",
-    responses=answers(202, "accepted; Location names the job", JobView, also=(409, 422)),
+    responses=answers(
+        202, "accepted; Location names the job", JobView, also=(409, 422), headers=QUEUE_HEADERS
+    ),
 )
 def create_generation(
     request: Annotated[GenerationRequest, Body()], idempotency_key: IdempotencyKey = None

@@ -14,7 +14,8 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyValidationError,
 )
 
-from qwen_edit.domain.errors import QwenEditError
+from qwen_edit.domain.errors import QueueFull, QwenEditError
+from qwen_edit.domain.jobs import QueueRoom
 from qwen_edit.domain.requests import violation_of
 from qwen_edit.entrypoints.api.schemas import error_envelope
 
@@ -36,10 +37,24 @@ def error(
     return answer(status, error_envelope(code, message, details))
 
 
+def queue_headers(room: QueueRoom) -> dict[str, str]:
+    """The tenant's queue cap as the RateLimit header fields of
+    draft-ietf-httpapi-ratelimit-headers-06 (RateLimit-Limit, -Remaining, -Reset; from -07 on
+    one `RateLimit` field carries them): the cap in jobs waiting, the places left, and the
+    seconds until a place should free up."""
+    return {
+        "RateLimit-Limit": str(room.limit),
+        "RateLimit-Remaining": str(room.remaining),
+        "RateLimit-Reset": str(room.reset_seconds),
+    }
+
+
 def _domain_error(caught: QwenEditError) -> Response[str]:
     envelope = error_envelope(caught.code, caught.message, caught.details)
-    wait = getattr(caught, "retry_after_seconds", None)  # QueueFull says when to come back
-    return answer(caught.http_status, envelope, {"Retry-After": str(wait)} if wait else None)
+    headers = None
+    if isinstance(caught, QueueFull):  # says when to come back: Retry-After and RateLimit-Reset
+        headers = {"Retry-After": str(caught.room.reset_seconds), **queue_headers(caught.room)}
+    return answer(caught.http_status, envelope, headers)
 
 
 def _invalid_body(caught: RequestValidationError) -> Response[str]:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from aws_lambda_powertools.event_handler.openapi.types import (
+    OpenAPIResponse,
+    OpenAPIResponseHeader,
+)
 from pydantic import BaseModel, ConfigDict, Field
 
 from qwen_edit.domain.catalog import MAX_IMAGE_BYTES, Capability, Endpoint, Provider, SizeRule
@@ -108,8 +111,45 @@ def error_envelope(
     return {"error": {"code": code, "message": message, "details": details or []}}
 
 
-def _documented(description: str, model: type[BaseModel]) -> OpenAPIResponse:
-    return {"description": description, "content": {"application/json": {"model": model}}}
+def _documented(
+    description: str,
+    model: type[BaseModel],
+    headers: dict[str, OpenAPIResponseHeader] | None = None,
+) -> OpenAPIResponse:
+    documented: OpenAPIResponse = {
+        "description": description,
+        "content": {"application/json": {"model": model}},
+    }
+    if headers:
+        documented["headers"] = headers
+    return documented
+
+
+def _number(description: str) -> OpenAPIResponseHeader:
+    return {
+        "description": description,
+        "required": True,  # type: ignore[typeddict-unknown-key]  # OpenAPI has it; Powertools' type lacks it
+        "schema": {"type": "integer"},
+    }
+
+
+# Every 429 says when to come back, whichever limit it is (details[0].limit names it).
+RETRY_AFTER = {
+    "Retry-After": _number(
+        "seconds to wait: the queue's estimate (queue), 1 (throttle), or 86400, a whole quota "
+        "period, by when the daily quota has surely been reset (quota)"
+    )
+}
+# The tenant's queue cap (MaxQueuedJobsPerTenant), as draft-ietf-httpapi-ratelimit-headers-06
+# names the fields.
+QUEUE_HEADERS = {
+    "RateLimit-Limit": _number("jobs this API key may have waiting for the provider"),
+    "RateLimit-Remaining": _number("how many more it may queue now, after this job"),
+    "RateLimit-Reset": _number(
+        "seconds until a waiting job should leave the queue (one call interval of the model's "
+        "family), freeing a place"
+    ),
+}
 
 
 ERROR_STATUSES = {
@@ -120,9 +160,10 @@ ERROR_STATUSES = {
     409: "conflict: the job has finished, or the Idempotency-Key was used with another body",
     413: "the request is over API Gateway's 10 MB",
     422: "a field breaks a rule; `details` names each field and rule",
-    429: "throttled by the usage plan, or its quota is used up; or QueueFull: the tenant has "
-    "MaxQueuedJobsPerTenant jobs waiting (Retry-After and details[0].retry_after_seconds say "
-    "when to try again)",
+    429: "a limit was reached; details[0].limit names it, and Retry-After and "
+    "details[0].retry_after_seconds say when to try again: `throttle` (Throttled, the usage "
+    "plan's requests per second), `quota` (QuotaExceeded, the usage plan's requests per day) or "
+    "`queue` (QueueFull, MaxQueuedJobsPerTenant jobs waiting for the provider)",
     500: "the service failed; retry later",
 }
 # What API Gateway itself may answer on any route (template.yaml's GatewayResponses).
@@ -130,11 +171,22 @@ GATEWAY_STATUSES = (400, 401, 403, 413, 429, 500)
 
 
 def answers(
-    status: int, description: str, model: type[BaseModel], *, also: tuple[int, ...] = ()
+    status: int,
+    description: str,
+    model: type[BaseModel],
+    *,
+    also: tuple[int, ...] = (),
+    headers: dict[str, OpenAPIResponseHeader] | None = None,
 ) -> dict[int, OpenAPIResponse]:
-    """An operation's success answer, API Gateway's refusals, and its own errors (`also`)."""
+    """An operation's success answer (with `headers`), API Gateway's refusals, and its own
+    errors (`also`)."""
     errors = sorted({*GATEWAY_STATUSES, *also})
     return {
-        status: _documented(description, model),
-        **{code: _documented(ERROR_STATUSES[code], ErrorEnvelope) for code in errors},
+        status: _documented(description, model, headers),
+        **{
+            code: _documented(
+                ERROR_STATUSES[code], ErrorEnvelope, RETRY_AFTER if code == 429 else None
+            )
+            for code in errors
+        },
     }
