@@ -47,6 +47,13 @@ UNSTATED = (
 )
 
 
+# webhook_events go to webhook_url: one without the other is refused.
+WEBHOOK_EVENTS_NEED_URL = {
+    "if": {"required": ["webhook_events"], "properties": {"webhook_events": {"type": "array"}}},
+    "then": {"required": ["webhook_url"], "properties": {"webhook_url": {"type": "string"}}},
+}
+
+
 # `model` absent or null: the deployment's default model.
 _DEFAULT_MODEL = {
     "anyOf": [
@@ -111,6 +118,6 @@ def refine(document: dict[str, Any], default_models: dict[Capability, str]) -> d
         rules = request_schema_rules(capability, default_models[capability])
         schema = schemas[name]
         schema["properties"]["model"] = rules["model"]
-        schema["allOf"] = rules["allOf"]
+        schema["allOf"] = [*rules["allOf"], WEBHOOK_EVENTS_NEED_URL]
         schema["description"] = f"{schema.get('description', '').strip()}\n\n{UNSTATED}".strip()
     return document
