@@ -249,9 +249,11 @@ class DynamoJobStore:
     ) -> None:
         # No condition on the job's status: deliveries happen after it is final, and only the
         # webhook field changes. list_append keeps concurrent attempts.
+        names = {"#w": "webhook", "#s": "status"}
         values: dict[str, Any] = {":status": {"S": status.value}}
         update = "SET #w.#s = :status"
         if attempt is not None:
+            names["#a"] = "attempts"
             values[":attempt"] = to_dynamo([attempt])
             update += ", #w.#a = list_append(#w.#a, :attempt)"
         self.client.update_item(
@@ -259,8 +261,7 @@ class DynamoJobStore:
             Key={"id": {"S": job_id}},
             UpdateExpression=update,
             ConditionExpression="attribute_exists(#w)",
-            ExpressionAttributeNames={"#w": "webhook", "#s": "status"}
-            | ({"#a": "attempts"} if attempt is not None else {}),
+            ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
 
