@@ -138,7 +138,9 @@ class DeliveryStatus(StrEnum):
     DELIVERED = "delivered"
     STOPPED = "stopped"  # the receiver answered 410 Gone
     FAILED = "failed"  # every attempt failed, or the target is not allowed
-    SKIPPED = "skipped"  # the job ended in a status its webhook_events leave out
+    # Not sent: the job ended in a status its webhook_events leave out (or, for a queued or
+    # running event, a later event went first).
+    SKIPPED = "skipped"
 
 
 class WebhookAttempt(BaseModel):
