@@ -59,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--no-prompt-extend", action="store_true")
         command.add_argument("--watermark", action="store_true")
         command.add_argument("--webhook-url")
+        command.add_argument(
+            "--webhook-events",
+            type=lambda text: text.split(","),
+            help="the statuses the webhook announces, comma-separated, of queued, running, "
+            "succeeded, failed, canceled (default: the last three)",
+        )
         command.add_argument("--idempotency-key")
         command.add_argument("--out", type=Path, default=Path("."), help="where to save outputs")
         command.add_argument("--no-wait", action="store_true", help="submit and return")
@@ -194,6 +200,7 @@ def _submit(args: argparse.Namespace) -> int:
         "prompt_extend": False if args.no_prompt_extend else None,
         "watermark": True if args.watermark else None,
         "webhook_url": args.webhook_url,
+        "webhook_events": args.webhook_events,
     }
     body = {k: v for k, v in body.items() if v is not None}
     if images:

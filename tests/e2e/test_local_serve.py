@@ -20,6 +20,7 @@ import pytest
 from qwen_edit_cli.local.samples import data_url, image_bytes, png_size
 
 from processes import ServedProcess, serving
+from webhook_receiver import Receiver
 
 KEY_A, KEY_B = "qe-test-tenant-a", "qe-test-tenant-b"
 
@@ -157,6 +158,31 @@ def test_cli_usage_shows_the_tenants_own_numbers(served, tmp_path):
     assert "qwen-image-2.0" not in [g["key"] for g in mine["groups"]]  # only tenant B's job
     refused = cli(served, "usage", "--from", "2026-11-02", "--to", "2026-11-01")
     assert refused.returncode == 6 and "from must be before to" in refused.stderr
+
+
+def test_cli_webhook_events_arrive_in_order_each_signed(served, tmp_path):
+    receiver = Receiver(served["webhook_secret"], [])  # it verifies every delivery
+    made = cli(
+        served, "generate", "-p", "a kite", "--webhook-url", receiver.url,
+        "--webhook-events", "queued,running,succeeded", "--out", str(tmp_path), "--json",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    job = json.loads(made.stdout)
+    assert job["webhook_events"] == ["queued", "running", "succeeded"]
+    deadline = time.monotonic() + 30
+    while len(receiver.seen) < 3:
+        assert time.monotonic() < deadline, receiver.seen
+        time.sleep(0.2)
+    ids, payloads, _ = zip(*receiver.seen, strict=True)
+    assert [(p["type"], p["sequence"]) for p in payloads] == [
+        ("job.queued", 1),
+        ("job.running", 2),
+        ("job.succeeded", 3),
+    ]
+    assert list(ids) == [f"msg_{job['id']}_1", f"msg_{job['id']}_2", f"msg_{job['id']}"]
+    receiver.stop()
+    refused = cli(served, "generate", "-p", "x", "--webhook-events", "queued,queued")
+    assert refused.returncode == 6 and "webhook_events" in refused.stderr
 
 
 def test_uploads_to_the_inbox_over_s3(served):

@@ -7,13 +7,10 @@ import json
 import logging
 import random
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import pytest
-from standardwebhooks import Webhook
 
 from qwen_edit import runtime
 from qwen_edit.app import webhooks
@@ -23,6 +20,7 @@ from qwen_edit_cli.local.drive import job_of, start, wait_execution, wait_until
 from qwen_edit_cli.local.samples import data_url
 
 from conftest import ROOT
+from webhook_receiver import Receiver
 
 # ---- the guard, on its own ---------------------------------------------------------------------
 
@@ -112,37 +110,6 @@ def test_answers_are_classified(status, outcome):
 # ---- deliveries through the stack ----------------------------------------------------------------
 
 
-class Receiver:
-    """A webhook receiver on loopback that verifies signatures as a customer would."""
-
-    def __init__(self, secret: str, answers: list[int], port: int = 0):
-        self.secret, self.answers, self.seen = secret, list(answers), []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                payload = Webhook(receiver.secret).verify(body, dict(self.headers))
-                status = receiver.answers.pop(0) if receiver.answers else 200
-                receiver.seen.append((self.headers["webhook-id"], payload, status))
-                self.send_response(status)
-                if status in (301, 302):
-                    self.send_header("Location", "/elsewhere")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/qwen"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def signing_secret(stack) -> str:
     value = boto3.client("secretsmanager").get_secret_value(
         SecretId=stack.physical["WebhookSecret"]
@@ -181,6 +148,38 @@ def test_delivered_once_signed_with_links_not_bytes(stack):
     record = job_of(stack, job.id).webhook
     assert record.status is DeliveryStatus.DELIVERED and len(record.attempts) == 1
     assert record.attempts[0].status == 200
+    receiver.stop()
+
+
+def test_a_filtered_stream_arrives_in_order_each_event_signed(stack):
+    receiver = Receiver(signing_secret(stack), [])
+    job = edit_with_hook(
+        stack, receiver.url, webhook_events=["queued", "running", "succeeded", "failed"]
+    )
+    wait_execution(stack, job.id)
+    deliver_until(stack, lambda: len(receiver.seen) == 3)
+    ids, payloads, _ = zip(*receiver.seen, strict=True)  # each verified by the receiver
+    assert [p["type"] for p in payloads] == ["job.queued", "job.running", "job.succeeded"]
+    assert [p["sequence"] for p in payloads] == [1, 2, 3]
+    assert list(ids) == [f"msg_{job.id}_1", f"msg_{job.id}_2", f"msg_{job.id}"]
+    assert [p["data"]["status"] for p in payloads] == ["queued", "running", "succeeded"]
+    record = job_of(stack, job.id).webhook  # the final delivery's, as before
+    assert record.status is DeliveryStatus.DELIVERED and len(record.attempts) == 1
+    receiver.stop()
+
+
+def test_by_default_only_the_final_event_is_delivered(stack):
+    receiver = Receiver(signing_secret(stack), [])
+    job = edit_with_hook(stack, receiver.url)
+    wait_execution(stack, job.id)
+    deliver_until(stack, lambda: receiver.seen)
+    stack.pump()
+    [(webhook_id, payload, _)] = receiver.seen
+    assert (webhook_id, payload["type"], payload["sequence"]) == (
+        f"msg_{job.id}",
+        "job.succeeded",
+        3,
+    )
     receiver.stop()
 
 

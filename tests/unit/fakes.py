@@ -185,13 +185,25 @@ class FakeJobStore:
             record[name] = record.get(name, 0) + value
         self._save(record)
 
-    def record_webhook(self, job_id: str, attempt: WebhookAttempt, status: DeliveryStatus) -> None:
+    def record_webhook(
+        self, job_id: str, attempt: WebhookAttempt | None, status: DeliveryStatus
+    ) -> None:
         record = self._record(job_id)
         if record.get("webhook") is None:  # the real store's condition: attribute_exists(webhook)
             raise JobConflict(f"job {job_id} has no webhook")
-        record["webhook"]["attempts"].append(to_jsonable_python(attempt))
+        if attempt is not None:
+            record["webhook"]["attempts"].append(to_jsonable_python(attempt))
         record["webhook"]["status"] = status.value
         self._save(record)
+
+    def claim_webhook_event(self, job_id: str, sequence: int) -> bool:
+        record = self._record(job_id)
+        webhook = record.get("webhook")
+        if webhook is None or webhook["attempts"] or record.get("webhook_sequence", 0) > sequence:
+            return False
+        record["webhook_sequence"] = sequence
+        self._save(record)
+        return True
 
     def unfinished(self, status: JobStatus) -> Iterator[OpenJob]:
         jobs = sorted((job for job in self.all() if job.status is status), key=_sort_key)
@@ -459,8 +471,11 @@ class FakeOutbox:
     def __init__(self) -> None:
         self.sent: list[tuple[Delivery, float]] = []
         self.dead: list[Delivery] = []
+        self.failure: Exception | None = None  # raised by every send while set
 
     def send(self, delivery: Any, delay_seconds: float) -> None:
+        if self.failure is not None:
+            raise self.failure
         self.sent.append((delivery, delay_seconds))
 
     def dead_letter(self, delivery: Any) -> None:

@@ -88,3 +88,25 @@ def test_the_url_pattern_is_the_shape_the_code_accepts(url):
         by_code = False
     assert bool(re.fullmatch(url_pattern("https?"), url)) == by_code
     assert url_pattern("https") == WEBHOOK_URL_PATTERN
+
+
+WEBHOOK_EVENT_CHOICES = [
+    {},
+    {"webhook_events": None},
+    {"webhook_events": []},
+    {"webhook_events": ["queued"]},
+    {"webhook_events": ["queued", "running", "succeeded", "failed", "canceled"]},
+    {"webhook_events": ["running", "running"]},
+    {"webhook_events": ["started"]},
+    {"webhook_events": "queued"},
+]
+
+
+@pytest.mark.parametrize("capability", list(Capability))
+@pytest.mark.parametrize("events", WEBHOOK_EVENT_CHOICES)
+@pytest.mark.parametrize("url", [{}, {"webhook_url": None}, {"webhook_url": URLS[0]}])
+def test_the_schema_and_the_validator_agree_on_webhook_events(capability, events, url):
+    body = {"prompt": "a cat", **events, **url}
+    if capability is Capability.EDIT:
+        body["images"] = [IMAGE]
+    assert SCHEMAS[capability].is_valid(body) == _accepted(capability, body), body

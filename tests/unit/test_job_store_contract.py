@@ -129,6 +129,28 @@ class JobStoreContract:
         assert webhook.status is DeliveryStatus.DELIVERED
         assert [a.status for a in webhook.attempts] == [500, 200]
 
+    def test_a_delivery_status_may_be_set_without_an_attempt(self, store: JobStore) -> None:
+        job = created(store, webhook_url="https://hooks.example.com/q")
+        store.record_webhook(job.id, None, DeliveryStatus.SKIPPED)
+        webhook = present(store.get(job.id).webhook)
+        assert webhook.status is DeliveryStatus.SKIPPED and webhook.attempts == []
+
+    def test_webhook_event_claims_only_go_forward_and_stop_at_the_final_delivery(
+        self, store: JobStore
+    ) -> None:
+        job = created(store, webhook_url="https://hooks.example.com/q")
+        assert store.claim_webhook_event(job.id, 1)
+        assert store.claim_webhook_event(job.id, 1)  # its own retry
+        assert store.claim_webhook_event(job.id, 2)
+        assert not store.claim_webhook_event(job.id, 1)  # older than one sent: dropped
+        assert store.get(job.id).webhook_sequence == 2
+        store.transition(job.id, JobStatus.CANCELED, now_utc())
+        store.record_webhook(
+            job.id, WebhookAttempt(at=now_utc(), status=200), DeliveryStatus.DELIVERED
+        )
+        assert not store.claim_webhook_event(job.id, 2)  # the final event had an attempt
+        assert not store.claim_webhook_event(created(store).id, 1)  # no webhook at all
+
     def test_notes_append_to_the_timeline_up_to_its_bound_then_count(self, store: JobStore) -> None:
         job = created(store)
         store.transition(job.id, JobStatus.CANCELED, now_utc())  # final jobs take notes too

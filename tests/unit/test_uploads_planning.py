@@ -170,6 +170,31 @@ def test_a_recipe_may_choose_the_interactive_lane(
     assert accepted(ctx, uploaded(fakes, "inbox/watercolor/a.png")).lane == "batch"
 
 
+def test_a_recipe_may_choose_webhook_events_and_its_queued_event_goes_before_the_start(
+    ctx: Context, fakes: Fakes, recipe: dict[str, Any]
+) -> None:
+    hook = {"webhook_url": "https://hooks.example.com/q", "webhook_events": ["queued", "failed"]}
+    fakes.objects.put("in", "recipes/hooked.json", json.dumps({**recipe, **hook}).encode(), "")
+    fakes.executions.failure = RuntimeError("states is down")
+    with pytest.raises(RuntimeError):  # S3 redelivers it; its job is recorded and announced
+        uploads.handle(ctx, uploaded(fakes, "inbox/hooked/a.png"))
+    [job] = fakes.jobs.all()
+    assert job.webhook_events == [JobStatus.QUEUED, JobStatus.FAILED]
+    [(delivery, _)] = fakes.outbox.sent
+    assert json.loads(delivery.body)["type"] == "job.queued"
+
+
+def test_a_recipe_with_webhook_events_and_no_webhook_url_is_refused(
+    ctx: Context, fakes: Fakes, recipe: dict[str, Any]
+) -> None:
+    document = json.dumps({**recipe, "webhook_events": ["running"]}).encode()
+    fakes.objects.put("in", "recipes/deaf.json", document, "")
+    error = rejection(ctx, fakes, uploaded(fakes, "inbox/deaf/a.png"))
+    assert [(d["field"], d["rule"]) for d in error["details"]] == [
+        ("webhook_events", "requires-webhook_url")
+    ]
+
+
 def test_an_upload_over_the_queue_cap_is_answered_with_queue_full() -> None:
     ctx, fakes = fake_context(max_queued_jobs_per_tenant=1)
     fakes.objects.put("in", "recipes/watercolor.json", json.dumps(RECIPE).encode(), "")

@@ -40,8 +40,15 @@ class JobStore(Protocol):
         events_dropped), set what the provider last said, and add to its counters
         (provider_calls, polls); final jobs too."""
 
-    def record_webhook(self, job_id: str, attempt: WebhookAttempt, status: DeliveryStatus) -> None:
-        """Append a delivery attempt and set the delivery status (the job's own status stays)."""
+    def record_webhook(
+        self, job_id: str, attempt: WebhookAttempt | None, status: DeliveryStatus
+    ) -> None:
+        """Append a final delivery's attempt (if any) and set its status (the job's own status
+        stays)."""
+
+    def claim_webhook_event(self, job_id: str, sequence: int) -> bool:
+        """Before an intermediate event's attempt: note `sequence` as the latest sent, unless a
+        later event was (or the final delivery has had an attempt); False then."""
 
     def unfinished(self, status: JobStatus) -> Iterator[OpenJob]:
         """The jobs in `status` (queued or running), oldest first, a page read as they are

@@ -30,6 +30,7 @@ from qwen_edit.settings import (
     Resuming,
     Starting,
     Waking,
+    WebhookQueue,
 )
 
 _overrides: dict[str, Callable[[], Any]] = {}
@@ -81,7 +82,7 @@ def _ports(settings: Env) -> dict[str, Callable[[], Any]]:
         ports["objects"] = lambda: spanned("objects", _aws().S3ObjectStore)
     if isinstance(settings, Announcing):
         ports["events"] = lambda: _aws().EventBridgePublisher(settings.event_bus_name)
-    if isinstance(settings, Announcing | Delivering):
+    if isinstance(settings, WebhookQueue):
         ports["webhook_outbox"] = lambda: _aws().SqsWebhookOutbox(
             settings.webhook_queue_url,
             settings.webhook_dead_letter_queue_url if isinstance(settings, Delivering) else None,

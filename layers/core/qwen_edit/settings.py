@@ -149,19 +149,23 @@ class ProviderAccess(Env):
     task_api_base_url: str | None = Field(None, alias="TASK_API_BASE_URL")  # optional provider
 
 
-class Announcing(Env):
+class WebhookQueue(Env):
+    """Queues webhook deliveries: final statuses, and the queued and running events."""
+
+    webhook_queue_url: str = Field(alias="WEBHOOK_QUEUE_URL", min_length=1)
+
+
+class Announcing(WebhookQueue):
     """Final statuses go out as EventBridge events and webhook deliveries."""
 
     event_bus_name: str = Field("default", alias="EVENT_BUS_NAME")
-    webhook_queue_url: str = Field(alias="WEBHOOK_QUEUE_URL", min_length=1)
 
 
 class Starting(Env):
     state_machine_arn: str = Field(alias="STATE_MACHINE_ARN", min_length=1)
 
 
-class Delivering(Loopback):
-    webhook_queue_url: str = Field(alias="WEBHOOK_QUEUE_URL", min_length=1)
+class Delivering(Loopback, WebhookQueue):
     webhook_dead_letter_queue_url: str = Field(alias="WEBHOOK_DEAD_LETTER_QUEUE_URL", min_length=1)
     webhook_secret_arn: str = Field(alias="WEBHOOK_SECRET_ARN", min_length=1)
 
@@ -186,7 +190,7 @@ class Pricing(Env):
 class AdmitEnv(Jobs, Limits, Queue, Waking): ...
 
 
-class DispatchEnv(Jobs, Limits, Queue, Waking, Resuming, ProviderAccess): ...
+class DispatchEnv(Jobs, Limits, Queue, Waking, Resuming, ProviderAccess, WebhookQueue): ...
 
 
 class PollEnv(Jobs, Limits, ProviderAccess): ...
@@ -204,7 +208,7 @@ class NotifyEnv(Jobs, Buckets, Announcing): ...
 class ReconcileEnv(Jobs, Limits, Buckets, Announcing, Starting, Queue): ...
 
 
-class TriggerEnv(Jobs, Requests, Starting, Queue): ...
+class TriggerEnv(Jobs, Requests, Starting, Queue, WebhookQueue): ...
 
 
 class WebhookEnv(Jobs, Delivering): ...

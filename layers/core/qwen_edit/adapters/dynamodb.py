@@ -260,20 +260,49 @@ class DynamoJobStore:
             ExpressionAttributeValues=values,
         )
 
-    def record_webhook(self, job_id: str, attempt: WebhookAttempt, status: DeliveryStatus) -> None:
+    def record_webhook(
+        self, job_id: str, attempt: WebhookAttempt | None, status: DeliveryStatus
+    ) -> None:
         # No condition on the job's status: deliveries happen after it is final, and only the
         # webhook field changes. list_append keeps concurrent attempts.
+        names = {"#w": "webhook", "#s": "status"}
+        values: dict[str, Any] = {":status": {"S": status.value}}
+        update = "SET #w.#s = :status"
+        if attempt is not None:
+            names["#a"] = "attempts"
+            values[":attempt"] = to_dynamo([attempt])
+            update += ", #w.#a = list_append(#w.#a, :attempt)"
         self.client.update_item(
             TableName=self.table,
             Key={"id": {"S": job_id}},
-            UpdateExpression="SET #w.#a = list_append(#w.#a, :attempt), #w.#s = :status",
+            UpdateExpression=update,
             ConditionExpression="attribute_exists(#w)",
-            ExpressionAttributeNames={"#w": "webhook", "#a": "attempts", "#s": "status"},
-            ExpressionAttributeValues={
-                ":attempt": to_dynamo([attempt]),
-                ":status": {"S": status.value},
-            },
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
         )
+
+    def claim_webhook_event(self, job_id: str, sequence: int) -> bool:
+        # One conditional write keeps intermediate events in order: an event older than one
+        # already sent, or than the final delivery's first attempt, is never sent.
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"id": {"S": job_id}},
+                UpdateExpression="SET #q = :q",
+                ConditionExpression="attribute_exists(#w) AND size(#w.#a) = :none "
+                "AND (attribute_not_exists(#q) OR #q <= :q)",
+                ExpressionAttributeNames={
+                    "#w": "webhook",
+                    "#a": "attempts",
+                    "#q": "webhook_sequence",
+                },
+                ExpressionAttributeValues={":q": {"N": str(sequence)}, ":none": {"N": "0"}},
+            )
+        except ClientError as error:
+            if conditional_failed(error):
+                return False
+            raise
+        return True
 
     def list_for_tenant(
         self, tenant: str, limit: int, cursor: str | None, status: JobStatus | None

@@ -29,7 +29,12 @@ Port = TypeVar("Port")
 # (a job's writes and paid calls). Of the queue only Admit's put: the dispatcher's own thread
 # claims and removes entries of many jobs, and follows none of them.
 SPANNED = {
-    "jobs": ("dynamodb", frozenset({"create", "transition", "update", "note", "record_webhook"})),
+    "jobs": (
+        "dynamodb",
+        frozenset(
+            {"create", "transition", "update", "note", "record_webhook", "claim_webhook_event"}
+        ),
+    ),
     "queue": ("dynamodb.queue", frozenset({"put"})),
     "objects": ("s3", frozenset({"put"})),
     "provider": ("provider", frozenset({"submit", "fetch", "download", "cancel"})),

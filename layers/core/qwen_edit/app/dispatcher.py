@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aws_lambda_powertools import Logger
 
+from qwen_edit.app import webhooks
 from qwen_edit.app.service import expire, load_job, note
 from qwen_edit.app.workflow import (
     OUTCOME_UNKNOWN,
@@ -225,6 +226,7 @@ class Run:
             return
         if job.status is JobStatus.QUEUED:
             job = ctx.jobs.transition(job.id, JobStatus.RUNNING, now_utc())
+            webhooks.announce_progress(ctx, job)
         valid = parse_request(job.kind.capability, job.request, default_model=job.model)
         request = valid.to_provider(lambda ref: readable_url(ctx, ref))
         provider = ctx.provider(spec.provider)

@@ -34,6 +34,7 @@ from qwen_edit.domain.images import (
     check_image_bytes,
 )
 from qwen_edit.domain.jobs import (
+    DeliveryStatus,
     Job,
     JobError,
     JobEvent,
@@ -195,12 +196,15 @@ def accept(
         output=output,
         metadata=valid.body.metadata,
         webhook_url=valid.body.webhook_url,
+        webhook_events=[JobStatus(e) for e in valid.body.webhook_events or ()],
         lane=Lane(valid.body.lane) if valid.body.lane else None,
         start_by=valid.body.start_by(now_utc()),
     )
     ctx.tracing.follow(job.id, job.model)
     images = [_stored(ctx, job.id, index, ref) for index, ref in enumerate(valid.images)]
-    request = valid.body.model_dump(exclude_none=True, exclude={"webhook_url", "metadata"})
+    request = valid.body.model_dump(
+        exclude_none=True, exclude={"webhook_url", "webhook_events", "metadata"}
+    )
     if images:
         request["images"] = images
     job = job.model_copy(update={"request": request})
@@ -210,10 +214,13 @@ def accept(
         # queued job that no workflow runs. A failed start records nothing.
         ctx.executions.start(job.id, {"job_id": job.id})
         ctx.jobs.create(job)
+        webhooks.announce_progress(ctx, job)
     else:
         # An upload is recorded first: if its start fails or its function dies, S3's
-        # redelivery finds the queued job and starts it (uploads.handle).
+        # redelivery finds the queued job and starts it (uploads.handle). Its queued event
+        # goes before its workflow can make it running.
         ctx.jobs.create(job)
+        webhooks.announce_progress(ctx, job)
         ctx.executions.start(job.id, {"job_id": job.id})
     ctx.metrics.count("JobsAccepted", Family=valid.spec.family, Source=source.value)
     return job, room
@@ -392,12 +399,16 @@ def cancel(ctx: Context, job_id: str, tenant: str) -> Job:
 
 
 def announce(ctx: Context, job: Job) -> None:
-    """The one place final statuses are announced: an EventBridge event, and the job's webhook;
-    and the job's numbers."""
+    """The one place final statuses are announced: an EventBridge event, and the job's webhook
+    (if its webhook_events take this status: else its delivery is `skipped`); and the job's
+    numbers."""
     ctx.events.publish(job)
-    if job.webhook_url:
+    queued = job.announces(job.status)
+    if queued:
         ctx.webhook_outbox.send(webhooks.delivery_for(job, view(ctx, job)), 0)
-    note(ctx, job.id, event(Step.NOTIFIED, "webhook queued" if job.webhook_url else None))
+    elif job.webhook is not None:
+        ctx.jobs.record_webhook(job.id, None, DeliveryStatus.SKIPPED)
+    note(ctx, job.id, event(Step.NOTIFIED, "webhook queued" if queued else None))
     _measure(ctx, job)
 
 

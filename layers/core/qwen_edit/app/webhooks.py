@@ -1,11 +1,22 @@
 """Signed webhooks (SPEC §6, Standard Webhooks v1) for jobs that carry a `webhook_url`.
 
-One delivery per job (webhook-id `msg_<job id>`, stable across attempts); its body is fixed
-when the job ends. 2xx is delivered; 410 stops for good; anything else (3xx included: redirects
-are never followed), a timeout or a refused connection is retried on SCHEDULE, with jitter,
-for about 27 hours. Every attempt is recorded on the job; webhook trouble never changes the
-job's status. Targets must be https and resolve only to public addresses, checked when the job
-is accepted and again before every attempt.
+The final event (job.succeeded, job.failed, job.canceled) is one delivery per job (webhook-id
+`msg_<job id>`, stable across attempts); its body is fixed when the job ends. 2xx is delivered;
+410 stops for good; anything else (3xx included: redirects are never followed), a timeout or a
+refused connection is retried on SCHEDULE, with jitter, for about 27 hours. Every attempt is
+recorded on the job; webhook trouble never changes the job's status. Targets must be https and
+resolve only to public addresses, checked when the job is accepted and again before every
+attempt.
+
+Intermediate events (job.queued, job.running), for jobs whose `webhook_events` ask for them, are
+best effort: webhook-id `msg_<job id>_<sequence>`, at most PROGRESS_SCHEDULE's attempts, not
+recorded on the job (counted in WebhookProgress), never dead-lettered. Every body carries the
+event's `sequence` (SEQUENCE): a job's status only moves forward and each status is announced
+at most once, so sequences increase along a job's stream. The queue is SQS standard, so before
+each attempt of an intermediate event the job store claims its sequence (claim_webhook_event):
+an event older than one already sent, or than the final delivery's first attempt, is dropped.
+Two deliveries in flight at once can still cross on the network: receivers drop any event whose
+sequence is not above the last one they took.
 """
 
 from __future__ import annotations
@@ -17,20 +28,36 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from aws_lambda_powertools import Logger
 from pydantic import BaseModel
 from standardwebhooks import Webhook
 
 from qwen_edit.context import Context
 from qwen_edit.domain.addresses import all_loopback, first_hidden
 from qwen_edit.domain.catalog import RuleViolation
-from qwen_edit.domain.jobs import DeliveryStatus, Job, Timestamp, WebhookAttempt, now_utc
+from qwen_edit.domain.jobs import (
+    DeliveryStatus,
+    Job,
+    JobStatus,
+    Timestamp,
+    WebhookAttempt,
+    now_utc,
+)
 from qwen_edit.domain.urls import parse_web_url
 from qwen_edit.settings import Loopback
 
+logger = Logger(child=True)
 # Seconds to wait after attempt 1, 2, …; close to the Standard Webhooks schedule.
 SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
+PROGRESS_SCHEDULE = (5,)  # intermediate events: one retry, then they are dropped
 JITTER = 0.2  # each wait is stretched or shrunk by up to 20%
-EVENT_TYPES = {"succeeded": "job.succeeded", "failed": "job.failed", "canceled": "job.canceled"}
+EVENT_TYPES = {status: f"job.{status.value}" for status in JobStatus}
+FINAL_SEQUENCE = 3
+SEQUENCE = {
+    JobStatus.QUEUED: 1,
+    JobStatus.RUNNING: 2,
+    **{status: FINAL_SEQUENCE for status in JobStatus if status.is_final},
+}
 
 Resolve = Callable[[str, int], list[str]]
 
@@ -44,6 +71,11 @@ class Delivery(BaseModel):
     body: str
     attempt: int = 1  # the number of the next attempt
     not_before: Timestamp | None = None
+    sequence: int = FINAL_SEQUENCE  # below it: an intermediate event
+
+    @property
+    def final(self) -> bool:
+        return self.sequence >= FINAL_SEQUENCE
 
 
 class Outcome(StrEnum):
@@ -53,18 +85,35 @@ class Outcome(StrEnum):
 
 
 def delivery_for(job: Job, view: dict[str, Any]) -> Delivery:
-    """The job's one delivery: links (presigned outputs, the job's API path), never bytes."""
+    """The event of the job's current status: links (presigned outputs, the job's API path),
+    never bytes."""
     if job.webhook is None or job.webhook_url is None:
         raise ValueError(f"job {job.id} has no webhook")
+    sequence = SEQUENCE[job.status]
     data = {**view, "links": {"job": f"/v1/jobs/{job.id}"}}
+    envelope = {"type": EVENT_TYPES[job.status], "sequence": sequence, "data": data}
     return Delivery(
         job_id=job.id,
-        webhook_id=job.webhook.id,
+        webhook_id=job.webhook.id if job.status.is_final else f"{job.webhook.id}_{sequence}",
         url=job.webhook_url,
-        body=json.dumps(
-            {"type": EVENT_TYPES[job.status.value], "data": data}, separators=(",", ":")
-        ),
+        body=json.dumps(envelope, separators=(",", ":")),
+        sequence=sequence,
     )
+
+
+def announce_progress(ctx: Context, job: Job) -> None:
+    """Queue the job's queued or running event if its webhook asks for it. Best effort: a
+    failure is logged, and never reaches the job or delays it."""
+    if not job.announces(job.status):
+        return
+    try:
+        ctx.webhook_outbox.send(delivery_for(job, job.public()), 0)
+    except Exception:
+        logger.warning(
+            "webhook event not queued",
+            extra={"job_id": job.id, "event": job.status.value},
+            exc_info=True,
+        )
 
 
 def classify(status: int | None) -> Outcome:
@@ -75,11 +124,15 @@ def classify(status: int | None) -> Outcome:
     return Outcome.RETRY
 
 
-def next_wait(attempt: int, rng: random.Random | None = None) -> float | None:
-    """Seconds before attempt `attempt + 1`, or None when `attempt` was the last."""
-    if attempt > len(SCHEDULE):
+def next_wait(
+    attempt: int, rng: random.Random | None = None, schedule: tuple[int, ...] | None = None
+) -> float | None:
+    """Seconds before attempt `attempt + 1` (on SCHEDULE unless told), or None when `attempt`
+    was the last."""
+    schedule = SCHEDULE if schedule is None else schedule
+    if attempt > len(schedule):
         return None
-    base = SCHEDULE[attempt - 1]
+    base = schedule[attempt - 1]
     return base * (rng or random).uniform(1 - JITTER, 1 + JITTER)
 
 
@@ -128,6 +181,8 @@ def deliver(ctx: Context, delivery: Delivery) -> DeliveryStatus:
     if wait > 1:  # a long wait is several queue hops (SQS delays at most 15 minutes)
         ctx.webhook_outbox.send(delivery, wait)
         return DeliveryStatus.PENDING
+    if not delivery.final and not ctx.jobs.claim_webhook_event(delivery.job_id, delivery.sequence):
+        return _progress_ended(ctx, delivery, DeliveryStatus.SKIPPED, "a later event went first")
     started = now_utc()
     try:
         addresses = check_target(
@@ -151,10 +206,11 @@ def deliver(ctx: Context, delivery: Delivery) -> DeliveryStatus:
         return _finish(ctx, delivery, attempt, DeliveryStatus.DELIVERED)
     if outcome is Outcome.STOP:
         return _finish(ctx, delivery, attempt, DeliveryStatus.STOPPED)
-    retry_in = next_wait(delivery.attempt)
+    retry_in = next_wait(delivery.attempt, schedule=None if delivery.final else PROGRESS_SCHEDULE)
     if retry_in is None:
         return _finish(ctx, delivery, attempt, DeliveryStatus.FAILED)
-    ctx.jobs.record_webhook(delivery.job_id, attempt, DeliveryStatus.PENDING)
+    if delivery.final:
+        ctx.jobs.record_webhook(delivery.job_id, attempt, DeliveryStatus.PENDING)
     ctx.webhook_outbox.send(
         delivery.model_copy(
             update={
@@ -170,8 +226,21 @@ def deliver(ctx: Context, delivery: Delivery) -> DeliveryStatus:
 def _finish(
     ctx: Context, delivery: Delivery, attempt: WebhookAttempt, status: DeliveryStatus
 ) -> DeliveryStatus:
+    if not delivery.final:
+        return _progress_ended(ctx, delivery, status, attempt.error or f"HTTP {attempt.status}")
     ctx.jobs.record_webhook(delivery.job_id, attempt, status)
     ctx.metrics.count("WebhookDeliveries", Outcome=status.value)
     if status is DeliveryStatus.FAILED:
         ctx.webhook_outbox.dead_letter(delivery)  # visible: queue, alarm, job field, metric
+    return status
+
+
+def _progress_ended(
+    ctx: Context, delivery: Delivery, status: DeliveryStatus, why: str
+) -> DeliveryStatus:
+    ctx.metrics.count("WebhookProgress", Outcome=status.value)
+    logger.info(
+        "webhook event ended",
+        extra={"webhook_id": delivery.webhook_id, "outcome": status.value, "why": why},
+    )
     return status

@@ -44,6 +44,8 @@ class JobStatus(StrEnum):
 
 
 FINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
+# What a webhook announces when the request names no `webhook_events`: the end, as before.
+DEFAULT_WEBHOOK_EVENTS = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
 # Where each status may come from.
 ALLOWED_FROM: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.RUNNING: frozenset({JobStatus.QUEUED}),
@@ -148,6 +150,9 @@ class DeliveryStatus(StrEnum):
     DELIVERED = "delivered"
     STOPPED = "stopped"  # the receiver answered 410 Gone
     FAILED = "failed"  # every attempt failed, or the target is not allowed
+    # Not sent: the job ended in a status its webhook_events leave out (or, for a queued or
+    # running event, a later event went first).
+    SKIPPED = "skipped"
 
 
 class WebhookAttempt(BaseModel):
@@ -157,7 +162,8 @@ class WebhookAttempt(BaseModel):
 
 
 class WebhookState(BaseModel):
-    """The job's webhook delivery: one webhook-id for every attempt, each attempt kept."""
+    """The job's final webhook delivery: one webhook-id for every attempt, each attempt kept.
+    Intermediate events (queued, running) are best effort and not recorded here."""
 
     id: str
     status: DeliveryStatus = DeliveryStatus.PENDING
@@ -232,6 +238,7 @@ class JobView(BaseModel):
     error: JobError | None = None
     metadata: dict[str, str] | None = None
     webhook_url: str | None = None
+    webhook_events: list[JobStatus] | None = None  # with webhook_url: the statuses it announces
     webhook: WebhookState | None = None
     events: list[JobEvent] = Field(default_factory=list)
     events_dropped: int = 0  # events past MAX_EVENTS, not kept
@@ -256,6 +263,13 @@ class Job(JobView):
     provider_calls: int = 0  # every submit and poll sent for the job (usage counts them)
     polls: int = 0
     provider_status: str | None = None  # what the provider last said of its task
+    # The sequence of the latest intermediate webhook event sent (webhooks.claim_progress).
+    webhook_sequence: int = 0
+
+    def announces(self, status: JobStatus) -> bool:
+        """Whether the job's webhook announces `status`."""
+        events = self.webhook_events or DEFAULT_WEBHOOK_EVENTS
+        return self.webhook_url is not None and status in events
 
     def public(self) -> dict[str, Any]:
         """The job as clients see it (SPEC §3): no tenant, no internal routing."""
@@ -283,6 +297,7 @@ def new_job(
     output: OutputTarget | None = None,
     metadata: dict[str, str] | None = None,
     webhook_url: str | None = None,
+    webhook_events: list[JobStatus] | None = None,
     lane: Lane | None = None,
     start_by: datetime | None = None,
 ) -> Job:
@@ -305,6 +320,7 @@ def new_job(
         output=output or OutputTarget(prefix=keys.results_prefix(job_id)),
         metadata=metadata,
         webhook_url=webhook_url,
+        webhook_events=(webhook_events or list(DEFAULT_WEBHOOK_EVENTS)) if webhook_url else None,
         webhook=WebhookState(id=f"msg_{job_id}") if webhook_url else None,
         events=[JobEvent(at=created, step=Step.QUEUED)],
     )

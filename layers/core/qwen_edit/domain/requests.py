@@ -72,6 +72,7 @@ IMAGE_SHAPES = [
     {"pattern": f"^data:image/(?:{_MIMES});base64,{_BASE64}$", "maxLength": MAX_DATA_URL_CHARS},
     {"pattern": r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^\x00-\x1f\x7f]+$"},
 ]
+WebhookEvent = Literal["queued", "running", "succeeded", "failed", "canceled"]
 # Characters that show nothing: a prompt of only these is blank (besides Unicode's format,
 # control and separator categories, these letters and symbols render as empty space).
 _BLANK_LOOKING = frozenset("\u115f\u1160\u3164\uffa0\u2800")
@@ -120,6 +121,15 @@ class GenerationRequest(BaseModel):
     watermark: bool | None = None
     webhook_url: str | None = Field(
         None, max_length=MAX_URL_CHARS, json_schema_extra={"pattern": WEBHOOK_URL_PATTERN}
+    )
+    webhook_events: list[WebhookEvent] | None = Field(
+        None,
+        min_length=1,
+        max_length=5,
+        json_schema_extra={"uniqueItems": True},
+        description="the job statuses the webhook announces, each once (needs webhook_url); the "
+        "default is succeeded, failed and canceled. queued and running are best effort; every "
+        "event's `sequence` increases along the job's stream",
     )
     metadata: dict[MetadataKey, MetadataValue] | None = Field(None, max_length=20)
     lane: Literal["interactive", "batch"] | None = Field(
@@ -190,6 +200,15 @@ class GenerationRequest(BaseModel):
             except ValueError as error:
                 raise ValueError(f"webhook_url must be an https:// URL: {error}") from None
         return url
+
+    @field_validator("webhook_events")
+    @classmethod
+    def _each_once(cls, events: list[str] | None) -> list[str] | None:
+        if events is not None and len(set(events)) < len(events):
+            raise PydanticCustomError(
+                "unique", "each event may be named once, got {got}", {"got": events}
+            )
+        return events
 
     def provider_parameters(self) -> dict[str, Any]:
         """The `parameters` the provider takes, without the ones left to its defaults."""
@@ -268,6 +287,14 @@ def _check_body(
     violations = check_request(
         spec, capability=capability, image_count=len(raw_images), n=body.n, size=body.size
     )
+    if body.webhook_events is not None and body.webhook_url is None:
+        violations.append(
+            RuleViolation(
+                "webhook_events",
+                "requires-webhook_url",
+                "webhook_events: the events go to webhook_url, and there is none",
+            )
+        )
     images: list[ImageRef] = []
     for index, raw in enumerate(raw_images):
         field = f"images[{index}]"

@@ -13,6 +13,7 @@ import re
 from collections import defaultdict
 from typing import Any
 
+from qwen_edit.app import webhooks
 from qwen_edit.domain.catalog import (
     PIXELS_MAX,
     PIXELS_MIN,
@@ -45,6 +46,58 @@ UNSTATED = (
     "key may use (its uploads, its jobs' results, shared folders); `webhook_url` must "
     "resolve to public addresses only."
 )
+
+
+# webhook_events go to webhook_url: one without the other is refused.
+WEBHOOK_EVENTS_NEED_URL = {
+    "if": {"required": ["webhook_events"], "properties": {"webhook_events": {"type": "array"}}},
+    "then": {"required": ["webhook_url"], "properties": {"webhook_url": {"type": "string"}}},
+}
+
+
+# What a webhook receiver is sent (app/webhooks.py), for OpenAPI 3.1's `webhooks`.
+WEBHOOK_EVENT = {
+    "type": "object",
+    "description": "A signed Standard Webhooks delivery (headers webhook-id, webhook-timestamp, "
+    "webhook-signature). webhook-id is msg_<job id> for the final event, msg_<job id>_<sequence> "
+    "for queued and running, which are best effort; drop an event whose sequence is not above "
+    "the last one taken for the job.",
+    "required": ["type", "sequence", "data"],
+    "properties": {
+        "type": {
+            "enum": list(webhooks.EVENT_TYPES.values()),
+            "description": "the status announced (the request's webhook_events pick which)",
+        },
+        "sequence": {
+            "type": "integer",
+            "enum": sorted(set(webhooks.SEQUENCE.values())),
+            "description": "1 queued, 2 running, 3 the final event: it rises along a job's stream",
+        },
+        "data": {
+            "allOf": [{"$ref": "#/components/schemas/JobView"}],
+            "description": "the job as it was then, with links.job (its API path)",
+        },
+    },
+}
+
+WEBHOOKS = {
+    "jobEvent": {
+        "post": {
+            "summary": "A job event, POSTed to the job's webhook_url",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/WebhookEvent"}}
+                },
+            },
+            "responses": {
+                "2XX": {"description": "delivered"},
+                "410": {"description": "stops deliveries to this job's webhook for good"},
+            },
+            "security": [],
+        }
+    }
+}
 
 
 # `model` absent or null: the deployment's default model.
@@ -98,8 +151,8 @@ def _names(models: list[ModelSpec]) -> list[str]:
 
 
 def refine(document: dict[str, Any], default_models: dict[Capability, str]) -> dict[str, Any]:
-    """The generated document with each request schema's per-model rules written in, and
-    without the 422 Powertools adds to operations that take no input."""
+    """The generated document with each request schema's per-model rules written in, its
+    webhook events, and without the 422 Powertools adds to operations that take no input."""
     for operation in (op for path in document["paths"].values() for op in path.values()):
         if operation["responses"].get("422", {}).get("description") == "Validation Error":
             del operation["responses"]["422"]
@@ -111,6 +164,8 @@ def refine(document: dict[str, Any], default_models: dict[Capability, str]) -> d
         rules = request_schema_rules(capability, default_models[capability])
         schema = schemas[name]
         schema["properties"]["model"] = rules["model"]
-        schema["allOf"] = rules["allOf"]
+        schema["allOf"] = [*rules["allOf"], WEBHOOK_EVENTS_NEED_URL]
         schema["description"] = f"{schema.get('description', '').strip()}\n\n{UNSTATED}".strip()
+    schemas["WebhookEvent"] = WEBHOOK_EVENT
+    document["webhooks"] = WEBHOOKS
     return document
