@@ -328,6 +328,7 @@ def test_openapi_is_served_and_committed(stack):
         "/jobs/{job_id}",
         "/jobs",
         "/jobs/{job_id}/cancel",
+        "/jobs/{job_id}/retry",
         "/uploads",
         "/usage",
         "/models",

@@ -185,6 +185,11 @@ class FakeJobStore:
             record[name] = record.get(name, 0) + value
         self._save(record)
 
+    def link_retry(self, job_id: str, retried_by: str) -> None:
+        record = self._record(job_id)
+        record["retried_by"] = retried_by
+        self._save(record)
+
     def record_webhook(
         self, job_id: str, attempt: WebhookAttempt | None, status: DeliveryStatus
     ) -> None:
@@ -709,6 +714,7 @@ class Fakes:
     provider: ScriptedProvider = field(default_factory=ScriptedProvider)
     resolve: FakeResolver = field(default_factory=FakeResolver)
     metrics: FakeMetrics = field(default_factory=FakeMetrics)
+    pauses: list[float] = field(default_factory=list)
     tracing: Tracing = field(default_factory=NoTracing)
     webhook_secret: str = WEBHOOK_SECRET
     provider_kinds: list[Provider] = field(default_factory=list)  # every ctx.provider(kind)
@@ -746,6 +752,7 @@ def fake_context(**overrides: Any) -> tuple[Context, Fakes]:
         "provider": lambda: fakes.provider_for,
         "resolve": lambda: fakes.resolve,
         "metrics": lambda: fakes.metrics,
+        "pause": lambda: fakes.pauses.append,  # waits take no time here
         "tracing": lambda: fakes.tracing,
         "webhook_secret": lambda: lambda: fakes.webhook_secret,
     }

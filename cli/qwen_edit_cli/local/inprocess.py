@@ -130,7 +130,9 @@ def in_process_stack(
             # No CloudWatch here: metrics are tallied in memory, and summed up at the end (the
             # EMF adapter has its own test, tests/integration/test_metrics_emf.py).
             runtime.override_ports(
-                wake_dispatcher=lambda: stack.wake_dispatcher, metrics=lambda: stack.metrics
+                wake_dispatcher=lambda: stack.wake_dispatcher,
+                metrics=lambda: stack.metrics,
+                pause=lambda: stack.dispatcher.pause,
             )
             if resolve is not None:
                 runtime.override_ports(resolve=lambda: resolve)

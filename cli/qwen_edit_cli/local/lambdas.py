@@ -12,6 +12,7 @@ import importlib.util
 import json
 import sys
 import threading
+import time
 import traceback
 import uuid
 from collections import Counter, defaultdict
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, cast
 from unittest import mock
 
+from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
 from moto.awslambda.models import LambdaFunction
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -67,6 +69,7 @@ class LambdaDispatcher:
         # state in module globals (the API resolver's current event, the logger's keys), which
         # separate instances never share, and threads of one process would.
         self._instances: defaultdict[str, threading.RLock] = defaultdict(threading.RLock)
+        self._running = threading.local()  # the instance lock this thread's event holds
 
     def register(self, function_name: str, code_dir: Path, handler: str) -> None:
         self.sources[function_name] = (code_dir, handler)
@@ -86,7 +89,27 @@ class LambdaDispatcher:
             self.invocations[function_name] += 1
             instance = self._instances[function_name]
         with instance:
-            return handler(event, context)
+            self._running.instance = instance
+            try:
+                return handler(event, context)
+            finally:
+                self._running.instance = None
+
+    def pause(self, seconds: float) -> None:
+        """A handler waiting for its job (GET ?wait): on AWS, other events of the function
+        run meanwhile in other instances; here they run while this one sleeps. Powertools
+        keeps the resolver's current event class-wide, so it is put back after."""
+        instance = getattr(self._running, "instance", None)
+        if instance is None:
+            time.sleep(seconds)
+            return
+        event = BaseRouter.current_event
+        instance.release()
+        try:
+            time.sleep(seconds)
+        finally:
+            instance.acquire()
+            BaseRouter.current_event = event
 
     def invoke(self, function: LambdaFunction, event: Any) -> tuple[str, bool, str]:
         context = FakeLambdaContext(function.function_name, function.function_arn)

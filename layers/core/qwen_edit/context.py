@@ -122,6 +122,11 @@ class Context:
     def provider(self, kind: Provider) -> ImageProvider:
         return cast(Callable[[Provider], ImageProvider], self._port("provider"))(kind)
 
+    def pause(self, seconds: float) -> None:
+        """Sleep while a request waits for its job (the local stack lets other requests of
+        the function run meanwhile, as other Lambda instances would)."""
+        cast(Callable[[float], None], self._port("pause"))(seconds)
+
     def resolve(self, host: str, port: int) -> list[str]:
         """DNS, for webhook targets and image URLs."""
         return cast(Resolve, self._port("resolve"))(host, port)

@@ -40,6 +40,9 @@ class JobStore(Protocol):
         events_dropped), set what the provider last said, and add to its counters
         (provider_calls, polls); final jobs too."""
 
+    def link_retry(self, job_id: str, retried_by: str) -> None:
+        """Set the job's retried_by (it is final: no status condition)."""
+
     def record_webhook(
         self, job_id: str, attempt: WebhookAttempt | None, status: DeliveryStatus
     ) -> None:

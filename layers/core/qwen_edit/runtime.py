@@ -9,6 +9,7 @@ it calls. The local stack and the tests may replace a port for every function
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from functools import cache
 from typing import Any, cast
@@ -96,6 +97,7 @@ def _ports(settings: Env) -> dict[str, Callable[[], Any]]:
         ports["webhook_secret"] = lambda: _webhook_secret(settings)
     ports["resolve"] = lambda: _webhook_http().resolve_host
     ports["metrics"] = _emf_metrics
+    ports["pause"] = lambda: time.sleep
     ports["tracing"] = tracing
     return ports
 

@@ -260,6 +260,14 @@ class DynamoJobStore:
             ExpressionAttributeValues=values,
         )
 
+    def link_retry(self, job_id: str, retried_by: str) -> None:
+        try:
+            self._add(job_id, {}, {"retried_by": retried_by})
+        except ClientError as error:
+            if not conditional_failed(error):
+                raise
+            raise JobNotFound(f"no job {job_id}") from None
+
     def record_webhook(
         self, job_id: str, attempt: WebhookAttempt | None, status: DeliveryStatus
     ) -> None:

@@ -23,7 +23,13 @@ from qwen_edit.domain.catalog import (
     RuleViolation,
     get_model,
 )
-from qwen_edit.domain.errors import DeadlineExceeded, JobConflict, JobNotFound, QueueFull
+from qwen_edit.domain.errors import (
+    DeadlineExceeded,
+    InputsExpired,
+    JobConflict,
+    JobNotFound,
+    QueueFull,
+)
 from qwen_edit.domain.image_headers import ImageRejected
 from qwen_edit.domain.images import (
     EXTENSION_OF_FORMAT,
@@ -50,7 +56,13 @@ from qwen_edit.domain.jobs import (
     now_utc,
 )
 from qwen_edit.domain.provider import ProviderError
-from qwen_edit.domain.requests import GenerationRequest, ValidRequest, invalid, parse_request
+from qwen_edit.domain.requests import (
+    GenerationRequest,
+    ValidRequest,
+    invalid,
+    parse_request,
+    start_by,
+)
 from qwen_edit.domain.urls import parse_web_url
 from qwen_edit.domain.usage import GroupBy, UsageReport, When, report, window
 from qwen_edit.settings import Buckets, Jobs, Loopback, Pricing, Requests
@@ -120,9 +132,10 @@ def _url_problem(ctx: Context, url: str) -> str | None:
 def may_read(ctx: Context, tenant: str, ref: S3Image) -> bool:
     """Whether `tenant` may name this object as an input (job ids are not secrets, so owning the
     key, not knowing it, is what counts). API tenants: their own POST /v1/uploads objects,
-    their own jobs' results, and the input prefixes the operator shares. Upload-triggered jobs
-    (the operator's bucket): the input bucket except what belongs to API tenants, and their own
-    outbox/."""
+    their own jobs' inputs and results, and the input prefixes the operator shares.
+    Upload-triggered jobs
+    (the operator's bucket): the input bucket except what belongs to API tenants, and their
+    own outbox/."""
     settings = ctx.need(Requests)
     try:
         keys.segments(ref.key)
@@ -131,18 +144,23 @@ def may_read(ctx: Context, tenant: str, ref: S3Image) -> bool:
     if ref.bucket == settings.input_bucket:
         if tenant == UPLOAD_TENANT:
             return not ref.key.startswith((keys.UPLOADS, keys.INPUTS))
-        return keys.is_tenant_upload(ref.key, tenant) or any(
-            ref.key.startswith(prefix) for prefix in settings.shared_input_prefixes
+        return (
+            keys.is_tenant_upload(ref.key, tenant)
+            or any(ref.key.startswith(prefix) for prefix in settings.shared_input_prefixes)
+            or _owns_job(ctx, tenant, keys.job_id_in(keys.INPUTS, ref.key))  # a retry's
         )
     if ref.bucket == settings.output_bucket:
         if tenant == UPLOAD_TENANT:
             return ref.key.startswith(keys.OUTBOX)
-        job_id = keys.results_job_id(ref.key)
-        try:
-            return job_id is not None and ctx.jobs.get(job_id).tenant == tenant
-        except JobNotFound:
-            return False
+        return _owns_job(ctx, tenant, keys.job_id_in(keys.RESULTS, ref.key))
     return False
+
+
+def _owns_job(ctx: Context, tenant: str, job_id: str | None) -> bool:
+    try:
+        return job_id is not None and ctx.jobs.get(job_id).tenant == tenant
+    except JobNotFound:
+        return False
 
 
 def _stored_image_problem(ctx: Context, tenant: str, ref: S3Image) -> tuple[str | None, str]:
@@ -176,6 +194,7 @@ def accept(
     source: JobSource,
     job_id: str | None = None,
     output: OutputTarget | None = None,
+    retry_of: str | None = None,
 ) -> tuple[Job, QueueRoom]:
     """Record a valid request as a queued job and start its workflow (execution name = job id),
     in the order that leaves no accepted job without a workflow. With the job, the tenant's room
@@ -199,6 +218,7 @@ def accept(
         webhook_events=[JobStatus(e) for e in valid.body.webhook_events or ()],
         lane=Lane(valid.body.lane) if valid.body.lane else None,
         start_by=valid.body.start_by(now_utc()),
+        retry_of=retry_of,
     )
     ctx.tracing.follow(job.id, job.model)
     images = [_stored(ctx, job.id, index, ref) for index, ref in enumerate(valid.images)]
@@ -224,6 +244,38 @@ def accept(
         ctx.executions.start(job.id, {"job_id": job.id})
     ctx.metrics.count("JobsAccepted", Family=valid.spec.family, Source=source.value)
     return job, room
+
+
+def wait_for_end(ctx: Context, job: Job, seconds: float) -> Job:
+    """The job once final, or as it is after `seconds`: a consistent read now and then (after
+    0.25 s, then 0.5 s, then every second), never a busy loop."""
+    waited, step = 0.0, 0.25
+    while not job.status.is_final and waited < seconds:
+        pause = min(step, seconds - waited)
+        ctx.pause(pause)
+        waited, step = waited + pause, min(step * 2, 1.0)
+        job = ctx.jobs.get(job.id)
+    return job
+
+
+def retry_request(ctx: Context, job: Job) -> dict[str, Any]:
+    """A failed or canceled job's request, to submit again (JobConflict for any other job;
+    InputsExpired when the bucket's lifecycle removed a stored input). An absolute deadline
+    that has passed is left out; cancel_after counts again from the retry."""
+    if job.status not in (JobStatus.FAILED, JobStatus.CANCELED):
+        raise JobConflict(
+            f"job {job.id} is {job.status.value}: only a failed or canceled job can be retried"
+        )
+    request = dict(job.request)
+    if "deadline" in request and start_by(request["deadline"]) <= now_utc():
+        del request["deadline"]
+    for image in request.get("images", []):
+        if image.startswith("s3://") and ctx.objects.peek(*keys.parse_s3_uri(image), 1) is None:
+            raise InputsExpired(f"{image} is gone (stored inputs last 30 days): submit anew")
+    extras: dict[str, Any] = {"webhook_url": job.webhook_url, "metadata": job.metadata}
+    if job.webhook_url and job.webhook_events:
+        extras["webhook_events"] = [status.value for status in job.webhook_events]
+    return {**request, **{k: v for k, v in extras.items() if v is not None}}
 
 
 def expire(ctx: Context, job: Job) -> None:

@@ -129,6 +129,12 @@ class ProviderOutcomeUnknown(JobFailed):
     code = "ProviderOutcomeUnknown"
 
 
+class InputsExpired(QwenEditError):
+    """A retry needs the job's stored inputs, and the bucket's lifecycle removed them."""
+
+    code, http_status, outcome = "InputsExpired", 409, Outcome.REJECT
+
+
 def failure_of(error_name: str, cause: str | None) -> tuple[str, str]:
     """(code, message) of a workflow failure from the Catch's Error and Cause.
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, computed_field
 
 from qwen_edit.domain import keys
 from qwen_edit.domain.catalog import Capability
@@ -133,9 +133,28 @@ class QueueRoom(BaseModel):
     reset_seconds: int
 
 
+# Codes that say the request itself, or the deployment's access, is at fault: the same request
+# would fail again. The provider's (Model Studio's error classes) and ours.
+_NOT_RETRYABLE = (
+    *("InvalidParameter", "DataInspectionFailed", "InvalidURL", "InvalidApiKey"),
+    *("AccessDenied", "ModelNotFound", "InvalidRequest", "EmptyOutput"),
+)
+
+
+def retry_can_help(code: str) -> bool:
+    """Whether the same request may succeed later: a throttle, an outage, a timeout, a missed
+    deadline or a cancel, yes; a refused request or a key without access, no."""
+    return not code.startswith(_NOT_RETRYABLE)
+
+
 class JobError(BaseModel):
     code: str
     message: SafeText
+
+    @computed_field(description="whether the same request may succeed later (POST …/retry)")  # type: ignore[prop-decorator]  # pydantic's documented form
+    @property
+    def retryable(self) -> bool:
+        return retry_can_help(self.code)
 
 
 class ProviderInfo(BaseModel):
@@ -239,6 +258,8 @@ class JobView(BaseModel):
     metadata: dict[str, str] | None = None
     webhook_url: str | None = None
     webhook_events: list[JobStatus] | None = None  # with webhook_url: the statuses it announces
+    retry_of: str | None = None  # the failed or canceled job this one retries
+    retried_by: str | None = None  # the latest retry of this job
     webhook: WebhookState | None = None
     events: list[JobEvent] = Field(default_factory=list)
     events_dropped: int = 0  # events past MAX_EVENTS, not kept
@@ -300,6 +321,7 @@ def new_job(
     webhook_events: list[JobStatus] | None = None,
     lane: Lane | None = None,
     start_by: datetime | None = None,
+    retry_of: str | None = None,
 ) -> Job:
     """A queued job; its lane is interactive for API requests and batch for uploads unless
     the request or recipe chose one."""
@@ -313,6 +335,7 @@ def new_job(
         source=source,
         lane=lane or (Lane.BATCH if source is JobSource.S3 else Lane.INTERACTIVE),
         start_by=start_by,
+        retry_of=retry_of,
         created_at=created,
         updated_at=created,
         deadline_at=created + timedelta(seconds=deadline_seconds),

@@ -71,10 +71,10 @@ def results_prefix(job_id: str) -> str:
     return f"{RESULTS}{job_id}/"
 
 
-def results_job_id(key: str) -> str | None:
-    """The job id of `results/<job id>/<file>`, else None."""
+def job_id_in(folder: str, key: str) -> str | None:
+    """The job id of `<folder><job id>/<file>` (RESULTS or INPUTS), else None."""
     parts = key.split("/")
-    if len(parts) == 3 and parts[0] == RESULTS.rstrip("/") and parts[1] and parts[2]:
+    if len(parts) == 3 and parts[0] == folder.rstrip("/") and parts[1] and parts[2]:
         return parts[1]
     return None
 

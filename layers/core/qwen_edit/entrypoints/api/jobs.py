@@ -20,18 +20,20 @@ from qwen_edit import runtime
 from qwen_edit.app import service
 from qwen_edit.domain.catalog import Capability, get_model
 from qwen_edit.domain.jobs import Job, JobSource, JobStatus, JobView, QueueRoom
-from qwen_edit.domain.requests import EditRequest, GenerationRequest
+from qwen_edit.domain.requests import EditRequest, GenerationRequest, parse_request
+from qwen_edit.entrypoints.api import waiting
 from qwen_edit.entrypoints.api.responses import answer, queue_headers
 from qwen_edit.entrypoints.api.schemas import QUEUE_HEADERS, JobPage, Submission, answers
 from qwen_edit.entrypoints.api.tenants import tenant_of
 from qwen_edit.settings import ApiOnly
 
+WAITED = "the job, final within the wait the request's Prefer header asked for"
 router = Router()  # type: ignore[no-untyped-call]  # Powertools leaves __init__ unannotated
 
 # Same tenant and Idempotency-Key: the same job for 24 h; with another body: 409.
 IDEMPOTENCY = IdempotencyConfig(
     event_key_jmespath="[tenant, key]",
-    payload_validation_jmespath="[kind, body]",
+    payload_validation_jmespath="[kind, body, retry_of]",
     expires_after_seconds=24 * 3600,
 )
 # The queue room of this request's keyed create, when it ran (a replay runs nothing).
@@ -47,7 +49,12 @@ def _create(submission: Submission) -> tuple[Job, QueueRoom]:
     valid = service.validate(
         ctx, Capability(submission.kind), submission.body, tenant=submission.tenant
     )
-    return service.accept(ctx, valid, tenant=submission.tenant, source=JobSource.API)
+    job, room = service.accept(
+        ctx, valid, tenant=submission.tenant, source=JobSource.API, retry_of=submission.retry_of
+    )
+    if submission.retry_of:
+        ctx.jobs.link_retry(submission.retry_of, job.id)
+    return job, room
 
 
 @cache
@@ -69,7 +76,11 @@ def _idempotent_create() -> Any:
 
 
 def _submit(
-    capability: Capability, body: GenerationRequest, idempotency_key: str | None
+    capability: Capability,
+    body: GenerationRequest,
+    idempotency_key: str | None,
+    prefer: str | None,
+    retry_of: str | None = None,
 ) -> Response[str]:
     ctx = runtime.context("api")
     submission = Submission(
@@ -77,6 +88,7 @@ def _submit(
         key=idempotency_key,
         kind=capability.value,
         body=body,
+        retry_of=retry_of,
     )
     if idempotency_key:
         _room_of_keyed.set(None)
@@ -88,7 +100,13 @@ def _submit(
     else:
         job, room = _create(submission)
     headers = {"Location": f"/v1/jobs/{job.id}", **queue_headers(room)}
-    return answer(202, service.view(ctx, job), headers)
+    wait = waiting.preferred(prefer)
+    if wait is None:
+        return answer(202, service.view(ctx, job), headers)
+    applied = waiting.applied(wait, router.lambda_context)
+    job = service.wait_for_end(ctx, job, applied)
+    headers["Preference-Applied"] = f"wait={applied}"
+    return answer(200 if job.status.is_final else 202, service.view(ctx, job), headers)
 
 
 @router.post(
@@ -96,13 +114,20 @@ def _submit(
     operation_id="create_edit",
     summary="Create an edit job",
     responses=answers(
-        202, "accepted; Location names the job", JobView, also=(409, 422), headers=QUEUE_HEADERS
+        202,
+        "accepted; Location names the job",
+        JobView,
+        also=(409, 422),
+        headers=QUEUE_HEADERS,
+        waits=WAITED,
     ),
 )
 def create_edit(
-    request: Annotated[EditRequest, Body()], idempotency_key: IdempotencyKey = None
+    request: Annotated[EditRequest, Body()],
+    idempotency_key: IdempotencyKey = None,
+    prefer: waiting.Prefer = None,
 ) -> Response[str]:
-    return _submit(Capability.EDIT, request, idempotency_key)
+    return _submit(Capability.EDIT, request, idempotency_key, prefer)
 
 
 @router.post(
@@ -110,13 +135,20 @@ def create_edit(
     operation_id="create_generation",
     summary="Create a text-to-image job",
     responses=answers(
-        202, "accepted; Location names the job", JobView, also=(409, 422), headers=QUEUE_HEADERS
+        202,
+        "accepted; Location names the job",
+        JobView,
+        also=(409, 422),
+        headers=QUEUE_HEADERS,
+        waits=WAITED,
     ),
 )
 def create_generation(
-    request: Annotated[GenerationRequest, Body()], idempotency_key: IdempotencyKey = None
+    request: Annotated[GenerationRequest, Body()],
+    idempotency_key: IdempotencyKey = None,
+    prefer: waiting.Prefer = None,
 ) -> Response[str]:
-    return _submit(Capability.TEXT_TO_IMAGE, request, idempotency_key)
+    return _submit(Capability.TEXT_TO_IMAGE, request, idempotency_key, prefer)
 
 
 @router.get(
@@ -125,10 +157,46 @@ def create_generation(
     summary="Get a job",
     responses=answers(200, "the job; outputs carry presigned download URLs", JobView, also=(404,)),
 )
-def get_job(job_id: str) -> Response[str]:
+def get_job(
+    job_id: str,
+    wait: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=waiting.MAX_WAIT_SECONDS,
+            description="answer as soon as the job is final, or after this many seconds",
+        ),
+    ] = 0,
+) -> Response[str]:
     ctx = runtime.context("api")
     job = service.get_for_tenant(ctx, job_id, tenant_of(router.current_event))
+    if wait:
+        job = service.wait_for_end(ctx, job, waiting.applied(wait, router.lambda_context))
     return answer(200, service.view(ctx, service.place_in_line(ctx, job)))
+
+
+@router.post(
+    "/jobs/<job_id>/retry",
+    operation_id="retry_job",
+    summary="Create a new job from a failed or canceled job's request",
+    responses=answers(
+        202,
+        "accepted; Location names the new job (retry_of names this one, whose retried_by names it)",
+        JobView,
+        also=(404, 409, 422),
+        headers=QUEUE_HEADERS,
+        waits=WAITED,
+    ),
+)
+def retry_job(
+    job_id: str, idempotency_key: IdempotencyKey = None, prefer: waiting.Prefer = None
+) -> Response[str]:
+    ctx = runtime.context("api")
+    old = service.get_for_tenant(ctx, job_id, tenant_of(router.current_event))
+    capability = old.kind.capability
+    default = service.default_model(ctx, capability)
+    body = parse_request(capability, service.retry_request(ctx, old), default_model=default).body
+    return _submit(capability, body, idempotency_key, prefer, retry_of=old.id)
 
 
 @router.get(

@@ -103,6 +103,7 @@ class Submission(BaseModel):
     key: str | None
     kind: str
     body: GenerationRequest
+    retry_of: str | None = None  # POST /v1/jobs/{id}/retry: the job it retries
 
 
 def error_envelope(
@@ -152,6 +153,15 @@ QUEUE_HEADERS = {
 }
 
 
+PREFERENCE_APPLIED: dict[str, OpenAPIResponseHeader] = {
+    "Preference-Applied": {
+        "description": "wait=N: the seconds this answer waited for the job to end (RFC 7240), "
+        "when the request asked to wait",
+        "schema": {"type": "string", "pattern": "^wait=[0-9]+$"},
+    }
+}
+
+
 ERROR_STATUSES = {
     400: "the request is not one this API can read (a body that is not JSON, for one)",
     401: "missing or unknown API key",
@@ -177,12 +187,16 @@ def answers(
     *,
     also: tuple[int, ...] = (),
     headers: dict[str, OpenAPIResponseHeader] | None = None,
+    waits: str | None = None,
 ) -> dict[int, OpenAPIResponse]:
     """An operation's success answer (with `headers`), API Gateway's refusals, and its own
-    errors (`also`)."""
+    errors (`also`); `waits`: a 200 when the job ended within the wait the request asked for,
+    and what the request answers otherwise."""
     errors = sorted({*GATEWAY_STATUSES, *also})
+    waited = {**(headers or {}), **PREFERENCE_APPLIED} if waits is not None else None
     return {
-        status: _documented(description, model, headers),
+        **({200: _documented(waits, model, waited)} if waits is not None else {}),
+        status: _documented(description, model, waited or headers),
         **{
             code: _documented(
                 ERROR_STATUSES[code], ErrorEnvelope, RETRY_AFTER if code == 429 else None
