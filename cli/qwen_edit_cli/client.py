@@ -106,8 +106,9 @@ class QwenEditClient:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return self.request("POST", f"/{kind}", json=body, headers=headers)
 
-    def get(self, job_id: str) -> dict[str, Any]:
-        return self.request("GET", f"/jobs/{job_id}")
+    def get(self, job_id: str, wait: int = 0) -> dict[str, Any]:
+        """The job; with `wait`, as soon as it is final or after that many seconds."""
+        return self.request("GET", f"/jobs/{job_id}", params={"wait": wait} if wait else None)
 
     def list(
         self, limit: int = 20, cursor: str | None = None, status: str | None = None
@@ -128,16 +129,22 @@ class QwenEditClient:
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self.request("POST", f"/jobs/{job_id}/cancel")
 
+    def retry(self, job_id: str, idempotency_key: str | None = None) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self.request("POST", f"/jobs/{job_id}/retry", headers=headers)
+
     def wait(
         self,
         job_id: str,
         on_progress: Callable[[dict[str, Any], float], None] | None = None,
-        interval: float = 1.0,
+        interval: int = 3,
         timeout: float = 3600,
     ) -> dict[str, Any]:
+        """The job once final. Each read waits at the server (GET ?wait) for up to `interval`
+        seconds, so the end is seen at once and the progress line still moves."""
         started = time.monotonic()
+        job = self.get(job_id)
         while True:
-            job = self.get(job_id)
             elapsed = time.monotonic() - started
             if on_progress:
                 on_progress(job, elapsed)
@@ -145,7 +152,7 @@ class QwenEditClient:
                 return job
             if elapsed > timeout:
                 raise ApiError(None, "Timeout", f"job {job_id} is still {job['status']}")
-            time.sleep(interval)
+            job = self.get(job_id, wait=interval)
 
     def download(
         self, job: dict[str, Any], out_dir: Path, name: str | None = None

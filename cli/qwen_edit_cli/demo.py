@@ -72,7 +72,7 @@ def api_job(
     client: QwenEditClient, out_dir: Path, kind: str, body: dict[str, Any], name: str
 ) -> tuple[str, str, list[Path]]:
     job = client.create(kind, body)
-    job = client.wait(job["id"], interval=0.5, timeout=120)
+    job = client.wait(job["id"], timeout=120)
     saved = client.download(job, out_dir, name) if job["status"] == "succeeded" else []
     return job["status"], job["model"], saved
 

@@ -92,6 +92,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     client_options(listing)
     listing.set_defaults(run=_list)
+    retry = jobs_commands.add_parser(
+        "retry", help="a new job from a failed or canceled job's request"
+    )
+    retry.add_argument("job_id")
+    retry.add_argument("--idempotency-key")
+    client_options(retry)
+    retry.set_defaults(run=lambda a: _show(_client(a).retry(a.job_id, a.idempotency_key), a.json))
     cancel = jobs_commands.add_parser("cancel", help="cancel a job that has not finished")
     cancel.add_argument("job_id")
     client_options(cancel)

@@ -137,7 +137,7 @@ class QueueRoom(BaseModel):
 # would fail again. The provider's (Model Studio's error classes) and ours.
 _NOT_RETRYABLE = (
     *("InvalidParameter", "DataInspectionFailed", "InvalidURL", "InvalidApiKey"),
-    *("AccessDenied", "ModelNotFound", "InvalidRequest", "EmptyOutput"),
+    *("AccessDenied", "ModelNotFound", "InvalidRequest"),
 )
 
 
