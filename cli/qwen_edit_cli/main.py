@@ -65,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
             help="the statuses the webhook announces, comma-separated, of queued, running, "
             "succeeded, failed, canceled (default: the last three)",
         )
+        deadline = command.add_mutually_exclusive_group()
+        deadline.add_argument(
+            "--deadline", help="RFC 3339 time: not started at the provider by then, canceled"
+        )
+        deadline.add_argument(
+            "--cancel-after", type=int, help="the same deadline, in seconds from now"
+        )
         command.add_argument("--idempotency-key")
         command.add_argument("--out", type=Path, default=Path("."), help="where to save outputs")
         command.add_argument("--no-wait", action="store_true", help="submit and return")
@@ -208,6 +215,8 @@ def _submit(args: argparse.Namespace) -> int:
         "watermark": True if args.watermark else None,
         "webhook_url": args.webhook_url,
         "webhook_events": args.webhook_events,
+        "deadline": args.deadline,
+        "cancel_after": args.cancel_after,
     }
     body = {k: v for k, v in body.items() if v is not None}
     if images:

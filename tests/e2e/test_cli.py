@@ -68,7 +68,8 @@ def test_local_demo_writes_pngs_and_exits_zero(tmp_path, qwen_edit_cmd):
     assert "metrics (namespace qwen-edit" in result.stderr
     finished = re.findall(r"JobsFinished .*Status=succeeded +(\d+)", result.stderr)
     assert sum(map(int, finished)) == 3
-    assert re.search(r"ProviderCallFailed +- +0 of 3", result.stderr), result.stderr
+    # Submits and polls: none failed.
+    assert re.search(r"ProviderCallFailed +- +0 in \d+ data points", result.stderr)
 
 
 def test_bad_usage_exits_non_zero(qwen_edit_cmd):

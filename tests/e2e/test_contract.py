@@ -53,6 +53,7 @@ def test_schemathesis_finds_nothing(served):
         *("--url", served["api_url"], "-H", f"x-api-key: {KEY}"),
         *("--checks", "all", "--exclude-checks", "unsupported_method"),
         *("--max-examples", "40", "--seed", "20261126", "--workers", "1"),
+        *("--request-timeout", "30"),  # GET /jobs/{id}?wait may take its documented 20 s
     ]
     env = {
         **os.environ,

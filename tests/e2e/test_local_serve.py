@@ -140,6 +140,19 @@ def test_cli_generate_without_waiting_and_errors(served):
     assert cli(served, "jobs", "list", key="wrong").returncode == 3
 
 
+def test_cli_deadlines_and_retries(served):
+    args = ("generate", "-p", "a kite", "--model", "qwen-image", "--no-wait", "--json")
+    queued = json.loads(cli(served, *args, "--cancel-after", "600").stdout)
+    assert queued["start_by"] and queued["request"]["cancel_after"] == 600
+    both = cli(served, *args, "--cancel-after", "6", "--deadline", "2030-01-01T00:00:00Z")
+    assert both.returncode == 2  # argparse: one or the other
+    canceled = json.loads(cli(served, "jobs", "cancel", queued["id"], "--json").stdout)
+    assert canceled["error"]["retryable"] is True
+    retried = json.loads(cli(served, "jobs", "retry", queued["id"], "--json").stdout)
+    assert retried["retry_of"] == queued["id"] and retried["status"] == "queued"
+    assert cli(served, "jobs", "retry", retried["id"]).returncode == 5  # not failed: 409
+
+
 def test_cli_usage_shows_the_tenants_own_numbers(served, tmp_path):
     made = cli(
         served, "generate", "-p", "a kite", "--model", "qwen-image-2.0", "-n", "2",

@@ -16,7 +16,7 @@ def test_counts_sum_by_dimensions_and_timings_show_their_spread() -> None:
     lines = tally.summary().splitlines()
     assert lines[0].startswith("metrics (namespace qwen-edit")
     assert lines[1].split() == ["JobsAccepted", "Family=qwen-image-plus", "Source=api", "2"]
-    assert lines[2].split() == ["ProviderCallFailed", "-", "1", "of", "4"]
+    assert lines[2].split() == ["ProviderCallFailed", "-", "1", "in", "4", "data", "points"]
     assert lines[3].endswith("n=3 p50=2.0 s max=9.0 s")
 
 

@@ -37,8 +37,9 @@ class TallyMetrics:
             return "metrics: none written"
         lines = ["metrics (namespace qwen-edit, as the dashboard would sum them)"]
         for key, total in sorted(counts.items()):
-            # A 0-or-1 metric (ProviderCallFailed) reads as "k of n".
-            of = f" of {samples[key]}" if total != samples[key] else ""
+            # A metric with values other than 1 (ProviderCallFailed's 0s, PollsPerJob).
+            n = samples[key]
+            of = f" in {n} data point{'s' if n > 1 else ''}" if total != n else ""
             lines.append(f"  {key[0]:<20} {_dims(key[1]):<58} {total:g}{of}")
         for (name, dims), values in sorted(timings.items()):
             median, top = statistics.median(values), max(values)

@@ -44,10 +44,24 @@ UNSTATED = (
     "control characters); each of `images` must be a public http(s) URL, a data URL of a real "
     "JPEG, PNG, BMP, TIFF, WEBP or GIF image of at most 10 MB, or an s3:// reference this API "
     "key may use (its uploads, its jobs' results, shared folders); `webhook_url` must "
-    "resolve to public addresses only."
+    "resolve to public addresses only; `deadline` must not have passed."
 )
 
 
+RETRY_LINK = {
+    "RetryJob": {
+        "operationId": "retry_job",
+        "parameters": {"job_id": "$response.body#/id"},
+        "description": "once it failed or was canceled",
+    }
+}
+# deadline and cancel_after say the same: one or the other.
+ONE_DEADLINE = {
+    "not": {
+        "required": ["deadline", "cancel_after"],
+        "properties": {"deadline": {"type": "string"}, "cancel_after": {"type": "number"}},
+    }
+}
 # webhook_events go to webhook_url: one without the other is refused.
 WEBHOOK_EVENTS_NEED_URL = {
     "if": {"required": ["webhook_events"], "properties": {"webhook_events": {"type": "array"}}},
@@ -156,6 +170,9 @@ def refine(document: dict[str, Any], default_models: dict[Capability, str]) -> d
     for operation in (op for path in document["paths"].values() for op in path.values()):
         if operation["responses"].get("422", {}).get("description") == "Validation Error":
             del operation["responses"]["422"]
+    for path in ("/edits", "/generations"):  # what a client does next with the job
+        for status in ("200", "202"):
+            document["paths"][path]["post"]["responses"][status]["links"] = RETRY_LINK
     schemas = document["components"]["schemas"]
     for name, capability in (
         ("EditRequest", Capability.EDIT),
@@ -164,7 +181,7 @@ def refine(document: dict[str, Any], default_models: dict[Capability, str]) -> d
         rules = request_schema_rules(capability, default_models[capability])
         schema = schemas[name]
         schema["properties"]["model"] = rules["model"]
-        schema["allOf"] = [*rules["allOf"], WEBHOOK_EVENTS_NEED_URL]
+        schema["allOf"] = [*rules["allOf"], WEBHOOK_EVENTS_NEED_URL, ONE_DEADLINE]
         schema["description"] = f"{schema.get('description', '').strip()}\n\n{UNSTATED}".strip()
     schemas["WebhookEvent"] = WEBHOOK_EVENT
     document["webhooks"] = WEBHOOKS

@@ -155,7 +155,9 @@ def create_generation(
     "/jobs/<job_id>",
     operation_id="get_job",
     summary="Get a job",
-    responses=answers(200, "the job; outputs carry presigned download URLs", JobView, also=(404,)),
+    responses=answers(
+        200, "the job; outputs carry presigned download URLs", JobView, also=(404, 422)
+    ),
 )
 def get_job(
     job_id: str,
