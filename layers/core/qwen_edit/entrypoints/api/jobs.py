@@ -109,18 +109,21 @@ def _submit(
     return answer(200 if job.status.is_final else 202, service.view(ctx, job), headers)
 
 
+CREATED = answers(
+    202,
+    "accepted; Location names the job",
+    JobView,
+    also=(409, 422),
+    headers=QUEUE_HEADERS,
+    waits=WAITED,
+)
+
+
 @router.post(
     "/edits",
     operation_id="create_edit",
     summary="Create an edit job",
-    responses=answers(
-        202,
-        "accepted; Location names the job",
-        JobView,
-        also=(409, 422),
-        headers=QUEUE_HEADERS,
-        waits=WAITED,
-    ),
+    responses=CREATED,
 )
 def create_edit(
     request: Annotated[EditRequest, Body()],
@@ -134,14 +137,7 @@ def create_edit(
     "/generations",
     operation_id="create_generation",
     summary="Create a text-to-image job",
-    responses=answers(
-        202,
-        "accepted; Location names the job",
-        JobView,
-        also=(409, 422),
-        headers=QUEUE_HEADERS,
-        waits=WAITED,
-    ),
+    responses=CREATED,
 )
 def create_generation(
     request: Annotated[GenerationRequest, Body()],
