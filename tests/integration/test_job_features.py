@@ -3,6 +3,7 @@ by id, and waiting without polling."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import boto3
@@ -100,3 +101,21 @@ def test_a_retry_whose_inputs_expired_is_a_clear_409(stack):
     boto3.client("s3").delete_object(Bucket=bucket, Key=key)  # the lifecycle's 30 days
     answer = call(stack, "api-retry-job", path=f"/jobs/{failed['id']}/retry")
     assert answer.status == 409 and answer.body["error"]["code"] == "InputsExpired"
+
+
+def test_other_requests_are_answered_while_one_waits(stack):
+    """As other Lambda instances would: a waiting GET does not hold the function."""
+    stack.emulator.fake.faults.pending_s = 60
+    job = call(stack, "api-create-generation", body={"model": "qwen-image-plus", "prompt": "x"})
+    waiting = threading.Thread(
+        target=call,
+        args=(stack, "api-get-job"),
+        kwargs={"path": f"/jobs/{job.body['id']}", "query": {"wait": "4"}},
+    )
+    waiting.start()
+    time.sleep(0.5)  # the wait is under way
+    began = time.monotonic()
+    models = call(stack, "api-list-models")
+    assert models.status == 200 and time.monotonic() - began < 3  # not behind the 4 s wait
+    assert waiting.is_alive()
+    waiting.join()
