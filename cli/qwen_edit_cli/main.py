@@ -73,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
             "--cancel-after", type=int, help="the same deadline, in seconds from now"
         )
         command.add_argument("--idempotency-key")
+        command.add_argument(
+            "--correlation-id", help="your own id: the job's events and webhooks carry it"
+        )
         command.add_argument("--out", type=Path, default=Path("."), help="where to save outputs")
         command.add_argument("--no-wait", action="store_true", help="submit and return")
         client_options(command)
@@ -217,6 +220,7 @@ def _submit(args: argparse.Namespace) -> int:
         "webhook_events": args.webhook_events,
         "deadline": args.deadline,
         "cancel_after": args.cancel_after,
+        "correlation_id": args.correlation_id,
     }
     body = {k: v for k, v in body.items() if v is not None}
     if images:

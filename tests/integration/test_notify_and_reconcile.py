@@ -74,10 +74,12 @@ def test_each_final_status_is_announced_once_with_the_job(stack, job_events):
             "prompt": "x",
             "images": [data_url()],
             "metadata": {"order": "A-17"},
+            "correlation_id": "pipeline-9",
         },
     )
     wait_execution(stack, job.id)
     [event] = job_events()
+    assert event["detail"]["correlation_id"] == "pipeline-9"
     assert event["source"] == "qwen-edit" and event["detail-type"] == "Job Succeeded"
     assert event["detail"]["id"] == job.id and event["detail"]["status"] == "succeeded"
     assert event["detail"]["metadata"] == {"order": "A-17"} and event["detail"]["outputs"]

@@ -167,6 +167,13 @@ def test_metadata_limits():
     assert broken(edit, metadata={f"k{i}": "v" for i in range(21)}) == {("metadata", "too_long")}
 
 
+def test_correlation_id_is_printable_ascii_without_spaces():
+    assert edit(correlation_id="order-17/step:2").body.correlation_id == "order-17/step:2"
+    assert broken(edit, correlation_id="two words") == {("correlation_id", "pattern")}
+    assert broken(edit, correlation_id="x" * 129) == {("correlation_id", "string_too_long")}
+    assert broken(edit, correlation_id="") == {("correlation_id", "string_too_short")}
+
+
 @pytest.mark.parametrize("fmt", ["jpeg", "png", "bmp", "tiff", "webp", "gif"])
 def test_every_input_format_is_accepted_inline(fmt):
     job = edit(images=[data_url(fmt)])

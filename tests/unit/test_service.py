@@ -86,9 +86,11 @@ def test_accept_keeps_webhook_and_metadata_out_of_the_request(ctx: Context) -> N
             "images": [png_data_url()],
             "webhook_url": "https://hooks.example.com/q",
             "metadata": {"order": "A-17"},
+            "correlation_id": "pipeline-9",
         },
     )
     assert "webhook_url" not in job.request and "metadata" not in job.request
+    assert "correlation_id" not in job.request and job.correlation_id == "pipeline-9"
     assert (
         job.webhook_url == "https://hooks.example.com/q"
         and present(job.webhook).id == f"msg_{job.id}"

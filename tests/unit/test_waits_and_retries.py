@@ -60,7 +60,7 @@ def test_a_wait_ends_when_the_job_does_and_reads_calmly(ctx: Context, fakes: Fak
 
 def failed(fakes: Fakes, code: str = "Throttling", **request: object) -> str:
     job = a_job(webhook_url="https://hooks.example.com/q").model_copy(
-        update={"metadata": {"order": "A-17"}}
+        update={"metadata": {"order": "A-17"}, "correlation_id": "pipeline-9"}
     )
     if request:
         job = job.model_copy(update={"request": {**job.request, **request}})
@@ -77,6 +77,7 @@ def test_a_retry_submits_the_same_request_again(ctx: Context, fakes: Fakes) -> N
     again = service.retry_request(ctx, job)
     assert again["prompt"] == job.request["prompt"] and again["images"] == job.request["images"]
     assert again["webhook_url"] == job.webhook_url and again["metadata"] == {"order": "A-17"}
+    assert again["correlation_id"] == "pipeline-9"
 
 
 def test_a_passed_deadline_is_left_out_and_cancel_after_counts_again(

@@ -214,6 +214,7 @@ def accept(
         job_id=job_id,
         output=output,
         metadata=valid.body.metadata,
+        correlation_id=valid.body.correlation_id,
         webhook_url=valid.body.webhook_url,
         webhook_events=[JobStatus(e) for e in valid.body.webhook_events or ()],
         lane=Lane(valid.body.lane) if valid.body.lane else None,
@@ -223,7 +224,7 @@ def accept(
     ctx.tracing.follow(job.id, job.model)
     images = [_stored(ctx, job.id, index, ref) for index, ref in enumerate(valid.images)]
     request = valid.body.model_dump(
-        exclude_none=True, exclude={"webhook_url", "webhook_events", "metadata"}
+        exclude_none=True, exclude={"webhook_url", "webhook_events", "metadata", "correlation_id"}
     )
     if images:
         request["images"] = images
@@ -272,7 +273,11 @@ def retry_request(ctx: Context, job: Job) -> dict[str, Any]:
     for image in request.get("images", []):
         if image.startswith("s3://") and ctx.objects.peek(*keys.parse_s3_uri(image), 1) is None:
             raise InputsExpired(f"{image} is gone (stored inputs last 30 days): submit anew")
-    extras: dict[str, Any] = {"webhook_url": job.webhook_url, "metadata": job.metadata}
+    extras: dict[str, Any] = {
+        "webhook_url": job.webhook_url,
+        "metadata": job.metadata,
+        "correlation_id": job.correlation_id,
+    }
     if job.webhook_url and job.webhook_events:
         extras["webhook_events"] = [status.value for status in job.webhook_events]
     return {**request, **{k: v for k, v in extras.items() if v is not None}}

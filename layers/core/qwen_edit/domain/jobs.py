@@ -256,6 +256,7 @@ class JobView(BaseModel):
     provider: ProviderInfo | None = None
     error: JobError | None = None
     metadata: dict[str, str] | None = None
+    correlation_id: str | None = None  # the client's own id, on every event and webhook
     webhook_url: str | None = None
     webhook_events: list[JobStatus] | None = None  # with webhook_url: the statuses it announces
     retry_of: str | None = None  # the failed or canceled job this one retries
@@ -317,6 +318,7 @@ def new_job(
     job_id: str | None = None,
     output: OutputTarget | None = None,
     metadata: dict[str, str] | None = None,
+    correlation_id: str | None = None,
     webhook_url: str | None = None,
     webhook_events: list[JobStatus] | None = None,
     lane: Lane | None = None,
@@ -342,6 +344,7 @@ def new_job(
         request=request,
         output=output or OutputTarget(prefix=keys.results_prefix(job_id)),
         metadata=metadata,
+        correlation_id=correlation_id,
         webhook_url=webhook_url,
         webhook_events=(webhook_events or list(DEFAULT_WEBHOOK_EVENTS)) if webhook_url else None,
         webhook=WebhookState(id=f"msg_{job_id}") if webhook_url else None,

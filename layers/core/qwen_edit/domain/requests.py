@@ -72,6 +72,7 @@ IMAGE_SHAPES = [
     {"pattern": f"^data:image/(?:{_MIMES});base64,{_BASE64}$", "maxLength": MAX_DATA_URL_CHARS},
     {"pattern": r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^\x00-\x1f\x7f]+$"},
 ]
+CORRELATION_ID_PATTERN = r"^[!-~]+$"  # printable ASCII, no spaces: safe in any header or log
 WebhookEvent = Literal["queued", "running", "succeeded", "failed", "canceled"]
 # Characters that show nothing: a prompt of only these is blank (besides Unicode's format,
 # control and separator categories, these letters and symbols render as empty space).
@@ -132,6 +133,14 @@ class GenerationRequest(BaseModel):
         "event's `sequence` increases along the job's stream",
     )
     metadata: dict[MetadataKey, MetadataValue] | None = Field(None, max_length=20)
+    correlation_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        json_schema_extra={"pattern": CORRELATION_ID_PATTERN},
+        description="your own id for the work this job is part of: the job, its events "
+        "(EventBridge) and its webhooks carry it, so one rule can follow a pipeline",
+    )
     lane: Literal["interactive", "batch"] | None = Field(
         None,
         description="interactive goes before batch (batch keeps a 25% share); the default is "
@@ -200,6 +209,15 @@ class GenerationRequest(BaseModel):
             except ValueError as error:
                 raise ValueError(f"webhook_url must be an https:// URL: {error}") from None
         return url
+
+    @field_validator("correlation_id")
+    @classmethod
+    def _printable(cls, correlation_id: str | None) -> str | None:
+        if correlation_id is not None and not re.fullmatch(CORRELATION_ID_PATTERN, correlation_id):
+            raise PydanticCustomError(
+                "pattern", "correlation_id must be printable ASCII without spaces"
+            )
+        return correlation_id
 
     @field_validator("webhook_events")
     @classmethod
