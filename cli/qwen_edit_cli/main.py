@@ -72,6 +72,14 @@ def _parser() -> argparse.ArgumentParser:
         deadline.add_argument(
             "--cancel-after", type=int, help="the same deadline, in seconds from now"
         )
+        command.add_argument(
+            "--then",
+            action="append",
+            type=_chain_step,
+            help="a further edit of the previous step's output, in the same job (repeat for "
+            "more, at most 4): a prompt, or a JSON step such as "
+            '\'{"prompt": "add a caption", "model": "qwen-image-edit-max", "n": 2}\'',
+        )
         command.add_argument("--idempotency-key")
         command.add_argument(
             "--correlation-id", help="your own id: the job's events and webhooks carry it"
@@ -204,6 +212,19 @@ def _say_wait(error: ApiError, seconds: float, retry: int) -> None:
     )
 
 
+def _chain_step(text: str) -> dict[str, Any]:
+    """A `then` step: a JSON object, or just its prompt."""
+    if not text.lstrip().startswith("{"):
+        return {"prompt": text}
+    try:
+        step = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not a JSON step: {error}") from None
+    if not isinstance(step, dict):
+        raise argparse.ArgumentTypeError("a JSON step is an object")
+    return step
+
+
 def _submit(args: argparse.Namespace) -> int:
     client = _client(args)
     images = [client.upload(Path(i)) if Path(i).is_file() else i for i in args.images]
@@ -221,6 +242,7 @@ def _submit(args: argparse.Namespace) -> int:
         "deadline": args.deadline,
         "cancel_after": args.cancel_after,
         "correlation_id": args.correlation_id,
+        "then": args.then,
     }
     body = {k: v for k, v in body.items() if v is not None}
     if images:
@@ -275,6 +297,9 @@ def _show(job: dict[str, Any], as_json: bool) -> int:
         print(f"error    {job['error']['code']}: {job['error']['message']}")
     for path in job.get("saved", []):
         print(f"saved    {path}")
+    for step in job.get("steps") or ():
+        images = f"{len(step['outputs'])} image(s)" if step["outputs"] else ""
+        print(f"step {step['index']}   {step['status']:<9}  {step['model']:<24}  {images}")
     _timeline(job)
     return 0
 

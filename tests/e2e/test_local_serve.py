@@ -153,6 +153,19 @@ def test_cli_deadlines_and_retries(served):
     assert cli(served, "jobs", "retry", retried["id"]).returncode == 5  # not failed: 409
 
 
+def test_cli_chains_steps_and_shows_each(served, tmp_path):
+    step = '{"prompt": "add a caption", "n": 2}'
+    args = ("generate", "-p", "a teapot", "--model", "qwen-image-plus", "--then", "on white")
+    result = cli(served, *args, "--then", step, "--correlation-id", "order-17", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "step 0   succeeded  qwen-image-plus" in result.stdout
+    assert "step 2   succeeded  qwen-image-edit-plus      2 image(s)" in result.stdout
+    assert len(list(tmp_path.glob("*.png"))) == 2  # the last step's outputs
+    bad = cli(served, *args, "--then", '{"prompt": "x", "model": "qwen-image-max"}')
+    assert bad.returncode == 6 and "then[1].model" in bad.stderr
+    assert cli(served, *args, "--then", "{not json").returncode == 2
+
+
 def test_cli_usage_shows_the_tenants_own_numbers(served, tmp_path):
     made = cli(
         served, "generate", "-p", "a kite", "--model", "qwen-image-2.0", "-n", "2",

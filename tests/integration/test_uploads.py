@@ -82,6 +82,23 @@ def test_two_outputs_are_numbered(stack, s3):
     assert len(json.loads(output(s3, "outbox/pair/boat.json"))["outputs"]) == 2
 
 
+def test_a_recipe_with_then_keeps_each_steps_output_in_the_outbox(stack, s3):
+    chain = {**RECIPE, "n": 2, "then": [{"prompt": "add a frame", "fan_out": True}]}
+    s3.put_object(Bucket=s3.inbox, Key="recipes/framed.json", Body=json.dumps(chain).encode())
+    upload(s3, "inbox/framed/2026/boat.png", image_bytes("png"))
+    stack.pump()
+    finish(stack, [j.id for j in upload_jobs(stack)])
+    # The first step's two outputs, then the framed edit of each: the last step's are the job's.
+    for key in ("boat.step0-1.png", "boat.step0-2.png", "boat-1.png", "boat-2.png"):
+        assert output(s3, f"outbox/framed/2026/{key}"), key
+    record = json.loads(output(s3, "outbox/framed/2026/boat.json"))
+    assert [s["status"] for s in record["steps"]] == ["succeeded", "succeeded"]
+    assert [o["s3_uri"].rsplit("/", 1)[1] for o in record["outputs"]] == [
+        "boat-1.png",
+        "boat-2.png",
+    ]
+
+
 def test_recipe_reference_images_follow_the_upload(stack, s3):
     s3.put_object(Bucket=s3.inbox, Key="assets/dress.png", Body=image_bytes("png"))
     s3.put_object(

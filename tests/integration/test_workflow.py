@@ -59,7 +59,8 @@ def test_sync_edit_succeeds_with_results_in_s3(stack):
     )
     assert record["status"] == "succeeded" and "tenant" not in record
     events = history(stack, job.id)
-    assert billed_transitions(events) == 4  # Admit (waits on its token), IsAsyncTask, Store, Notify
+    # Admit (waits on its token), IsAsyncTask, Store, HasNextStep, Notify
+    assert billed_transitions(events) == 5
     assert stack.emulator.fake.counters["calls.multimodal-generation"] == 1
 
 
@@ -76,9 +77,40 @@ def test_async_text_to_image_succeeds_after_polls(stack):
     polls = stack.emulator.fake.counters["calls.task-fetch"]
     assert polls >= 2
     events = history(stack, job.id)
-    # 6 states entered (Admit, IsAsyncTask, WaitForTask, Poll, Store, Notify) and one Poll
-    # retry for every poll after the first.
-    assert billed_transitions(events) == 6 + (polls - 1)
+    # 7 states entered (Admit, IsAsyncTask, WaitForTask, Poll, Store, HasNextStep, Notify) and
+    # one Poll retry for every poll after the first.
+    assert billed_transitions(events) == 7 + (polls - 1)
+
+
+def test_a_three_step_chain_runs_in_one_execution(stack):
+    job = start(
+        stack,
+        {
+            "model": "qwen-image-plus",
+            "prompt": "a teapot, product shot",
+            "then": [
+                {"prompt": "put it on a white background"},
+                {"model": "qwen-image-edit-plus", "prompt": "add the caption 'Tea'", "n": 2},
+            ],
+        },
+        Capability.TEXT_TO_IMAGE,
+    )
+    assert wait_execution(stack, job.id)["status"] == "SUCCEEDED"
+    done = job_of(stack, job.id)
+    assert done.status is JobStatus.SUCCEEDED, done.error
+    steps = done.public()["steps"]
+    assert [(s["model"], s["status"], len(s["outputs"])) for s in steps] == [
+        ("qwen-image-plus", "succeeded", 1),
+        ("qwen-image-edit-plus", "succeeded", 1),
+        ("qwen-image-edit-plus", "succeeded", 2),
+    ]
+    prefix = f"results/{job.id}/"
+    assert [o.s3_uri.split(prefix)[1] for o in done.outputs] == ["0.png", "1.png"]
+    for step in steps:
+        for output in step["outputs"]:
+            assert output_object(stack, output["s3_uri"])["ContentType"] == "image/png"
+    assert stack.emulator.fake.counters["calls.multimodal-generation"] == 2
+    assert len(history(stack, job.id)) > 0 and done.usage.image_count == 4
 
 
 def test_final_provider_error_fails_the_job_once(stack):

@@ -36,6 +36,7 @@ from qwen_edit.app.workflow import (
     readable_url,
 )
 from qwen_edit.context import Context
+from qwen_edit.domain import chains
 from qwen_edit.domain.admission import HANDOVER_GUARD_SECONDS
 from qwen_edit.domain.catalog import ModelSpec, Provider, get_model
 from qwen_edit.domain.dispatch import Answer, HeldLease, Next, QueueEntry, Schedule, next_step
@@ -219,7 +220,7 @@ class Run:
     def _send(self, entry: QueueEntry, task_token: str, send_at: float) -> None:
         ctx = self.ctx
         job = load_job(ctx, entry.job_id)  # this worker's spans are about it
-        spec = get_model(job.model)
+        spec = get_model(job.current_model)
         if job.status.is_final:  # canceled or reconciled while it waited: no call
             self._release_task_place(spec, job)
             ctx.queue.remove(entry.tenant, entry.job_id)
@@ -227,7 +228,8 @@ class Run:
         if job.status is JobStatus.QUEUED:
             job = ctx.jobs.transition(job.id, JobStatus.RUNNING, now_utc())
             webhooks.announce_progress(ctx, job)
-        valid = parse_request(job.kind.capability, job.request, default_model=job.model)
+        capability, payload = chains.call_request(job)
+        valid = parse_request(capability, payload, default_model=job.current_model)
         request = valid.to_provider(lambda ref: readable_url(ctx, ref))
         provider = ctx.provider(spec.provider)
         sent = ProviderCall(attempt=entry.calls, sent_at=now_utc())
@@ -257,7 +259,8 @@ class Run:
             "submitted", extra={"job_id": job.id, "model": spec.id, "task_id": task.task_id}
         )
         status = task.status.value
-        note(ctx, job.id, event(Step.SUBMITTED, status), status, provider_calls=1)
+        submitted = event(Step.SUBMITTED, f"{job.step_prefix}{status}")
+        note(ctx, job.id, submitted, status, provider_calls=1)
         try:
             submission = (
                 final_result(task) if task.status.is_final else Submission(task_id=task.task_id)
@@ -265,7 +268,7 @@ class Run:
         except JobFailed as failed:
             self._fail(entry, task_token, failed)
             return
-        self._succeed(entry, task_token, submission)
+        self._succeed(entry, task_token, submission.model_copy(update={"cursor": job.cursor}))
 
     def _refused(
         self,
@@ -358,7 +361,7 @@ class Run:
             else:
                 self.ctx.queue.requeue(entry, calls)
         elif call.answered and info is not None and info.task_id:
-            self._succeed(entry, task_token, Submission(task_id=info.task_id))
+            self._succeed(entry, task_token, Submission(task_id=info.task_id, cursor=job.cursor))
         elif call.answered and info is None:  # answered "try later" and recorded
             self.ctx.queue.requeue(entry, entry.calls + 1)
         else:

@@ -40,10 +40,12 @@ from qwen_edit.domain.images import (
     check_image_bytes,
 )
 from qwen_edit.domain.jobs import (
+    Cursor,
     DeliveryStatus,
     Job,
     JobError,
     JobEvent,
+    JobOutput,
     JobSource,
     JobStatus,
     Lane,
@@ -92,7 +94,12 @@ def validate(
     """parse_request, then what only storage and DNS can tell: every s3:// input is one this
     tenant may use, exists, and is a well-formed image of at most 10 MB; image URLs and the
     webhook_url do not point at private, loopback or metadata addresses."""
-    valid = parse_request(capability, payload, default_model=default_model(ctx, capability))
+    valid = parse_request(
+        capability,
+        payload,
+        default_model=default_model(ctx, capability),
+        step_model=default_model(ctx, Capability.EDIT),
+    )
     problems: list[RuleViolation] = []
     for index, ref in enumerate(valid.images):
         field = f"images[{index}]"
@@ -228,7 +235,8 @@ def accept(
     )
     if images:
         request["images"] = images
-    job = job.model_copy(update={"request": request})
+    chain = Cursor() if valid.body.then else None  # a multi-step job starts at its first call
+    job = job.model_copy(update={"request": request, "cursor": chain})
     if source is JobSource.API:
         # Started, then recorded: an API function that dies in between leaves an execution
         # that finds no job and ends (its client got no 202: nothing was accepted), never a
@@ -342,25 +350,31 @@ def _stored(ctx: Context, job_id: str, index: int, ref: Any) -> str:
 
 
 def view(ctx: Context, job: Job) -> dict[str, Any]:
-    """The job as the API shows it: outputs carry presigned download URLs."""
-    outputs = [
-        output.model_copy(
-            update={
-                "url": ctx.objects.presigned_get(
-                    *keys.parse_s3_uri(output.s3_uri), OUTPUT_URL_SECONDS
-                )
-            }
-        )
-        for output in job.outputs
-    ]
-    return job.model_copy(update={"outputs": outputs}).public()
+    """The job as the API shows it: outputs (each step's too) carry presigned download URLs."""
+
+    def presigned(outputs: list[JobOutput]) -> list[JobOutput]:
+        return [
+            output.model_copy(
+                update={
+                    "url": ctx.objects.presigned_get(
+                        *keys.parse_s3_uri(output.s3_uri), OUTPUT_URL_SECONDS
+                    )
+                }
+            )
+            for output in outputs
+        ]
+
+    steps = [r.model_copy(update={"outputs": presigned(r.outputs)}) for r in job.step_results]
+    return job.model_copy(
+        update={"outputs": presigned(job.outputs), "step_results": steps}
+    ).public()
 
 
 def place_in_line(ctx: Context, job: Job) -> Job:
     """The job with `queue` (lane, position, estimated start) while it waits for its call."""
     if job.status is not JobStatus.QUEUED:
         return job
-    spec = get_model(job.model)
+    spec = get_model(job.current_model)
     family = [e for e in ctx.queue.entries() if e.family == spec.family]
     ahead = next((i for i, e in enumerate(dispatch.line(family)) if e.job_id == job.id), None)
     if ahead is None:
@@ -442,7 +456,7 @@ def cancel(ctx: Context, job_id: str, tenant: str) -> Job:
     note(ctx, job.id, event(Step.CANCELED))
     ctx.queue.remove(job.tenant, job.id)  # its place in line is free at once
     ctx.executions.stop(job.id, "canceled by the client")
-    spec = get_model(job.model)
+    spec = get_model(job.current_model)
     if job.provider and job.provider.task_id and spec.is_async:
         try:
             ctx.provider(spec.provider).cancel(job.provider.task_id)
@@ -476,7 +490,9 @@ def _measure(ctx: Context, job: Job) -> None:
     ctx.metrics.count("JobsFinished", Family=family, Status=job.status.value, Error=error_class)
     ended = job.completed_at or job.updated_at
     ctx.metrics.seconds("EndToEndSeconds", (ended - job.created_at).total_seconds(), Family=family)
-    if job.provider_call is not None:  # the call that decided the job
+    # The call that decided the job; a multi-step job's calls and waits interleave, so only
+    # its end-to-end time says how it went.
+    if job.provider_call is not None and job.cursor is None:
         sent = job.provider_call.sent_at
         ctx.metrics.seconds("QueueSeconds", (sent - job.created_at).total_seconds(), Family=family)
         ctx.metrics.seconds("ProviderSeconds", (ended - sent).total_seconds(), Family=family)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import time
+from typing import Any
 
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel
 
 from qwen_edit.app.service import announce, expire, load_job, note, write_record
 from qwen_edit.context import Context
+from qwen_edit.domain import chains
 from qwen_edit.domain.catalog import ModelSpec, get_model
 from qwen_edit.domain.dispatch import Answer, QueueEntry
 from qwen_edit.domain.errors import (
@@ -29,11 +31,13 @@ from qwen_edit.domain.errors import (
 )
 from qwen_edit.domain.images import ImageRef, S3Image, png_dimensions
 from qwen_edit.domain.jobs import (
+    Cursor,
     Job,
     JobError,
     JobOutput,
     JobStatus,
     Step,
+    StepResult,
     event,
     now_utc,
 )
@@ -58,6 +62,13 @@ class Submission(BaseModel):
     task_id: str | None = None  # set for async tasks until they are final
     image_urls: list[str] = []
     usage: Usage | None = None
+    cursor: Cursor | None = None  # a multi-step job's call that made it
+
+
+class Stored(BaseModel):
+    """Store's answer: whether the job has another call to make (a multi-step job)."""
+
+    more: bool = False
 
 
 class Failure(BaseModel):
@@ -101,21 +112,23 @@ def admit(ctx: Context, request: AdmitRequest) -> None:
         raise JobConflict(f"job {job.id} is already {job.status.value}")
     now = time.time()
     _check_deadline(job, now)
-    start_by = job.start_by.timestamp() if job.start_by else None
+    # The start deadline is the first call's: a later step of a multi-step job runs on.
+    first_call = job.status is JobStatus.QUEUED
+    start_by = job.start_by.timestamp() if job.start_by and first_call else None
     if start_by is not None and start_by <= now:
         expire(ctx, job)
         raise JobConflict(f"job {job.id} was not started by its deadline: canceled")
     entry = QueueEntry(
         job_id=job.id,
         tenant=job.tenant,
-        family=get_model(job.model).family,
+        family=get_model(job.current_model).family,
         lane=job.lane,
         enqueued_at=now,
         deadline_at=job.deadline_at.timestamp(),
         start_by=start_by,
     )
     ctx.queue.put(entry, request.task_token)
-    note(ctx, job.id, event(Step.ADMITTED, f"{job.lane.value} lane"))
+    note(ctx, job.id, event(Step.ADMITTED, f"{job.step_prefix}{job.lane.value} lane"))
     if not ctx.dispatch_lease.held(now):
         try:
             ctx.wake_dispatcher()
@@ -139,8 +152,9 @@ def _recorded_job(ctx: Context, job_id: str) -> Job:
 def poll(ctx: Context, state: WorkflowState) -> Submission:
     """Ask the provider once; TaskPending makes the Poll state's Retry ask again later."""
     job = load_job(ctx, state.job_id)
-    spec = get_model(job.model)
-    task_id = _submission(state).task_id
+    spec = get_model(job.current_model)
+    submission = _submission(state)
+    task_id = submission.task_id
     if task_id is None:
         raise JobFailed("the workflow polled a job without a provider task", code="NoTask")
     _check_deadline(job, time.time())
@@ -163,19 +177,71 @@ def poll(ctx: Context, state: WorkflowState) -> Submission:
     if not task.status.is_final:
         raise TaskPending(f"task {task_id} is {task.status.value}")
     _release_lease(ctx, job, spec)
-    return final_result(task)
+    return final_result(task).model_copy(update={"cursor": submission.cursor})
 
 
-def store(ctx: Context, state: WorkflowState) -> None:
-    """Copy every result into the output bucket at once, then complete the record."""
+def store(ctx: Context, state: WorkflowState) -> Stored:
+    """Copy the call's results into the output bucket; then complete the record, or, for a
+    multi-step job with calls left, move it to its next call."""
     job = load_job(ctx, state.job_id)
     if job.status.is_final:  # a retried Store after success, or a job canceled meanwhile
         if job.status is JobStatus.SUCCEEDED:
             write_record(ctx, job)
-        return
+        return Stored()
     result = _submission(state)
+    if result.cursor != job.cursor:  # a retried Store of a call stored already: go on
+        return Stored(more=True)
+    step = _stored_outputs(ctx, job, result)
+    chain: dict[str, Any] = {}  # a multi-step job's step results
+    if job.cursor is None:
+        outputs, usage = step.outputs, _usage(result.usage, step)
+        stored = f"{len(outputs)} image(s)"
+    else:
+        results = chains.with_outputs(job, step)
+        following = chains.next_call(job.model_copy(update={"step_results": results}))
+        stored = f"{job.step_prefix}{len(step.outputs)} image(s)"
+        if following is not None:
+            ctx.jobs.update(
+                job.id,
+                now_utc(),
+                step_results=results,
+                cursor=following,
+                provider=None,  # the next call's, once it is made
+                provider_call=None,
+                provider_status=None,
+            )
+            note(ctx, job.id, event(Step.STORED, stored))
+            return Stored(more=True)
+        chain["step_results"] = results
+        outputs = results[-1].outputs
+        usage = Usage(
+            image_count=sum(r.images for r in results),
+            width=outputs[0].width,
+            height=outputs[0].height,
+        )
+    done = ctx.jobs.transition(
+        job.id,
+        JobStatus.SUCCEEDED,
+        now_utc(),
+        outputs=outputs,
+        usage=usage,
+        completed_at=now_utc(),
+        **chain,
+    )
+    note(ctx, job.id, event(Step.STORED, stored))
+    write_record(ctx, done)
+    return Stored()
+
+
+def _stored_outputs(ctx: Context, job: Job, result: Submission) -> StepResult:
+    """The call's images, downloaded and put in the output bucket, with the provider's
+    count. An earlier step's go beside the last step's (OutputTarget.image_key)."""
     bucket = ctx.need(Buckets).output_bucket
-    provider = ctx.provider(get_model(job.model).provider)
+    provider = ctx.provider(get_model(job.current_model).provider)
+    at, last = job.cursor, len(job.models) - 1
+    step = None if at is None or at.step == last else at.step
+    done = len(job.step_results[at.step].outputs) if at and at.step < len(job.step_results) else 0
+    count = chains.planned_images(job, at.step) if at else len(result.image_urls)
     outputs = []
     for index, url in enumerate(result.image_urls):
         try:
@@ -184,21 +250,22 @@ def store(ctx: Context, state: WorkflowState) -> None:
             if error.retryable:
                 note(ctx, job.id, event(Step.RETRIED, f"download: {error.code}"))
             raise _provider_error(error) from None
-        key = job.output.image_key(index, len(result.image_urls))
+        key = job.output.image_key(done + index, count, step)
         ctx.objects.put(bucket, key, png, "image/png")
         width, height = png_dimensions(png) or (None, None)
         outputs.append(JobOutput(s3_uri=f"s3://{bucket}/{key}", width=width, height=height))
-    usage = result.usage or Usage()
-    usage = Usage(
-        image_count=usage.image_count or len(outputs),
-        width=usage.width or outputs[0].width,
-        height=usage.height or outputs[0].height,
+    images = (result.usage.image_count if result.usage else 0) or len(outputs)
+    return StepResult(model=job.current_model, outputs=outputs, images=images)
+
+
+def _usage(counted: Usage | None, step: StepResult) -> Usage:
+    """The provider's count, completed from the stored outputs where it said nothing."""
+    counted = counted or Usage()
+    return Usage(
+        image_count=step.images,
+        width=counted.width or step.outputs[0].width,
+        height=counted.height or step.outputs[0].height,
     )
-    done = ctx.jobs.transition(
-        job.id, JobStatus.SUCCEEDED, now_utc(), outputs=outputs, usage=usage, completed_at=now_utc()
-    )
-    note(ctx, job.id, event(Step.STORED, f"{len(outputs)} image(s)"))
-    write_record(ctx, done)
 
 
 def record_failure(ctx: Context, state: WorkflowState) -> None:
@@ -209,7 +276,7 @@ def record_failure(ctx: Context, state: WorkflowState) -> None:
     except JobNotFound:  # the API died before recording it: nothing was accepted
         logger.warning("no job to fail", extra={"job_id": state.job_id, "code": code})
         return
-    _release_lease(ctx, job, get_model(job.model))
+    _release_lease(ctx, job, get_model(job.current_model))
     if job.status.is_final:  # ended already: by its client, or canceled at its start deadline
         write_record(ctx, job)  # by the dispatcher or Admit, which have no output bucket
         return
@@ -218,7 +285,7 @@ def record_failure(ctx: Context, state: WorkflowState) -> None:
             job.id,
             JobStatus.FAILED,
             now_utc(),
-            error=JobError(code=code, message=message),
+            error=_step_error(job, code, message),
             completed_at=now_utc(),
         )
     except JobConflict:
@@ -226,6 +293,14 @@ def record_failure(ctx: Context, state: WorkflowState) -> None:
     note(ctx, job.id, event(Step.FAILED, code))
     logger.warning("job failed", extra={"job_id": job.id, "code": code})
     write_record(ctx, job)
+
+
+def _step_error(job: Job, code: str, message: str) -> JobError:
+    """A multi-step job's error names the step that failed (its outputs so far stay)."""
+    if job.cursor is None:
+        return JobError(code=code, message=message)
+    step = job.cursor.step
+    return JobError(code=code, message=f"step {step} ({job.current_model}): {message}", step=step)
 
 
 def notify(ctx: Context, state: WorkflowState) -> None:

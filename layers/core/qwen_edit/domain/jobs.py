@@ -83,14 +83,14 @@ class OutputTarget(BaseModel):
     prefix: str
     stem: str | None = None
 
-    def image_key(self, index: int, count: int) -> str:
+    def image_key(self, index: int, count: int, step: int | None = None) -> str:
+        """The key of output `index` of `count`; `step` names an earlier step of a multi-step
+        job, whose outputs are kept beside the last step's: results/<id>/step<k>/<i>.png, or
+        <stem>.step<k>.png in an outbox."""
         if self.stem is None:
-            return f"{self.prefix}{index}.png"
-        return (
-            f"{self.prefix}{self.stem}.png"
-            if count == 1
-            else f"{self.prefix}{self.stem}-{index + 1}.png"
-        )
+            return f"{self.prefix}{'' if step is None else f'step{step}/'}{index}.png"
+        stem = self.stem if step is None else f"{self.stem}.step{step}"
+        return f"{self.prefix}{stem}.png" if count == 1 else f"{self.prefix}{stem}-{index + 1}.png"
 
     @property
     def record_key(self) -> str:
@@ -150,6 +150,7 @@ def retry_can_help(code: str) -> bool:
 class JobError(BaseModel):
     code: str
     message: SafeText
+    step: int | None = None  # of a multi-step job: the step that failed
 
     @computed_field(description="whether the same request may succeed later (POST …/retry)")  # type: ignore[prop-decorator]  # pydantic's documented form
     @property
@@ -187,6 +188,43 @@ class WebhookState(BaseModel):
     id: str
     status: DeliveryStatus = DeliveryStatus.PENDING
     attempts: list[WebhookAttempt] = Field(default_factory=list)
+
+
+class Cursor(BaseModel):
+    """The call a multi-step job is at: its step, and the run of that step (a fan_out step
+    runs once per output of the step before)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    step: int = 0
+    run: int = 0
+
+
+class StepResult(BaseModel):
+    """What a step of a multi-step job has stored, over its runs so far."""
+
+    model: str
+    outputs: list[JobOutput] = Field(default_factory=list)
+    images: int = 0  # the provider's count (what it bills)
+
+
+class StepStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    SKIPPED = "skipped"  # never ran: an earlier step failed, or the job was canceled
+
+
+class StepView(BaseModel):
+    """One step of a multi-step job as clients see it (index 0 is the request itself)."""
+
+    index: int
+    model: str
+    status: StepStatus
+    outputs: list[JobOutput] = Field(default_factory=list)
+    error: JobError | None = None  # of the step that ended the job
 
 
 class Step(StrEnum):
@@ -246,7 +284,9 @@ class JobView(BaseModel):
     updated_at: Timestamp
     completed_at: Timestamp | None = None
     request: dict[str, Any]
-    outputs: list[JobOutput] = Field(default_factory=list)
+    outputs: list[JobOutput] = Field(default_factory=list)  # a multi-step job's: the last step's
+    # A multi-step job's steps (the request and its `then`), each with its own outputs.
+    steps: list[StepView] | None = None
     lane: Lane = Lane.INTERACTIVE
     # From the request's deadline or cancel_after: not started at the provider by then, the
     # job ends canceled (DeadlineExceeded) at no provider cost.
@@ -287,6 +327,48 @@ class Job(JobView):
     provider_status: str | None = None  # what the provider last said of its task
     # The sequence of the latest intermediate webhook event sent (webhooks.claim_progress).
     webhook_sequence: int = 0
+    cursor: Cursor | None = None  # a multi-step job's current call
+    step_results: list[StepResult] = Field(default_factory=list)  # one per step begun
+
+    @property
+    def models(self) -> list[str]:
+        """The model of each step: the request's, then each `then` step's (resolved at
+        acceptance)."""
+        return [self.model, *(step["model"] for step in self.request.get("then") or ())]
+
+    @property
+    def current_model(self) -> str:
+        """The model of the call the job is at (its only one, for a single-step job)."""
+        return self.models[self.cursor.step] if self.cursor else self.model
+
+    @property
+    def step_prefix(self) -> str:
+        """ "step k: " for a multi-step job's timeline details, else nothing."""
+        return "" if self.cursor is None else f"step {self.cursor.step}: "
+
+    def step_views(self) -> list[StepView] | None:
+        """Each step's status, from where the job is and how it stands."""
+        if self.cursor is None:
+            return None
+        at, views = self.cursor.step, []
+        for index, model in enumerate(self.models):
+            if index < at or (index == at and self.status is JobStatus.SUCCEEDED):
+                status = StepStatus.SUCCEEDED
+            elif index == at:
+                status = StepStatus(self.status.value)
+            else:
+                status = StepStatus.SKIPPED if self.status.is_final else StepStatus.QUEUED
+            ended = status in (StepStatus.FAILED, StepStatus.CANCELED)
+            views.append(
+                StepView(
+                    index=index,
+                    model=model,
+                    status=status,
+                    outputs=next((r.outputs for r in self.step_results[index:]), []),
+                    error=self.error if ended else None,
+                )
+            )
+        return views
 
     def announces(self, status: JobStatus) -> bool:
         """Whether the job's webhook announces `status`."""
@@ -295,7 +377,8 @@ class Job(JobView):
 
     def public(self) -> dict[str, Any]:
         """The job as clients see it (SPEC §3): no tenant, no internal routing."""
-        return JobView.model_validate(self.model_dump()).model_dump(mode="json", exclude_none=True)
+        shown = JobView.model_validate({**self.model_dump(), "steps": self.step_views()})
+        return shown.model_dump(mode="json", exclude_none=True)
 
 
 def now_utc() -> datetime:

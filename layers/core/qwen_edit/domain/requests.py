@@ -61,6 +61,8 @@ def _whole_number(value: Any) -> Any:
 WholeNumber = BeforeValidator(_whole_number)
 MetadataKey = Annotated[str, Field(min_length=1, max_length=64)]
 MetadataValue = Annotated[str, Field(max_length=512)]
+MAX_CHAIN_STEPS = 4  # `then` steps after the first call
+MAX_CHAIN_IMAGES = 16  # images one chain may make in all, at worst (n and fan_out)
 MAX_CANCEL_AFTER_SECONDS = 43_200  # the longest JobDeadlineSeconds: later, that ends the job
 SIZE_PATTERN = r"^[0-9]{1,5}\*[0-9]{1,5}$"  # ASCII digits only; the catalog checks the bounds
 # The shapes the OpenAPI document states (the code checks them, with clearer messages).
@@ -104,8 +106,8 @@ def is_blank(text: str) -> bool:
     return all(char in _BLANK_LOOKING or unicodedata.category(char)[0] in "CZ" for char in text)
 
 
-class GenerationRequest(BaseModel):
-    """A text-to-image request, as a client sends it."""
+class ModelCall(BaseModel):
+    """What one provider call takes: the model, the prompt and the parameters."""
 
     # Strict: JSON types as they are (`true` is not 1, "5" is not 5).
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -120,6 +122,52 @@ class GenerationRequest(BaseModel):
     seed: Annotated[int, Field(ge=SEED_MIN, le=SEED_MAX), WholeNumber] | None = None
     prompt_extend: bool | None = None
     watermark: bool | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, prompt: str) -> str:
+        if is_blank(prompt):
+            raise ValueError("prompt must not be blank (it has no visible character)")
+        return prompt
+
+    @field_validator("size")
+    @classmethod
+    def _width_by_height(cls, size: str | None) -> str | None:
+        if size is not None and parse_size(size) is None:
+            raise PydanticCustomError(
+                "format",
+                "size must be 'width*height' in ASCII digits, such as '1024*1536', got {got}",
+                {"got": repr(size[:20])},
+            )
+        return size
+
+    def provider_parameters(self) -> dict[str, Any]:
+        """The `parameters` the provider takes, without the ones left to its defaults."""
+        fields = ("n", "size", "seed", "prompt_extend", "watermark")
+        return {name: getattr(self, name) for name in fields if getattr(self, name) is not None}
+
+
+class ChainStep(ModelCall):
+    """A further edit of a multi-step job: its input is the previous step's output."""
+
+    fan_out: bool | None = Field(
+        None,
+        description="true: run this step once on each output of the previous step; by "
+        "default it edits the previous step's first output only",
+    )
+
+
+class GenerationRequest(ModelCall):
+    """A text-to-image request, as a client sends it."""
+
+    then: list[ChainStep] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_CHAIN_STEPS,
+        description=f"further edit steps, run in order in the same job (at most "
+        f"{MAX_CHAIN_STEPS}); the job's outputs are the last step's. A chain makes at most "
+        f"{MAX_CHAIN_IMAGES} images in all (each step's n, times its runs with fan_out)",
+    )
     webhook_url: str | None = Field(
         None, max_length=MAX_URL_CHARS, json_schema_extra={"pattern": WEBHOOK_URL_PATTERN}
     )
@@ -157,24 +205,6 @@ class GenerationRequest(BaseModel):
     cancel_after: Annotated[int, Field(ge=1, le=MAX_CANCEL_AFTER_SECONDS), WholeNumber] | None = (
         Field(None, description="the same deadline, in seconds after the job is accepted")
     )
-
-    @field_validator("prompt")
-    @classmethod
-    def _not_blank(cls, prompt: str) -> str:
-        if is_blank(prompt):
-            raise ValueError("prompt must not be blank (it has no visible character)")
-        return prompt
-
-    @field_validator("size")
-    @classmethod
-    def _width_by_height(cls, size: str | None) -> str | None:
-        if size is not None and parse_size(size) is None:
-            raise PydanticCustomError(
-                "format",
-                "size must be 'width*height' in ASCII digits, such as '1024*1536', got {got}",
-                {"got": repr(size[:20])},
-            )
-        return size
 
     @field_validator("deadline")
     @classmethod
@@ -228,11 +258,6 @@ class GenerationRequest(BaseModel):
             )
         return events
 
-    def provider_parameters(self) -> dict[str, Any]:
-        """The `parameters` the provider takes, without the ones left to its defaults."""
-        fields = ("n", "size", "seed", "prompt_extend", "watermark")
-        return {name: getattr(self, name) for name in fields if getattr(self, name) is not None}
-
 
 class EditRequest(GenerationRequest):
     """An edit request: a generation request plus 1–3 input images."""
@@ -269,9 +294,11 @@ def parse_request(
     payload: Mapping[str, Any] | GenerationRequest,
     *,
     default_model: str,
+    step_model: str | None = None,
 ) -> ValidRequest:
     """Validate a client's request (a mapping, or a body the API router already validated
-    against its schema); raise InvalidRequest listing every broken rule."""
+    against its schema); raise InvalidRequest listing every broken rule. `step_model` is the
+    model of `then` steps that name none (default_model if not given)."""
     schema = EditRequest if capability is Capability.EDIT else GenerationRequest
     if isinstance(payload, schema):
         body = payload
@@ -280,26 +307,63 @@ def parse_request(
             body = schema.model_validate(payload)
         except ValidationError as error:
             raise invalid([violation_of(e) for e in error.errors()]) from None
-    return _check_body(capability, body, default_model)
+    return _check_body(capability, body, default_model, step_model or default_model)
+
+
+def _spec(model_id: str, field: str) -> ModelSpec | RuleViolation:
+    try:
+        return get_model(model_id)
+    except UnknownModel:
+        return RuleViolation(
+            field,
+            "known-model",
+            f"{field}: {model_id!r} is not a model of the catalog (GET /v1/models lists them)",
+        )
+
+
+def _check_chain(
+    body: GenerationRequest, step_model: str
+) -> tuple[list[RuleViolation], list[ChainStep]]:
+    """Each `then` step against its own model's rules (an edit of one image, the previous
+    output), and the chain's worst-case image count; the steps with their models resolved."""
+    violations: list[RuleViolation] = []
+    steps: list[ChainStep] = []
+    images = total = body.n or 1  # the provider's default n is 1
+    for index, step in enumerate(body.then or ()):
+        field = f"then[{index}]"
+        spec = _spec(step.model or step_model, f"{field}.model")
+        if isinstance(spec, RuleViolation):
+            violations.append(spec)
+            continue
+        violations += [
+            RuleViolation(f"{field}.{v.field}", v.rule, f"{field}: {v.message}")
+            for v in check_request(
+                spec, capability=Capability.EDIT, image_count=1, n=step.n, size=step.size
+            )
+        ]
+        images = (images if step.fan_out else 1) * (step.n or 1)
+        total += images
+        steps.append(step.model_copy(update={"model": spec.id}))
+    if total > MAX_CHAIN_IMAGES:
+        violations.append(
+            RuleViolation(
+                "then",
+                "max-images",
+                f"then: the chain can make {total} images in all, more than "
+                f"{MAX_CHAIN_IMAGES}: lower n, or fan out fewer steps",
+            )
+        )
+    return violations, steps
 
 
 def _check_body(
-    capability: Capability, body: GenerationRequest, default_model: str
+    capability: Capability, body: GenerationRequest, default_model: str, step_model: str
 ) -> ValidRequest:
-    """The catalog's rules for the body's model, and every image reference parsed."""
-    model_id = body.model if body.model is not None else default_model
-    try:
-        spec = get_model(model_id)
-    except UnknownModel:
-        raise invalid(
-            [
-                RuleViolation(
-                    "model",
-                    "known-model",
-                    f"{model_id!r} is not a model of the catalog (GET /v1/models lists them)",
-                )
-            ]
-        ) from None
+    """The catalog's rules for the body's model and each chain step's, and every image
+    reference parsed."""
+    spec = _spec(body.model if body.model is not None else default_model, "model")
+    if isinstance(spec, RuleViolation):
+        raise invalid([spec])
 
     raw_images = body.images if isinstance(body, EditRequest) else []
     violations = check_request(
@@ -322,9 +386,12 @@ def _check_body(
             violations.append(RuleViolation(field, rejected.rule, str(rejected)))
             continue
         images.append(ref)
+    chain_violations, steps = _check_chain(body, step_model)
+    violations += chain_violations
     if violations:
         raise invalid(violations)
-    return ValidRequest(capability, body.model_copy(update={"model": spec.id}), spec, tuple(images))
+    resolved = {"model": spec.id, "then": steps or None}
+    return ValidRequest(capability, body.model_copy(update=resolved), spec, tuple(images))
 
 
 def direct_url(ref: ImageRef) -> str:

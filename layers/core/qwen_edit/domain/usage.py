@@ -122,7 +122,10 @@ class Numbers(BaseModel):
 
 
 class Group(Numbers):
-    key: str = Field(description="the UTC date (YYYY-MM-DD) or the model id")
+    key: str = Field(
+        description="the UTC date (YYYY-MM-DD) or the model id (a multi-step job counts under "
+        "its first step's model, with every step's images and cost)"
+    )
 
 
 class UsageReport(BaseModel):
@@ -154,24 +157,34 @@ class JobUsage(BaseModel):
     created_at: datetime
     status: JobStatus
     model: str
-    images: int = 0  # of a succeeded job: the provider's count (what it bills)
+    # The images the provider billed, by model: a succeeded job's, or each finished step's
+    # of a multi-step job (whatever became of the job).
+    images_by_model: dict[str, int] = Field(default_factory=dict)
     provider_calls: int = 0
     error_code: str | None = None
+
+    @property
+    def images(self) -> int:
+        return sum(self.images_by_model.values())
 
     @classmethod
     def of(cls, record: Mapping[str, Any]) -> JobUsage:
         """From a job record's USAGE_FIELDS, as stored (or Job.model_dump(mode="json"))."""
         status = JobStatus(record["status"])
-        counted = record.get("usage") or {}
-        images = counted.get("image_count")
-        if images is None:  # a record without the provider's count: its stored outputs
-            images = len(record.get("outputs") or [])
+        by_model: dict[str, int] = {}
+        for step in record.get("step_results") or ():
+            by_model[step["model"]] = by_model.get(step["model"], 0) + step.get("images", 0)
+        if not by_model and status is JobStatus.SUCCEEDED:
+            counted = (record.get("usage") or {}).get("image_count")
+            if counted is None:  # a record without the provider's count: its stored outputs
+                counted = len(record.get("outputs") or [])
+            by_model = {record["model"]: counted}
         return cls(
             id=record["id"],
             created_at=record["created_at"],
             status=status,
             model=record["model"],
-            images=images if status is JobStatus.SUCCEEDED else 0,
+            images_by_model=by_model,
             provider_calls=record.get("provider_calls", 0),
             error_code=(record.get("error") or {}).get("code"),
         )
@@ -187,6 +200,7 @@ USAGE_FIELDS = (
     "outputs",
     "provider_calls",
     "error",
+    "step_results",
 )
 
 
@@ -212,11 +226,16 @@ def report(
         group_by=group_by,
         groups=[Group(key=key, **dict(_numbers(groups[key], prices))) for key in sorted(groups)],
         totals=_numbers(counted, prices),
-        unpriced_models=sorted({job.model for job in counted} - set(prices.per_image)),
+        unpriced_models=sorted(_models(counted) - set(prices.per_image)),
         pricing=prices,
         truncated=counted_until is not None,
         counted_until=counted_until,
     )
+
+
+def _models(jobs: Iterable[JobUsage]) -> set[str]:
+    """Every model the jobs used (each step's, for multi-step jobs)."""
+    return {model for job in jobs for model in (job.model, *job.images_by_model)}
 
 
 def _key(job: JobUsage, group_by: GroupBy) -> str:
@@ -229,8 +248,12 @@ def _numbers(jobs: list[JobUsage], prices: Prices) -> Numbers:
     statuses = dict.fromkeys(JobStatus, 0)
     for job in jobs:
         statuses[job.status] += 1
-    priced = all(prices.per_image_price(job.model) is not None for job in jobs)
-    cost = sum(job.images * (prices.per_image_price(job.model) or 0.0) for job in jobs)
+    priced = all(prices.per_image_price(model) is not None for model in _models(jobs))
+    cost = sum(
+        images * (prices.per_image_price(model) or 0.0)
+        for job in jobs
+        for model, images in job.images_by_model.items()
+    )
     return Numbers(
         jobs=StatusCounts(**{status.value: count for status, count in statuses.items()}),
         deadline_canceled=sum(
