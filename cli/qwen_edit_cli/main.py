@@ -131,6 +131,25 @@ def _parser() -> argparse.ArgumentParser:
     client_options(usage)
     usage.set_defaults(run=_usage)
 
+    events = commands.add_parser("events", help="EventBridge events (submit jobs by event)")
+    events_commands = events.add_subparsers(dest="events_command", required=True)
+    put = events_commands.add_parser(
+        "put",
+        help="put events on a bus: one event as delivered (source, detail-type, detail) or "
+        "put-events entries (Source, DetailType, Detail), one or a list",
+    )
+    put.add_argument("file", type=Path)
+    put.add_argument("--event-bus", default="default", help="the bus (EventBusName)")
+    put.add_argument(
+        "--ready-file",
+        type=Path,
+        help="the ready file of `qwen-edit local serve`: put on the local stack's bus",
+    )
+    put.add_argument("--endpoint-url", help="an EventBridge endpoint (default: AWS's)")
+    put.add_argument("--region", help="default: the environment's (AWS_DEFAULT_REGION)")
+    put.add_argument("--json", action="store_true", help="one line of JSON")
+    put.set_defaults(run=_put_events)
+
     fake = commands.add_parser("fake-dashscope", help="run the DashScope emulator on loopback")
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--port", type=int, default=8089)
@@ -387,6 +406,28 @@ def _say_error(error: ApiError, as_json: bool) -> None:
     print(f"qwen-edit: {error.code}: {error.message}", file=sys.stderr)
     for detail in error.details:
         print(f"  {detail.get('field', '')}: {detail.get('message', '')}", file=sys.stderr)
+
+
+def _put_events(args: argparse.Namespace) -> int:
+    import boto3
+
+    from qwen_edit_cli.events import entries_of, put_events
+
+    try:
+        entries = entries_of(json.loads(args.file.read_text()), args.event_bus)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"qwen-edit: {args.file}: {error}") from None
+    endpoint, region = args.endpoint_url, args.region
+    options: dict[str, Any] = {}
+    if args.ready_file is not None:  # the local stack: moto serves every AWS API on one port
+        ready = json.loads(args.ready_file.read_text())
+        endpoint, region = endpoint or ready["s3_endpoint_url"], region or ready["region"]
+        # it takes any credentials; the environment's real ones are never sent there
+        options = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+    client = boto3.client("events", endpoint_url=endpoint, region_name=region, **options)
+    outcome = put_events(client, entries)
+    print(json.dumps(outcome, indent=2 if not args.json else None))
+    return EXIT_SERVICE if outcome["failed"] else 0
 
 
 # ---- the local side ----------------------------------------------------------------------------

@@ -241,6 +241,39 @@ def test_uploads_to_the_inbox_over_s3(served):
     assert png_size(png)
 
 
+def test_events_put_submits_a_job_for_the_first_keys_tenant(served, tmp_path):
+    """README "Pipelines": the local stack maps qwen-edit.demo to the first key's tenant, and
+    `qwen-edit events put` puts the sample event on its bus."""
+    ready_file = tmp_path / "ready.json"
+    ready_file.write_text(json.dumps(served))
+    sample = Path(__file__).resolve().parents[2] / "events" / "edit-requested.json"
+    put = subprocess.run(
+        [
+            *(sys.executable, "-m", "qwen_edit_cli.main", "events", "put", str(sample)),
+            *("--ready-file", str(ready_file), "--json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert put.returncode == 0, put.stderr
+    outcome = json.loads(put.stdout)
+    assert len(outcome["event_ids"]) == 1 and outcome["failed"] == []
+    headers = {"x-api-key": KEY_A}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        jobs = httpx.get(f"{served['api_url']}/jobs", headers=headers).json()["jobs"]
+        mine = [j for j in jobs if j["source"] == "event" and j["status"] == "succeeded"]
+        if mine:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"no succeeded job from the event: {jobs}")
+    assert mine[0]["correlation_id"] == "order-17" and mine[0]["id"].startswith("ev-")
+    other = httpx.get(f"{served['api_url']}/jobs/{mine[0]['id']}", headers={"x-api-key": KEY_B})
+    assert other.status_code == 404  # the other tenant's
+
+
 def test_stops_within_seconds_in_the_middle_of_a_burst(tmp_path):
     """SIGTERM while dozens of jobs wait for provider slots: it exits 0 at once (an exit that
     took longer than 10 s fails; the watchdog in `local serve` forces one after 10 s)."""

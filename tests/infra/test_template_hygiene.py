@@ -222,7 +222,11 @@ SQS_SOURCES = [
 
 
 def test_the_queue_triggered_functions_are_checked():
-    assert {function for function, _ in SQS_SOURCES} >= {"TriggerFunction", "WebhookFunction"}
+    assert {function for function, _ in SQS_SOURCES} >= {
+        "TriggerFunction",
+        "WebhookFunction",
+        "IntakeFunction",
+    }
 
 
 @pytest.mark.parametrize(("function", "queue"), SQS_SOURCES)
@@ -296,6 +300,7 @@ QUEUE_USES = {
     "DispatchFunction": ["dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
     "ApiFunction": ["dynamodb:Query", "dynamodb:DeleteItem"],
     "TriggerFunction": ["dynamodb:Query"],
+    "IntakeFunction": ["dynamodb:Query"],  # MaxQueuedJobsPerTenant, for events too
     "ReconcileFunction": ["dynamodb:Query"],  # the sweep skips jobs waiting in line
 }
 

@@ -44,6 +44,8 @@ def environment_of(function: dict) -> dict[str, str]:
         "DASHSCOPE_REGION": "beijing",
         "SHARED_INPUT_PREFIXES": "library/",
         "MODEL_PRICES": '{"currency": "USD", "per_image": {"qwen-image-edit-plus": 0.03}}',
+        "EVENT_SOURCES": "com.example.catalog",
+        "EVENT_SOURCE_TENANTS": '{"com.example.catalog": "tenant-catalog"}',
     }
     return {name: numbers.get(name, "x") for name in [*variables, *LAMBDA_SETS]}
 

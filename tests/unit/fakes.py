@@ -37,6 +37,7 @@ from qwen_edit.domain import admission
 from qwen_edit.domain.catalog import Capability, Provider, get_model
 from qwen_edit.domain.dispatch import HeldLease, QueueEntry
 from qwen_edit.domain.errors import InvalidRequest, JobConflict, JobNotFound
+from qwen_edit.domain.intake import JobRejection
 from qwen_edit.domain.jobs import (
     ALLOWED_FROM,
     FINAL_STATUSES,
@@ -463,9 +464,16 @@ class FakeExecutions:
 class FakeEvents:
     def __init__(self) -> None:
         self.published: list[Job] = []
+        self.rejected: list[JobRejection] = []
+        self.failure: Exception | None = None  # raised by every reject while set
 
     def publish(self, job: Job) -> None:
         self.published.append(job)
+
+    def reject(self, rejection: JobRejection) -> None:
+        if self.failure is not None:
+            raise self.failure
+        self.rejected.append(rejection)
 
     @property
     def detail_types(self) -> list[str]:

@@ -52,6 +52,28 @@ LOCAL_PRICES = {
 }
 
 
+# The local stack's submit-by-event mapping, for its demo: events whose source is this submit
+# jobs for one tenant (in `local serve`, the first API key's; here, the tenant tests use).
+DEMO_EVENT_SOURCE = "qwen-edit.demo"
+DEMO_EVENT_TENANT = "tenant-a"
+
+
+def event_parameters(
+    tenant: str = DEMO_EVENT_TENANT, overrides: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """EventSources and EventSourceTenants: DEMO_EVENT_SOURCE → `tenant`, unless `overrides`
+    (template parameters) name their own. A mapping overridden alone brings its sources, so
+    `--parameter-overrides EventSourceTenants='{"a.b": "t"}'` is enough."""
+    overrides = overrides or {}
+    tenants = overrides.get("EventSourceTenants")
+    if tenants is None:
+        tenants = json.dumps({DEMO_EVENT_SOURCE: tenant})
+    sources = overrides.get("EventSources")
+    if sources is None:
+        sources = ",".join(json.loads(tenants) if tenants else {})
+    return {"EventSources": sources, "EventSourceTenants": tenants}
+
+
 def offline_resolve(host: str, port: int) -> list[str]:
     """DNS that never leaves this machine (for tests): numeric hosts in every form getaddrinfo
     reads (`169.254.169.254`, `2852039166`, `0251.0376.0251.0376`, IPv6) resolve as a real
@@ -118,6 +140,7 @@ def in_process_stack(
                     "ModelPrices": json.dumps(LOCAL_PRICES),
                     **provider,
                     **(template_parameters or {}),
+                    **event_parameters(overrides=template_parameters),
                 },
                 endpoint_url=aws_endpoint,
             )

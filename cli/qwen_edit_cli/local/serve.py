@@ -20,7 +20,7 @@ from qwen_edit.adapters.dashscope import base_url_for
 from qwen_edit.settings import ProviderAccess
 from qwen_edit_cli.emulator.server import EmulatorServer
 from qwen_edit_cli.local.apigateway import LocalApiGateway, key_id
-from qwen_edit_cli.local.inprocess import REGION, Pump, in_process_stack
+from qwen_edit_cli.local.inprocess import REGION, Pump, event_parameters, in_process_stack
 
 logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
 
@@ -65,6 +65,8 @@ def local_service(
         "LogLevel": log_level,
         **(parameters or {}),
     }
+    # Events from qwen-edit.demo submit jobs for the first key's tenant (README "Pipelines").
+    parameters.update(event_parameters(key_id(api_keys[0]), parameters))
     with ExitStack() as scope:
         aws_port = _free_port(host)
         moto = ThreadedMotoServer(ip_address=host, port=aws_port, verbose=False)

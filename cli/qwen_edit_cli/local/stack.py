@@ -1,8 +1,10 @@
 """The template's resources, created in moto (in-process, or moto's server for `local serve`).
 
 Only the resource types the service runs on are created; IAM policies, alarms, log groups and
-the layer have no behaviour to emulate. EventBridge rules are not created: moto does not
-deliver AWS service events to them (the reconcile handler is exercised directly).
+the layer have no behaviour to emulate. EventBridge rules with SQS targets are created (moto
+matches put events against their patterns and delivers them, so submit-by-event runs); the
+functions' own EventBridgeRule and Schedule events are not: moto does not deliver AWS service
+events to them (the reconcile handler is exercised directly).
 """
 
 from __future__ import annotations
@@ -218,6 +220,13 @@ def build_stack(
                 },
             )
 
+    for logical, resource in resources.items():
+        if resource["Type"] != "AWS::Events::Rule":
+            continue
+        if "Condition" in resource and not resolve.condition(resource["Condition"]):
+            continue
+        _create_rule(stack, client("events"), logical, resolve.value(resource["Properties"]))
+
     globals_env = template.get("Globals", {}).get("Function", {}).get("Environment", {})
     functions = {k: r for k, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
     pending = list(functions)
@@ -262,6 +271,25 @@ def build_stack(
     os.environ.update(stack.environment)
     runtime.context.cache_clear()
     return stack
+
+
+def _create_rule(stack: LocalStack, events: Any, logical: str, props: dict[str, Any]) -> None:
+    """An EventBridge rule and its SQS targets (their RetryPolicy and DeadLetterConfig: moto
+    delivers at once or not at all)."""
+    name = f"{stack.name}-{logical}"[:64]
+    bus = props.get("EventBusName", "default")
+    arn = events.put_rule(
+        Name=name,
+        EventBusName=bus,
+        EventPattern=json.dumps(props["EventPattern"]),
+        State=props.get("State", "ENABLED"),
+    )["RuleArn"]
+    events.put_targets(
+        Rule=name,
+        EventBusName=bus,
+        Targets=[{"Id": target["Id"], "Arn": target["Arn"]} for target in props["Targets"]],
+    )
+    stack.physical[logical], stack.arns[logical] = name, arn
 
 
 def _create_function(

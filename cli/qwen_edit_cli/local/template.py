@@ -73,6 +73,9 @@ class Resolver:
                 return str(left) == str(right)
             if key == "Fn::Not":
                 return not self._resolve(arg[0])
+            if key == "Fn::Join":
+                separator, items = arg
+                return separator.join(str(item) for item in self._resolve(items))
             if key == "Condition":
                 return self.condition(arg)
         return {
@@ -83,7 +86,11 @@ class Resolver:
         if name == "AWS::NoValue":
             return _NO_VALUE
         if name in self.parameters:
-            return self.parameters[name]
+            value = self.parameters[name]
+            spec = self.template.get("Parameters", {}).get(name, {})
+            if spec.get("Type") == "CommaDelimitedList" and isinstance(value, str):
+                return value.split(",")  # as CloudFormation: "" is [""]
+            return value
         return self._ref(name)
 
     def _sub(self, text: str) -> str:

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple, Protocol
 
 from qwen_edit.domain.admission import Pace
 from qwen_edit.domain.dispatch import HeldLease, QueueEntry
+from qwen_edit.domain.intake import JobRejection
 from qwen_edit.domain.jobs import DeliveryStatus, Job, JobEvent, JobStatus, WebhookAttempt
 from qwen_edit.domain.provider import ProviderRequest, ProviderTask
 from qwen_edit.domain.usage import JobUsage
@@ -168,6 +169,9 @@ class Executions(Protocol):
 class EventPublisher(Protocol):
     def publish(self, job: Job) -> None:
         """Publish the job's final status as an event (EventBridge)."""
+
+    def reject(self, rejection: JobRejection) -> None:
+        """Publish `Job Rejected`: an event that asked for a job, and why none was made."""
 
 
 class WebhookOutbox(Protocol):

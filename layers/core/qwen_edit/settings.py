@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from qwen_edit.domain import admission, keys
@@ -184,6 +185,34 @@ class Pricing(Env):
     )
 
 
+class EventIntake(Env):
+    """Which event sources may submit jobs, and the tenant each submits for (README
+    "Pipelines"). The template passes the EventSources parameter (what the rule's pattern
+    lets through) and the EventSourceTenants map; they must name the same sources, so that
+    the rule and the code cannot disagree on who may submit."""
+
+    event_sources: CommaList = Field((), alias="EVENT_SOURCES")
+    event_source_tenants: Annotated[dict[str, str], BeforeValidator(_json)] = Field(
+        default_factory=dict, alias="EVENT_SOURCE_TENANTS"
+    )
+
+    @model_validator(mode="after")
+    def _the_same_sources(self) -> Self:
+        mapped, allowed = set(self.event_source_tenants), set(self.event_sources)
+        if mapped != allowed:
+            raise ValueError(
+                "EventSources and EventSourceTenants must name the same sources; only in "
+                f"EventSources: {sorted(allowed - mapped)}, only in EventSourceTenants: "
+                f"{sorted(mapped - allowed)}"
+            )
+        if any(not source or not tenant for source, tenant in self.event_source_tenants.items()):
+            raise ValueError("every event source needs a name and a tenant")
+        return self
+
+    def tenant_of(self, source: str) -> str | None:
+        return self.event_source_tenants.get(source)
+
+
 # ---- one model per function (functions/<name>/) -----------------------------------------------
 
 
@@ -211,6 +240,9 @@ class ReconcileEnv(Jobs, Limits, Buckets, Announcing, Starting, Queue): ...
 class TriggerEnv(Jobs, Requests, Starting, Queue, WebhookQueue): ...
 
 
+class IntakeEnv(Jobs, Requests, Starting, Queue, Announcing, EventIntake): ...
+
+
 class WebhookEnv(Jobs, Delivering): ...
 
 
@@ -219,7 +251,7 @@ class ApiEnv(
 ): ...
 
 
-class LocalEnv(ApiEnv, Delivering, Waking, Resuming):
+class LocalEnv(ApiEnv, Delivering, Waking, Resuming, EventIntake):
     """Everything: the local stack and the tests act as every function at once."""
 
 
@@ -232,6 +264,7 @@ FUNCTIONS: dict[str, type[Env]] = {
     "notify": NotifyEnv,
     "reconcile": ReconcileEnv,
     "trigger": TriggerEnv,
+    "intake": IntakeEnv,
     "webhook": WebhookEnv,
     "api": ApiEnv,
 }

@@ -9,6 +9,7 @@ from typing import Any, cast
 import boto3
 from botocore.config import Config
 
+from qwen_edit.domain.intake import REJECTED_DETAIL_TYPE, JobRejection
 from qwen_edit.domain.jobs import Job
 from qwen_edit.ports import ExecutionState
 
@@ -128,19 +129,26 @@ class LambdaDispatcherWake:
 
 
 class EventBridgePublisher:
-    """Publishes `Job Succeeded|Failed|Canceled` with the job as detail (SPEC §4)."""
+    """Publishes `Job Succeeded|Failed|Canceled` with the job as detail (SPEC §4), and
+    `Job Rejected` for an event that asked for a job and got none (README "Pipelines")."""
 
     def __init__(self, bus_name: str, client: Any = None):
         self.bus_name = bus_name
         self.client = client or boto3.client("events")
 
     def publish(self, job: Job) -> None:
+        self._put(f"Job {job.status.value.title()}", json.dumps(job.public()))
+
+    def reject(self, rejection: JobRejection) -> None:
+        self._put(REJECTED_DETAIL_TYPE, rejection.model_dump_json())
+
+    def _put(self, detail_type: str, detail: str) -> None:
         answer = self.client.put_events(
             Entries=[
                 {
                     "Source": EVENT_SOURCE,
-                    "DetailType": f"Job {job.status.value.title()}",
-                    "Detail": json.dumps(job.public()),
+                    "DetailType": detail_type,
+                    "Detail": detail,
                     "EventBusName": self.bus_name,
                     "Resources": [],
                 }

@@ -71,6 +71,7 @@ class JobKind(StrEnum):
 class JobSource(StrEnum):
     API = "api"
     S3 = "s3"
+    EVENT = "event"  # an EventBridge event (README "Pipelines")
 
 
 class OutputTarget(BaseModel):
@@ -408,8 +409,8 @@ def new_job(
     start_by: datetime | None = None,
     retry_of: str | None = None,
 ) -> Job:
-    """A queued job; its lane is interactive for API requests and batch for uploads unless
-    the request or recipe chose one."""
+    """A queued job; its lane is interactive for API requests and events, and batch for
+    uploads, unless the request or recipe chose one."""
     job_id = job_id or new_job_id()
     created = now_utc()
     return Job(

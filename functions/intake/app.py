@@ -1,0 +1,32 @@
+"""Submit by event: EventBridge rule (`Edit Requested`, `Generation Requested` from the mapped
+sources) → SQS → here, in batches. Each record is one event; a record that fails (storage, the
+workflow or EventBridge in trouble) is retried by SQS alone, and ends in the dead-letter queue
+after 5 tries. Events that cannot become jobs are answered with `Job Rejected`, not retried."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from qwen_edit import runtime
+from qwen_edit.app import intake
+from qwen_edit.entrypoints import eventbridge_events
+from qwen_edit.entrypoints.lambda_handlers import logger
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def record_handler(record: SQSRecord) -> None:
+    intake.submit(runtime.context("intake"), eventbridge_events.from_queued_event(record.json_body))
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
