@@ -207,6 +207,10 @@ def test_sources_and_their_tenants_must_agree() -> None:
         {"EVENT_SOURCES": "a.b,c.d", "EVENT_SOURCE_TENANTS": '{"a.b": "t"}'},
         {"EVENT_SOURCE_TENANTS": '{"a.b": "t"}'},
         {"EVENT_SOURCES": "a.b", "EVENT_SOURCE_TENANTS": '{"a.b": ""}'},
+        # " c.d" in the rule's pattern, "c.d" for the code: it could never match.
+        {"EVENT_SOURCES": "a.b, c.d", "EVENT_SOURCE_TENANTS": '{"a.b": "t", "c.d": "u"}'},
+        # The uploads' tenant may read most of the input bucket: no event acts as it.
+        {"EVENT_SOURCES": "a.b", "EVENT_SOURCE_TENANTS": '{"a.b": "s3-uploads"}'},
     ):
         with pytest.raises(ConfigurationError, match="EventIntake"):
             EventIntake.from_env(environ)

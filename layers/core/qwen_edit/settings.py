@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from qwen_edit.domain import admission, keys
+from qwen_edit.domain.jobs import UPLOAD_TENANT
 from qwen_edit.domain.pricing import Prices
 from qwen_edit.domain.provider import Region
 
@@ -196,6 +197,18 @@ class EventIntake(Env):
         default_factory=dict, alias="EVENT_SOURCE_TENANTS"
     )
 
+    @field_validator("event_sources", mode="before")
+    @classmethod
+    def _no_spaces_around(cls, value: object) -> object:
+        """CloudFormation puts `a, b` in the rule's pattern as "a" and " b": a source the
+        code would read as "b" could never match."""
+        spaced = (
+            [s for s in str(value).split(",") if s != s.strip()] if isinstance(value, str) else []
+        )
+        if spaced:
+            raise ValueError(f"EventSources has spaces around {spaced}: write a,b, not a, b")
+        return value
+
     @model_validator(mode="after")
     def _the_same_sources(self) -> Self:
         mapped, allowed = set(self.event_source_tenants), set(self.event_sources)
@@ -207,6 +220,9 @@ class EventIntake(Env):
             )
         if any(not source or not tenant for source, tenant in self.event_source_tenants.items()):
             raise ValueError("every event source needs a name and a tenant")
+        if UPLOAD_TENANT in self.event_source_tenants.values():
+            # That tenant may name most of the input bucket as inputs (service.may_read).
+            raise ValueError(f"an event source cannot submit as {UPLOAD_TENANT!r}, the uploads'")
         return self
 
     def tenant_of(self, source: str) -> str | None:

@@ -42,7 +42,7 @@ from qwen_edit.domain.intake import (
     event_job_id,
     named_correlation_id,
 )
-from qwen_edit.domain.jobs import Job, JobSource, JobStatus, now_utc, retry_can_help
+from qwen_edit.domain.jobs import Job, JobSource, JobStatus, now_utc, retry_can_help, stored_time
 from qwen_edit.domain.requests import CORRELATION_ID_PATTERN, ValidRequest, invalid
 from qwen_edit.settings import EventIntake
 
@@ -166,7 +166,7 @@ def _reject(ctx: Context, event: RequestEvent, refused: QwenEditError) -> None:
         ),
         correlation_id=named_correlation_id(event.detail),
         idempotency_key=_idempotency_key(event),
-        rejected_at=now_utc().strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        rejected_at=stored_time(now_utc()),
     )
     ctx.events.reject(rejection)
     ctx.metrics.count("JobsRejected", Reason=refused.code)

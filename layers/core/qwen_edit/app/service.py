@@ -40,6 +40,7 @@ from qwen_edit.domain.images import (
     check_image_bytes,
 )
 from qwen_edit.domain.jobs import (
+    UPLOAD_TENANT,
     Cursor,
     DeliveryStatus,
     Job,
@@ -70,7 +71,6 @@ from qwen_edit.domain.usage import GroupBy, UsageReport, When, report, window
 from qwen_edit.settings import Buckets, Jobs, Loopback, Pricing, Requests
 
 logger = Logger(child=True)
-UPLOAD_TENANT = "s3-uploads"  # upload-triggered jobs belong to no API key (the operator's)
 OUTPUT_URL_SECONDS = 3600  # presigned result downloads in job views
 UPLOAD_URL_SECONDS = 900  # presigned input uploads
 

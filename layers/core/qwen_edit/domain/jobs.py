@@ -18,6 +18,7 @@ from qwen_edit.domain.catalog import Capability
 from qwen_edit.domain.provider import Usage
 from qwen_edit.domain.redaction import redact
 
+UPLOAD_TENANT = "s3-uploads"  # upload-triggered jobs belong to no API key (the operator's)
 # Error text as stored and shown: never a presigned URL's credentials (see redaction.py).
 SafeText = Annotated[str, AfterValidator(redact)]
 
