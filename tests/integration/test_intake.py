@@ -115,6 +115,29 @@ def test_an_event_on_the_bus_becomes_a_job_that_succeeds_and_is_announced_with_i
     assert event_id  # the job is named by the key, not by this event
 
 
+def test_an_event_may_carry_a_chain_and_a_step_that_could_never_run_is_rejected(stack):
+    followed = subscribe(
+        {"source": ["qwen-edit"], "detail": {"correlation_id": ["catalog-9"]}}, "catalog-9"
+    )
+    chain = {
+        "model": "qwen-image-plus",
+        "prompt": "a shoe, product shot",
+        "correlation_id": "catalog-9",
+        "then": [{"prompt": "on white"}, {"prompt": "add a caption"}],
+    }
+    put(chain, kind="Generation Requested")
+    never = {**chain, "then": [{"prompt": "on white", "model": "qwen-image-max"}]}
+    put(never, kind="Generation Requested")
+    assert stack.pump() == 2
+    [job] = stack.ctx.jobs.list_for_tenant(DEMO_EVENT_TENANT, 10, None, None)[0]
+    assert wait_execution(stack, job.id)["status"] == "SUCCEEDED"
+    seen = {e["detail-type"]: e["detail"] for e in followed() + followed()}
+    assert set(seen) == {"Job Succeeded", "Job Rejected"}  # both carry its correlation_id
+    assert [s["status"] for s in seen["Job Succeeded"]["steps"]] == ["succeeded"] * 3
+    [detail] = seen["Job Rejected"]["error"]["details"]
+    assert (detail["field"], detail["rule"]) == ("then[0].model", "capability")
+
+
 def test_a_broken_event_is_answered_with_job_rejected_on_the_bus(stack):
     rejected = subscribe({"source": ["qwen-edit"], "detail-type": ["Job Rejected"]}, "rejected")
     event_id = put({**EDIT, "images": ["ftp://example.com/a.png"], "n": 99})
