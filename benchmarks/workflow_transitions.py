@@ -1,6 +1,7 @@
 """Billed Step Functions state transitions and Lambda invocations per job, read from real
 execution histories (moto's interpreter running statemachine/job.asl.json, the emulator as the
-provider): a sync edit, and async text-to-image jobs that need 1, 3 and 12 polls.
+provider): a sync edit, async text-to-image jobs that need 1, 3 and 12 polls, and a
+three-step chain (`then`).
 
     .venv/bin/python benchmarks/workflow_transitions.py
 """
@@ -63,6 +64,12 @@ def main() -> None:
             "async t2i, ~12 s at the provider",
             Faults(pending_s=2, running_s=9.6),
             {"model": "qwen-image-plus", "prompt": "x"},
+            Capability.TEXT_TO_IMAGE,
+        ),
+        (
+            "3-step chain: ~1 s t2i, 2 sync edits",
+            Faults(pending_s=0.2, running_s=0.5, sync_latency_s=0),
+            {"model": "qwen-image-plus", "prompt": "x", "then": [{"prompt": "y"}, {"prompt": "z"}]},
             Capability.TEXT_TO_IMAGE,
         ),
     ]

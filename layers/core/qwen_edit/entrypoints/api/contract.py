@@ -183,6 +183,10 @@ def refine(document: dict[str, Any], default_models: dict[Capability, str]) -> d
         schema["properties"]["model"] = rules["model"]
         schema["allOf"] = [*rules["allOf"], WEBHOOK_EVENTS_NEED_URL, ONE_DEADLINE]
         schema["description"] = f"{schema.get('description', '').strip()}\n\n{UNSTATED}".strip()
+    # A `then` step is an edit of one image, by its own model's rules.
+    step_rules = request_schema_rules(Capability.EDIT, default_models[Capability.EDIT])
+    schemas["ChainStep"]["properties"]["model"] = step_rules["model"]
+    schemas["ChainStep"]["allOf"] = step_rules["allOf"]
     schemas["WebhookEvent"] = WEBHOOK_EVENT
     document["webhooks"] = WEBHOOKS
     return document
