@@ -44,6 +44,7 @@ from qwen_edit.domain.jobs import (
     Job,
     JobError,
     JobEvent,
+    JobInput,
     JobSource,
     JobStatus,
     Lane,
@@ -342,7 +343,8 @@ def _stored(ctx: Context, job_id: str, index: int, ref: Any) -> str:
 
 
 def view(ctx: Context, job: Job) -> dict[str, Any]:
-    """The job as the API shows it: outputs carry presigned download URLs."""
+    """The job as the API shows it: outputs carry presigned download URLs, and `inputs` the
+    request's images with presigned URLs of the stored ones (so a console can show them)."""
     outputs = [
         output.model_copy(
             update={
@@ -353,7 +355,18 @@ def view(ctx: Context, job: Job) -> dict[str, Any]:
         )
         for output in job.outputs
     ]
-    return job.model_copy(update={"outputs": outputs}).public()
+    inputs = [
+        JobInput(
+            image=image,
+            url=ctx.objects.presigned_get(*keys.parse_s3_uri(image), OUTPUT_URL_SECONDS)
+            if image.startswith("s3://")
+            else None,
+        )
+        for image in job.request.get("images", [])
+        if isinstance(image, str)
+    ]
+    update = {"outputs": outputs, "inputs": inputs or None}
+    return job.model_copy(update=update).public()
 
 
 def place_in_line(ctx: Context, job: Job) -> Job:
