@@ -23,7 +23,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 demo: $(BIN)/.installed
-	$(BIN)/qwen-edit local demo
+	$(BIN)/qwen-edit local demo --serve
 
 # Lint and the template's checks first, then every layer of the pyramid in one parallel run,
 # then Python 3.12.
