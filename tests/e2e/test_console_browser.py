@@ -197,6 +197,7 @@ def test_an_uploaded_png_is_edited_live_and_compared(served, browser, tmp_path):
     assert by_id(browser, "slider").get_attribute("type") == "range"  # one input: before/after
     assert by_id(browser, "jprompt").text == "Turn it into a watercolor"
     assert "stored" in browser.find_element("css selector", "ol.timeline").text
+    assert "seed\n7" in browser.find_element("css selector", "#jbody dl").text
     screenshot = os.environ.get("QWEN_EDIT_CONSOLE_SCREENSHOT")
     if screenshot:
         browser.execute_script("window.scrollTo(0, 0)")
