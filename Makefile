@@ -23,11 +23,14 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 demo: $(BIN)/.installed
-	$(BIN)/qwen-edit local demo
+	$(BIN)/qwen-edit local demo --serve
 
 # Lint and the template's checks first, then every layer of the pyramid in one parallel run,
 # then Python 3.12.
 test: $(BIN)/.installed lint scan build
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || echo "Chromium or \
+	chromedriver not found: the console's browser tests (tests/e2e/test_console_browser.py) are \
+	skipped. Install them with: apt-get install chromium chromium-driver (.ci/run does)."
 	$(PYTEST)
 	$(MAKE) --no-print-directory test-py312
 

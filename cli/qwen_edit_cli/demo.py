@@ -5,8 +5,10 @@ in demo-output/; a summary says how each went."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import secrets
 import tempfile
 import time
 from collections.abc import Callable
@@ -78,7 +80,7 @@ def api_job(
     return job["status"], job["model"], saved
 
 
-def run_demo(out_dir: Path) -> int:
+def run_demo(out_dir: Path, serve: bool = False) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     print(
         "qwen-edit demo: starting the local stack (emulated AWS, the DashScope emulator, "
@@ -86,9 +88,15 @@ def run_demo(out_dir: Path) -> int:
         flush=True,
     )
     started = time.monotonic()
+    operator_key = f"qe-local-operator-{secrets.token_hex(8)}"  # sees the upload-triggered job
     # The handlers' own logs stay quiet (LogLevel, as in a deployment): the summary says it all.
     with (
-        local_service(port=0, poll_interval=1, log_level="WARNING") as ready,
+        local_service(
+            port=0,
+            poll_interval=1,
+            log_level="WARNING",
+            operator_keys=[operator_key],
+        ) as ready,
         tempfile.TemporaryDirectory() as scratch,
     ):
         print(f"ready in {time.monotonic() - started:.1f} s: {ready.api_url}\n", flush=True)
@@ -165,6 +173,20 @@ def run_demo(out_dir: Path) -> int:
                 f"{', '.join(str(p) for p in saved) or '-'}",
                 flush=True,
             )
-    outcome = f"all {len(runs)} jobs succeeded" if not failures else f"{failures} did not succeed"
-    print(f"\n{outcome} in {time.monotonic() - started:.1f} s; outputs in {out_dir}/")
+        verdict = (
+            f"{failures} job(s) did not succeed" if failures else f"all {len(runs)} jobs succeeded"
+        )
+        print(f"\n{verdict} in {time.monotonic() - started:.1f} s; outputs in {out_dir}/")
+        console = ready.api_url + "/console"
+        print(
+            f"\nweb console: {console}\n"
+            f"  API key of the API jobs:             {ready.api_key}\n"
+            f"  operator key (the upload-triggered): {operator_key}",
+            flush=True,
+        )
+        if serve:
+            print("the local stack keeps serving the console; Ctrl-C stops it", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    time.sleep(3600)
     return 1 if failures else 0

@@ -202,6 +202,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=_serve)
     demo = local_commands.add_parser("demo", help="the offline demo (what `make demo` runs)")
     demo.add_argument("--out", type=Path, default=Path("demo-output"))
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="after the jobs, keep serving the web console until Ctrl-C (make demo does)",
+    )
     demo.set_defaults(run=_demo)
 
     openapi = commands.add_parser("openapi", help="write the REST API's OpenAPI document")
@@ -497,6 +502,8 @@ def _serve(args: argparse.Namespace) -> int:
         parameters=dict(_pair(text) for text in args.parameter_overrides),
     ) as ready:
         announce_ready(ready, args.ready_file)
+        if dict(_pair(text) for text in args.parameter_overrides).get("Console") != "disabled":
+            print(f"web console: {ready.api_url}/console", file=sys.stderr, flush=True)
         _until_signalled()
     return 0
 
@@ -511,7 +518,7 @@ def _pair(text: str) -> tuple[str, str]:
 def _demo(args: argparse.Namespace) -> int:
     from qwen_edit_cli.demo import run_demo
 
-    return run_demo(args.out)
+    return run_demo(args.out, serve=args.serve)
 
 
 def _openapi(args: argparse.Namespace) -> int:

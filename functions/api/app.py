@@ -18,14 +18,14 @@ from qwen_edit import runtime
 from qwen_edit.domain.catalog import Capability
 from qwen_edit.domain.errors import BadRequest
 from qwen_edit.entrypoints import request_body
-from qwen_edit.entrypoints.api import catalog, contract, jobs, responses, uploads, usage
+from qwen_edit.entrypoints.api import catalog, console, contract, jobs, responses, uploads, usage
 from qwen_edit.entrypoints.api.schemas import OpenApiDocument, answers, error_envelope
 from qwen_edit.entrypoints.lambda_handlers import logger
 from qwen_edit.settings import Requests
 
 app = APIGatewayRestResolver(enable_validation=True)
 responses.install(app)
-for routes in (jobs.router, uploads.router, catalog.router, usage.router):
+for routes in (jobs.router, uploads.router, catalog.router, usage.router, console.router):
     app.include_router(routes)
 
 

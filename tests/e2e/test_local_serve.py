@@ -323,3 +323,29 @@ def test_undecodable_pixel_data_fails_at_once_not_after_retries(served):
         assert time.monotonic() < deadline, job
         time.sleep(0.5)
     assert job["status"] == "failed" and job["error"]["code"] == "InvalidParameter", job
+
+
+def test_the_console_loads_without_a_key_and_s3_answers_its_upload_preflight(served):
+    root = served["api_url"].removesuffix("/v1")
+    assert httpx.get(root + "/").headers["location"] == "/v1/console"
+    page = httpx.get(served["api_url"] + "/console")  # no x-api-key
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert served["s3_endpoint_url"] in page.headers["content-security-policy"]
+    assert httpx.get(served["api_url"] + "/models").status_code == 401  # the rest needs a key
+    upload = httpx.post(
+        served["api_url"] + "/uploads",
+        headers={"x-api-key": KEY_A},
+        json={"content_type": "image/png"},
+    ).json()
+    asked = {"Origin": root, "Access-Control-Request-Headers": "content-type"}
+    preflight = httpx.options(
+        upload["upload_url"], headers={**asked, "Access-Control-Request-Method": "PUT"}
+    )
+    assert preflight.status_code == 200, preflight.text
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    assert "PUT" in preflight.headers["access-control-allow-methods"]
+    # As S3 answers a preflight that no rule of the bucket allows (template.yaml: PUT only).
+    refused = httpx.options(
+        upload["upload_url"], headers={**asked, "Access-Control-Request-Method": "DELETE"}
+    )
+    assert refused.status_code == 403

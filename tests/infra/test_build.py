@@ -29,6 +29,7 @@ def test_the_layer_holds_the_pinned_packages_and_the_core():
         ]
         assert found, f"{name}=={version} is not in the built layer"
     assert (LAYER / "qwen_edit" / "runtime.py").is_file()
+    assert (LAYER / "qwen_edit" / "entrypoints" / "api" / "console.html").is_file()  # the console
 
 
 def test_every_function_is_built_with_its_handler():

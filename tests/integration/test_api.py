@@ -12,6 +12,7 @@ import requests
 from qwen_edit.domain import keys
 from qwen_edit.domain.catalog import MODELS
 from qwen_edit_cli.local.drive import call, wait_execution, wait_until
+from qwen_edit_cli.local.lambdas import FakeLambdaContext
 from qwen_edit_cli.local.samples import data_url, image_bytes, png_size
 
 from conftest import ROOT
@@ -343,7 +344,39 @@ def test_template_routes_match_the_app(stack):
     events = template()["Resources"]["ApiFunction"]["Properties"]["Events"]
     routes = {(e["Properties"]["Method"].upper(), e["Properties"]["Path"]) for e in events.values()}
     served = call(stack, "api-openapi").body["paths"]
-    assert routes == {(method.upper(), path) for path, ops in served.items() for method in ops}
+    # The console is an HTML page, not part of the JSON API: the document leaves it out.
+    documented = routes - {("GET", "/console")}
+    assert documented == {(method.upper(), path) for path, ops in served.items() for method in ops}
+
+
+def test_the_console_is_the_one_route_that_needs_no_key(stack):
+    events = template()["Resources"]["ApiFunction"]["Properties"]["Events"]
+    keyless = [e["Properties"]["Path"] for e in events.values() if "Auth" in e["Properties"]]
+    assert keyless == ["/console"]
+    assert events["Console"]["Properties"]["Auth"] == {"ApiKeyRequired": False}
+    event = json.loads((ROOT / "events" / "api-console.json").read_text())
+    function = stack.physical["ApiFunction"]
+    answer = stack.dispatcher.call(function, event, FakeLambdaContext(function, function))
+    assert answer["statusCode"] == 200 and answer["body"].startswith("<!doctype html>")
+    # The origins of presigned URLs (S3's virtual hosts here): the page may show and PUT there.
+    policy = answer["multiValueHeaders"]["Content-Security-Policy"][0]
+    output, input_ = (stack.physical[b] for b in ("OutputBucket", "InputBucket"))
+    s3 = f"https://{output}.s3.amazonaws.com https://{input_}.s3.amazonaws.com"
+    assert f"img-src 'self' data: blob: {s3};" in policy and f"connect-src 'self' {s3};" in policy
+
+
+def test_the_console_parameter_turns_the_route_and_the_upload_cors_off():
+    parameters = template()["Parameters"]["Console"]
+    assert parameters["Default"] == "enabled" and parameters["AllowedValues"] == [
+        "enabled",
+        "disabled",
+    ]
+    function = template()["Resources"]["ApiFunction"]["Properties"]
+    assert function["Environment"]["Variables"]["CONSOLE"] == {"Ref": "Console"}
+    cors = template()["Resources"]["InputBucket"]["Properties"]["CorsConfiguration"]["Fn::If"]
+    assert cors[0] == "ConsoleEnabled" and cors[2] == {"Ref": "AWS::NoValue"}
+    (rule,) = cors[1]["CorsRules"]
+    assert rule["AllowedMethods"] == ["PUT"]  # browser uploads to presigned URLs, nothing else
 
 
 def test_api_gateway_refusals_use_the_envelope():

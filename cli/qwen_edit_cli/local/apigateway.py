@@ -43,6 +43,7 @@ from qwen_edit_cli.local.template import load_template
 API_GATEWAY_BODY_LIMIT = 10 * 1024 * 1024
 LAMBDA_PAYLOAD_LIMIT = 6 * 1024 * 1024
 STAGE = "/v1"
+CONSOLE = "/console"  # the web console's resource
 READ_TIMEOUT_S = 5.0  # a socket that sends nothing for this long: the request is malformed
 BODY_DEADLINE_S = 60.0  # the whole body, however slowly it trickles in
 # API Gateway's ANY method; otherwise methods are matched as sent (case-sensitive, like AWS).
@@ -149,9 +150,10 @@ class Route:
     methods: frozenset[str]
     pattern: re.Pattern[str]
     rank: tuple[int, ...]  # per segment 0 literal, 1 {var}, 2 {var+}: API Gateway prefers literals
+    keyless: frozenset[str] = frozenset()  # methods declared with Auth.ApiKeyRequired false
 
     @classmethod
-    def of(cls, resource: str, methods: Iterable[str]) -> Route:
+    def of(cls, resource: str, methods: Iterable[str], keyless: Iterable[str] = ()) -> Route:
         parts, rank = [], []
         for segment in resource.strip("/").split("/") if resource != "/" else []:
             variable = re.fullmatch(r"\{(\w+)(\+?)\}", segment)
@@ -165,19 +167,26 @@ class Route:
                 parts.append(f"(?P<{variable.group(1)}>[^/]+)")
                 rank.append(1)
         pattern = re.compile("/" + "/".join(parts), re.DOTALL)
-        return cls(resource, frozenset(methods), pattern, tuple(rank))
+        return cls(resource, frozenset(methods), pattern, tuple(rank), frozenset(keyless))
 
 
 def template_routes() -> list[Route]:
     """`Type: Api` events of the ApiFunction in template.yaml, one Route per resource path."""
     events = load_template()["Resources"]["ApiFunction"]["Properties"]["Events"]
     methods: dict[str, set[str]] = {}
+    keyless: dict[str, set[str]] = {}
     for event in events.values():
         if event.get("Type") == "Api":
             method = str(event["Properties"]["Method"]).upper()
             path = str(event["Properties"]["Path"])
-            methods.setdefault(path, set()).update(ANY_METHODS if method == "ANY" else {method})
-    return sorted((Route.of(path, found) for path, found in methods.items()), key=lambda r: r.rank)
+            found = ANY_METHODS if method == "ANY" else {method}
+            methods.setdefault(path, set()).update(found)
+            if event["Properties"].get("Auth", {}).get("ApiKeyRequired") is False:
+                keyless.setdefault(path, set()).update(found)
+    return sorted(
+        (Route.of(path, found, keyless.get(path, ())) for path, found in methods.items()),
+        key=lambda r: r.rank,
+    )
 
 
 def _match(routes: list[Route], segments: list[str]) -> tuple[Route, dict[str, str]] | None:
@@ -503,6 +512,13 @@ class LocalApiGateway:
         # the API key, and template.yaml's GatewayResponses map that to 404 NotFound. HEAD,
         # OPTIONS and TRACE are declared on no resource, so they are 404 too.
         segments = parts.path.split("/")
+        if (
+            parts.path == "/"
+            and method == "GET"
+            and any(r.resource == CONSOLE for r in self.routes)
+        ):
+            # Only here: the local stack's root opens the console (API Gateway has only /v1).
+            return 302, [("Location", STAGE + CONSOLE), ("Content-Length", "0")], b""
         matched = None
         if segments[:2] == ["", STAGE.strip("/")] and len(segments) > 2:
             matched = _match(self.routes, segments[2:])
@@ -511,9 +527,13 @@ class LocalApiGateway:
         route, path_parameters = matched
         api_key = (lowered.get("x-api-key") or [""])[-1]
         tenant = self.keys.get(api_key)
-        if tenant is None:
+        if method in route.keyless:
+            # No key checked, and no usage plan: API Gateway applies a plan only to keyed calls.
+            tenant = None
+        elif tenant is None:
             raise _GatewayResponse("INVALID_API_KEY")
-        self.usage_plan.admit(api_key)
+        else:
+            self.usage_plan.admit(api_key)
 
         body = _read_body(environ["wsgi.input"], length, chunked)
         try:
@@ -553,7 +573,7 @@ class LocalApiGateway:
                 "domainName": request.host,
                 "identity": {
                     "apiKeyId": tenant,
-                    "apiKey": api_key,
+                    "apiKey": api_key if tenant else None,
                     "sourceIp": request.remote_addr or "127.0.0.1",
                     "userAgent": request.user_agent.string or None,
                 },

@@ -14,12 +14,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import boto3
-from moto.server import ThreadedMotoServer
 
 from qwen_edit.adapters.dashscope import base_url_for
 from qwen_edit.settings import ProviderAccess
 from qwen_edit_cli.emulator.server import EmulatorServer
 from qwen_edit_cli.local.apigateway import LocalApiGateway, key_id
+from qwen_edit_cli.local.fidelity import MotoServer
 from qwen_edit_cli.local.inprocess import REGION, Pump, event_parameters, in_process_stack
 
 logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
@@ -69,7 +69,7 @@ def local_service(
     parameters.update(event_parameters(key_id(api_keys[0]), parameters))
     with ExitStack() as scope:
         aws_port = _free_port(host)
-        moto = ThreadedMotoServer(ip_address=host, port=aws_port, verbose=False)
+        moto = MotoServer(ip_address=host, port=aws_port, verbose=False)
         moto.start()
         scope.callback(moto.stop)
         aws_url = f"http://{host}:{aws_port}"

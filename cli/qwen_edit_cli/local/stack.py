@@ -30,6 +30,7 @@ from qwen_edit_cli.local.sqs import SqsEventSource
 from qwen_edit_cli.local.template import ROOT, Resolver, load_template, substitute
 
 ACCOUNT = "123456789012"
+_CORS_FIELDS = {"MaxAge": "MaxAgeSeconds"}  # CloudFormation's CorsRule names, as S3's API has them
 
 
 @dataclass
@@ -205,7 +206,17 @@ def build_stack(
                 client("sqs").set_queue_attributes(
                     QueueUrl=stack.physical[logical], Attributes=attributes
                 )
-        elif resource["Type"] == "AWS::S3::Bucket" and "NotificationConfiguration" in props:
+        if resource["Type"] == "AWS::S3::Bucket" and "CorsConfiguration" in props:
+            client("s3").put_bucket_cors(
+                Bucket=stack.physical[logical],
+                CORSConfiguration={
+                    "CORSRules": [
+                        {_CORS_FIELDS.get(name, name): value for name, value in rule.items()}
+                        for rule in props["CorsConfiguration"]["CorsRules"]
+                    ]
+                },
+            )
+        if resource["Type"] == "AWS::S3::Bucket" and "NotificationConfiguration" in props:
             client("s3").put_bucket_notification_configuration(
                 Bucket=stack.physical[logical],
                 NotificationConfiguration={

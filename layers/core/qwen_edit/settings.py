@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import (
     AliasChoices,
@@ -176,6 +176,8 @@ class ApiOnly(Env):
     idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE", min_length=1)
     # API key ids that act for the operator: they own (list, read, cancel) upload-triggered jobs.
     operator_api_key_ids: CommaList = Field((), alias="OPERATOR_API_KEY_IDS")
+    # The web console at GET /console (template parameter Console); disabled, the route is a 404.
+    console: Literal["enabled", "disabled"] = Field("enabled", alias="CONSOLE")
 
 
 class Pricing(Env):

@@ -46,6 +46,7 @@ from qwen_edit.domain.jobs import (
     Job,
     JobError,
     JobEvent,
+    JobInput,
     JobOutput,
     JobSource,
     JobStatus,
@@ -350,7 +351,9 @@ def _stored(ctx: Context, job_id: str, index: int, ref: Any) -> str:
 
 
 def view(ctx: Context, job: Job) -> dict[str, Any]:
-    """The job as the API shows it: outputs (each step's too) carry presigned download URLs."""
+    """The job as the API shows it: outputs (each step's too) carry presigned download URLs,
+    and `inputs` the request's images with presigned URLs of the stored ones (so a console can
+    show them)."""
 
     def presigned(outputs: list[JobOutput]) -> list[JobOutput]:
         return [
@@ -364,10 +367,19 @@ def view(ctx: Context, job: Job) -> dict[str, Any]:
             for output in outputs
         ]
 
+    inputs = [
+        JobInput(
+            image=image,
+            url=ctx.objects.presigned_get(*keys.parse_s3_uri(image), OUTPUT_URL_SECONDS)
+            if image.startswith("s3://")
+            else None,
+        )
+        for image in job.request.get("images", [])
+        if isinstance(image, str)
+    ]
     steps = [r.model_copy(update={"outputs": presigned(r.outputs)}) for r in job.step_results]
-    return job.model_copy(
-        update={"outputs": presigned(job.outputs), "step_results": steps}
-    ).public()
+    update = {"outputs": presigned(job.outputs), "step_results": steps, "inputs": inputs or None}
+    return job.model_copy(update=update).public()
 
 
 def place_in_line(ctx: Context, job: Job) -> Job:

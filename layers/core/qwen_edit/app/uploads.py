@@ -24,11 +24,10 @@ from qwen_edit.domain import keys
 from qwen_edit.domain.catalog import Capability
 from qwen_edit.domain.errors import InvalidRequest, JobConflict, JobNotFound, QueueFull
 from qwen_edit.domain.images import FORMAT_OF_EXTENSION
-from qwen_edit.domain.jobs import Job, JobSource, JobStatus, OutputTarget
+from qwen_edit.domain.jobs import UPLOAD_TENANT, Job, JobSource, JobStatus, OutputTarget
 from qwen_edit.settings import Buckets
 
 logger = Logger(child=True)
-UPLOAD_TENANT = service.UPLOAD_TENANT
 
 
 class Upload(BaseModel):

@@ -106,6 +106,13 @@ class JobOutput(BaseModel):
     url: str | None = None  # presigned when the job is read, never stored
 
 
+class JobInput(BaseModel):
+    """An input image as the request named it, with a presigned URL to show it (s3:// only)."""
+
+    image: str
+    url: str | None = None  # presigned when the job is read, never stored
+
+
 class Lane(StrEnum):
     """Interactive jobs go before batch ones; batch keeps a guaranteed share (domain/dispatch)."""
 
@@ -289,6 +296,7 @@ class JobView(BaseModel):
     outputs: list[JobOutput] = Field(default_factory=list)  # a multi-step job's: the last step's
     # A multi-step job's steps (the request and its `then`), each with its own outputs.
     steps: list[StepView] | None = None
+    inputs: list[JobInput] | None = None  # in API answers only: request.images, viewable
     lane: Lane = Lane.INTERACTIVE
     # From the request's deadline or cancel_after: not started at the provider by then, the
     # job ends canceled (DeadlineExceeded) at no provider cost.

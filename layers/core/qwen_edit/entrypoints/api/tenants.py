@@ -6,8 +6,8 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
 from qwen_edit import runtime
-from qwen_edit.app import service
 from qwen_edit.domain.errors import Unauthorized
+from qwen_edit.domain.jobs import UPLOAD_TENANT
 from qwen_edit.settings import ApiOnly
 
 
@@ -19,5 +19,5 @@ def tenant_of(event: BaseProxyEvent) -> str:
     if not tenant:
         raise Unauthorized("send your API key in the x-api-key header")
     if tenant in runtime.context("api").need(ApiOnly).operator_api_key_ids:
-        return service.UPLOAD_TENANT
+        return UPLOAD_TENANT
     return tenant
