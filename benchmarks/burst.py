@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt
 from qwen_edit.app import service
 from qwen_edit.domain.admission import DEFAULT_MARGIN_SECONDS
 from qwen_edit.domain.catalog import Capability, get_model
-from qwen_edit.domain.jobs import Job, JobSource, JobStatus
+from qwen_edit.domain.jobs import UPLOAD_TENANT, Job, JobSource, JobStatus
 from qwen_edit_cli.emulator.faults import Faults
 from qwen_edit_cli.local.inprocess import Pump, in_process_stack
 from qwen_edit_cli.local.samples import image_bytes
@@ -178,7 +178,7 @@ def main() -> None:
             upload_jobs, cursor = [], None
             while True:
                 page, cursor = stack.ctx.jobs.list_for_tenant(
-                    service.UPLOAD_TENANT, 100, cursor, None
+                    UPLOAD_TENANT, 100, cursor, None
                 )
                 upload_jobs += page
                 if not cursor:
