@@ -177,9 +177,7 @@ def main() -> None:
         while True:
             upload_jobs, cursor = [], None
             while True:
-                page, cursor = stack.ctx.jobs.list_for_tenant(
-                    UPLOAD_TENANT, 100, cursor, None
-                )
+                page, cursor = stack.ctx.jobs.list_for_tenant(UPLOAD_TENANT, 100, cursor, None)
                 upload_jobs += page
                 if not cursor:
                     break
