@@ -18,7 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 from qwen_edit.domain import usage
 from qwen_edit.domain.catalog import PIXELS_MAX, PIXELS_MIN, SizeRule, get_model, parse_size
 from qwen_edit.domain.errors import InvalidRequest
-from qwen_edit.domain.requests import is_blank
+from qwen_edit.domain.requests import MAX_CHAIN_IMAGES, is_blank
 from qwen_edit.settings import Requests
 from qwen_edit_cli.local.samples import data_url
 
@@ -40,12 +40,13 @@ def _positive(case: Any) -> bool:
 
 @schemathesis.hook
 def map_case(context: Any, case: Any) -> Any:
+    # Keep the run short, whatever the phase (the stateful one too): at most 2 s a wait.
+    if isinstance(case.query, dict) and isinstance(case.query.get("wait"), int):
+        case.query["wait"] = min(case.query["wait"], 2)
     if not _positive(case):
         return case
     if isinstance(case.query, dict):
         case.query.pop("cursor", None)  # a cursor must be one this API gave out
-        if isinstance(case.query.get("wait"), int):  # keep the run short: at most 2 s a wait
-            case.query["wait"] = min(case.query["wait"], 2)
     body = case.body
     if isinstance(body, dict):
         if isinstance(body.get("images"), list):
@@ -64,9 +65,31 @@ def filter_case(context: Any, case: Any) -> bool:
     body = case.body
     if not _positive(case) or not isinstance(body, dict) or case.path not in _DEFAULT_MODEL:
         return True
-    if isinstance(body.get("prompt"), str) and is_blank(body["prompt"]):
-        return False  # only invisible characters: no pattern without \p{...} classes says so
-    return _within_pixel_bounds(body.get("model") or _DEFAULT_MODEL[case.path], body.get("size"))
+    steps = [s for s in body.get("then") or () if isinstance(s, dict)]
+    calls = [(body, body.get("model") or _DEFAULT_MODEL[case.path])]
+    calls += [(step, step.get("model") or _DEFAULT_MODEL["/edits"]) for step in steps]
+    return (
+        all(
+            # only invisible characters: no pattern without \p{...} classes says so
+            not (isinstance(call.get("prompt"), str) and is_blank(call["prompt"]))
+            and _within_pixel_bounds(model, call.get("size"))
+            for call, model in calls
+        )
+        and _chain_images(body, steps) <= MAX_CHAIN_IMAGES
+    )
+
+
+def _chain_images(body: dict[str, Any], steps: list[dict[str, Any]]) -> int:
+    """The images a chain makes at worst: a product of its steps' n, stated in words."""
+    images = total = _n(body)
+    for step in steps:
+        images = (images if step.get("fan_out") is True else 1) * _n(step)
+        total += images
+    return total
+
+
+def _n(call: dict[str, Any]) -> int:
+    return call["n"] if isinstance(call.get("n"), int) else 1
 
 
 def _usable_range(start: Any, end: Any) -> bool:

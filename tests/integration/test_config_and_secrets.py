@@ -46,6 +46,7 @@ def environment_of(function: dict) -> dict[str, str]:
         "MODEL_PRICES": '{"currency": "USD", "per_image": {"qwen-image-edit-plus": 0.03}}',
         "EVENT_SOURCES": "com.example.catalog",
         "EVENT_SOURCE_TENANTS": '{"com.example.catalog": "tenant-catalog"}',
+        "CONSOLE": "enabled",
     }
     return {name: numbers.get(name, "x") for name in [*variables, *LAMBDA_SETS]}
 

@@ -23,6 +23,7 @@ from qwen_edit.domain.catalog import (
     SizeRule,
     models_for,
 )
+from qwen_edit.domain.requests import MAX_CHAIN_IMAGES
 
 # A side is at most five ASCII digits (leading zeros count). Any non-zero side:
 _ANY_SIDE = "(?:0{0,4}[1-9]|0{0,3}[1-9][0-9]|0{0,2}[1-9][0-9]{2}|0?[1-9][0-9]{3}|[1-9][0-9]{4})"
@@ -41,7 +42,9 @@ UNSTATED = (
     f"Rules no schema can state, answered 422 naming the field: `size` of a 2.0-series, "
     f"qwen-image-max or qwen-image(-plus) model is width*height between {PIXELS_MIN} and "
     f"{PIXELS_MAX} pixels; `prompt` needs a visible character (not only spaces, zero-width or "
-    "control characters); each of `images` must be a public http(s) URL, a data URL of a real "
+    "control characters); both hold for each `then` step too, and a chain makes at most "
+    f"{MAX_CHAIN_IMAGES} images in all (each step's n, times its runs with fan_out); each of "
+    "`images` must be a public http(s) URL, a data URL of a real "
     "JPEG, PNG, BMP, TIFF, WEBP or GIF image of at most 10 MB, or an s3:// reference this API "
     "key may use (its uploads, its jobs' results, shared folders); `webhook_url` must "
     "resolve to public addresses only; `deadline` must not have passed."
