@@ -160,6 +160,19 @@ def test_events_with_one_idempotency_key_make_one_job_per_tenant(
     assert "idempotency_key" not in fakes.jobs.get(first.id).request
 
 
+def test_another_request_under_the_same_key_is_rejected_not_taken_for_the_first(
+    ctx: Context, fakes: Fakes
+) -> None:
+    keyed = {**EDIT, "idempotency_key": "order-17-hero"}
+    first = present(intake.submit(ctx, an_event(keyed, event_id="e-1")))
+    reordered = dict(reversed(list(keyed.items())))  # the same request, its keys in another order
+    assert present(intake.submit(ctx, an_event(reordered, event_id="e-2"))).id == first.id
+    assert intake.submit(ctx, an_event({**keyed, "prompt": "other"}, event_id="e-3")) is None
+    [rejection] = fakes.events.rejected
+    assert rejection.error.code == "IdempotencyConflict" and rejection.event.id == "e-3"
+    assert not rejection.error.retryable and len(fakes.jobs.all()) == 1
+
+
 def test_a_redelivery_starts_the_job_an_earlier_delivery_recorded_but_did_not_start(
     ctx: Context, fakes: Fakes
 ) -> None:

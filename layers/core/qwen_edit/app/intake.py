@@ -7,7 +7,8 @@
   the body of POST /v1/edits or /v1/generations plus an optional `idempotency_key`.
 - The job id comes from (tenant, idempotency_key or the event id), so a redelivery, or a second
   event with the same key, makes no second job; it starts the first one's workflow if an
-  earlier delivery died before that, and is otherwise a no-op.
+  earlier delivery died before that, and is otherwise a no-op. The same key with another
+  request is rejected (IdempotencyConflict).
 - An event that cannot become a job for its own reasons (a broken rule, the tenant's queue
   full) is answered with a `Job Rejected` event and counted (`JobsRejected`), never retried:
   the same event would be refused again. Anything else (storage, the workflow, EventBridge)
@@ -25,6 +26,7 @@ from qwen_edit.app import service
 from qwen_edit.context import Context
 from qwen_edit.domain.catalog import RuleViolation
 from qwen_edit.domain.errors import (
+    IdempotencyConflict,
     InvalidRequest,
     JobConflict,
     JobNotFound,
@@ -41,6 +43,7 @@ from qwen_edit.domain.intake import (
     RequestEvent,
     event_job_id,
     named_correlation_id,
+    request_digest,
 )
 from qwen_edit.domain.jobs import Job, JobSource, JobStatus, now_utc, retry_can_help, stored_time
 from qwen_edit.domain.requests import CORRELATION_ID_PATTERN, ValidRequest, invalid
@@ -61,9 +64,10 @@ def submit(ctx: Context, event: RequestEvent) -> Job | None:
         ctx.metrics.count("EventsRefused", Reason="unknown-source")
         return None
     job_id = event_job_id(tenant, _idempotency_key(event) or event.id)
+    digest = request_digest(event.detail)
     ctx.tracing.follow(job_id)
     try:
-        return _redelivered(ctx, job_id)  # checked first: a rule may have changed since
+        return _redelivered(ctx, event, job_id, digest)  # first: a rule may have changed since
     except JobNotFound:
         pass
     try:
@@ -73,10 +77,10 @@ def submit(ctx: Context, event: RequestEvent) -> Job | None:
         return None
     try:
         job, _room = service.accept(
-            ctx, valid, tenant=tenant, source=JobSource.EVENT, job_id=job_id
+            ctx, valid, tenant=tenant, source=JobSource.EVENT, job_id=job_id, request_digest=digest
         )
     except JobConflict:  # another delivery made it in the meantime
-        return _redelivered(ctx, job_id)
+        return _redelivered(ctx, event, job_id, digest)
     except QueueFull as full:
         # Rejected, not retried: SQS would bring it back for as long as the queue stays full,
         # and the tenant's pipeline is the one that can decide to send it again later.
@@ -103,10 +107,18 @@ def _well_formed_key(key: Any) -> bool:
     )
 
 
-def _redelivered(ctx: Context, job_id: str) -> Job:
+def _redelivered(ctx: Context, event: RequestEvent, job_id: str, digest: str) -> Job | None:
     """The job an earlier delivery made (JobNotFound if none): started if that delivery died
-    between recording it and starting its workflow."""
+    between recording it and starting its workflow. Another request under the same
+    idempotency_key is rejected (IdempotencyConflict), not mistaken for that job."""
     job = service.load_job(ctx, job_id)
+    if job.request_digest not in (None, digest):
+        conflict = IdempotencyConflict(
+            f"idempotency_key {_idempotency_key(event)!r} already made job {job.id} from "
+            "another request: use a new key for a new request"
+        )
+        _reject(ctx, event, conflict)
+        return None
     if job.status is JobStatus.QUEUED:
         ctx.executions.start(job.id, {"job_id": job.id})  # a second start starts nothing
     logger.info("duplicate event: its job exists", extra={"job_id": job_id})

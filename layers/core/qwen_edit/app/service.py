@@ -203,6 +203,7 @@ def accept(
     job_id: str | None = None,
     output: OutputTarget | None = None,
     retry_of: str | None = None,
+    request_digest: str | None = None,
 ) -> tuple[Job, QueueRoom]:
     """Record a valid request as a queued job and start its workflow (execution name = job id),
     in the order that leaves no accepted job without a workflow. With the job, the tenant's room
@@ -237,7 +238,9 @@ def accept(
     if images:
         request["images"] = images
     chain = Cursor() if valid.body.then else None  # a multi-step job starts at its first call
-    job = job.model_copy(update={"request": request, "cursor": chain})
+    job = job.model_copy(
+        update={"request": request, "cursor": chain, "request_digest": request_digest}
+    )
     if source is JobSource.API:
         # Started, then recorded: an API function that dies in between leaves an execution
         # that finds no job and ends (its client got no 202: nothing was accepted), never a

@@ -92,6 +92,12 @@ class JobConflict(QwenEditError):
     code, http_status, outcome = "JobConflict", 409, Outcome.REJECT
 
 
+class IdempotencyConflict(QwenEditError):
+    """The idempotency key of an earlier request, with another request: which one is meant?"""
+
+    code, http_status, outcome = "IdempotencyConflict", 409, Outcome.REJECT
+
+
 class ProviderRetryable(QwenEditError):
     """The provider said "later" (429, 5xx, timeout) to a download: back off and retry."""
 

@@ -11,6 +11,7 @@ with a `Job Rejected` event carrying why; nothing is dropped without a trace.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from typing import Any
 
@@ -74,6 +75,18 @@ def event_job_id(tenant: str, key: str) -> str:
     tenant with the same idempotency_key (a valid execution name: 43 characters)."""
     digest = hashlib.sha256(f"{tenant}\n{key}".encode())
     return f"ev-{digest.hexdigest()[:40]}"
+
+
+def request_digest(detail: Any) -> str:
+    """What identifies an event's request, whatever its key order: two events under one
+    idempotency_key make one job only if they ask for the same thing."""
+    request = (
+        {k: v for k, v in detail.items() if k != IDEMPOTENCY_KEY}
+        if isinstance(detail, dict)
+        else detail
+    )
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def named_correlation_id(detail: Any) -> str | None:

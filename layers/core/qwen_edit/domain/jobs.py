@@ -146,7 +146,7 @@ class QueueRoom(BaseModel):
 # would fail again. The provider's (Model Studio's error classes) and ours.
 _NOT_RETRYABLE = (
     *("InvalidParameter", "DataInspectionFailed", "InvalidURL", "InvalidApiKey"),
-    *("AccessDenied", "ModelNotFound", "InvalidRequest"),
+    *("AccessDenied", "ModelNotFound", "InvalidRequest", "IdempotencyConflict"),
 )
 
 
@@ -337,6 +337,9 @@ class Job(JobView):
     provider_status: str | None = None  # what the provider last said of its task
     # The sequence of the latest intermediate webhook event sent (webhooks.claim_progress).
     webhook_sequence: int = 0
+    # A job by event: the digest of the request that made it, so that another request under
+    # the same idempotency_key is refused, not taken for a redelivery.
+    request_digest: str | None = None
     cursor: Cursor | None = None  # a multi-step job's current call
     step_results: list[StepResult] = Field(default_factory=list)  # one per step begun
 
