@@ -25,6 +25,7 @@ from qwen_edit.app import service
 from qwen_edit.context import Context
 from qwen_edit.domain.catalog import RuleViolation
 from qwen_edit.domain.errors import (
+    BudgetExceeded,
     InvalidRequest,
     JobConflict,
     JobNotFound,
@@ -77,9 +78,10 @@ def submit(ctx: Context, event: RequestEvent) -> Job | None:
         )
     except JobConflict:  # another delivery made it in the meantime
         return _redelivered(ctx, job_id)
-    except QueueFull as full:
-        # Rejected, not retried: SQS would bring it back for as long as the queue stays full,
-        # and the tenant's pipeline is the one that can decide to send it again later.
+    except (QueueFull, BudgetExceeded, InvalidRequest) as full:
+        # Rejected, not retried: SQS would bring it back for as long as the queue stays full
+        # (or the cap spent), and the tenant's pipeline is the one that can decide to send it
+        # again later. InvalidRequest here: a model without a price under a spend cap.
         _reject(ctx, event, full)
         return None
     logger.info(
