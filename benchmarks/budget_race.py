@@ -17,6 +17,7 @@ import boto3
 
 from qwen_edit.domain.budgets import Period
 from qwen_edit.domain.jobs import now_utc
+from qwen_edit.domain.pricing import Prices
 from qwen_edit.domain.tenants import TenantSettings
 from qwen_edit_cli.emulator.faults import Faults
 from qwen_edit_cli.emulator.server import EmulatorServer
@@ -32,8 +33,9 @@ def main() -> None:
     parser.add_argument("--submissions", type=int, default=100)
     parser.add_argument("--room", type=int, default=10, help="jobs the cap has room for")
     args = parser.parse_args()
-    price = Decimal(str(LOCAL_PRICES["per_image"][MODEL]))
-    cap = price * args.room
+    price = Prices.model_validate(LOCAL_PRICES).per_image_price(MODEL)
+    assert price is not None
+    cap = Decimal(str(price)) * args.room
     faults = Faults(pending_s=0.3, running_s=0.3, sync_latency_s=0, enforce_rate_limits=False)
     with (
         EmulatorServer(faults=faults) as emulator,
@@ -44,7 +46,7 @@ def main() -> None:
 
         def submit(_: int) -> int:
             body = {"model": MODEL, "prompt": "a lighthouse"}
-            return call(stack, "api-create-generation", body=body, tenant=TENANT).status
+            return int(call(stack, "api-create-generation", body=body, tenant=TENANT).status)
 
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=args.submissions) as pool:

@@ -3,6 +3,7 @@ keys"), on fakes whose ledger keeps the DynamoDB adapter's promise under a lock.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from decimal import Decimal
 from typing import Any
@@ -27,7 +28,7 @@ from qwen_edit.domain.jobs import (
 from qwen_edit.domain.provider import Usage
 from qwen_edit.domain.tenants import TenantSettings
 
-from .fakes import Fakes, fake_context
+from .fakes import Fakes, fake_context, tiny_png
 
 PRICES = {
     "currency": "USD",
@@ -157,10 +158,8 @@ def test_concurrent_submissions_never_overspend() -> None:
 
     def one() -> None:
         barrier.wait()
-        try:
+        with contextlib.suppress(BudgetExceeded):
             accepted.append(submit(ctx))
-        except BudgetExceeded:
-            pass
 
     threads = [threading.Thread(target=one) for _ in range(100)]
     for thread in threads[:20]:
@@ -216,7 +215,7 @@ def test_usage_shows_cap_spent_reserved_and_reset() -> None:
 
 
 def test_tenant_settings_set_the_lane_and_the_queue_cap() -> None:
-    ctx, fakes = wired(lane="batch", max_queued_jobs=7)
+    ctx, _ = wired(lane="batch", max_queued_jobs=7)
     job, room = service.accept(
         ctx,
         service.validate(ctx, Capability.TEXT_TO_IMAGE, {"prompt": "x"}, tenant=TENANT),
@@ -230,8 +229,6 @@ def test_an_upload_over_the_cap_gets_an_error_json_and_stays_replayable() -> Non
     ctx, fakes = fake_context(model_prices=PRICES)
     fakes.tenants.put(TenantSettings.model_validate({"tenant": UPLOAD_TENANT, "monthly_cap": 0}))
     fakes.objects.put("in", "recipes/r.json", b'{"prompt": "watercolor"}', "application/json")
-    from .fakes import tiny_png
-
     fakes.objects.put("in", "inbox/r/photo.png", tiny_png(), "image/png")
     upload = uploads.Upload(bucket="in", key="inbox/r/photo.png", size=100, identity="v1")
     assert uploads.handle(ctx, upload) is None
