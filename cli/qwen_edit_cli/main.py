@@ -13,10 +13,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from qwen_edit_cli import admin
 from qwen_edit_cli.client import RETRIES_ON_429, ApiError, QwenEditClient
 from qwen_edit_cli.emulator.faults import Faults
 
-EXIT_CODES = {401: 3, 403: 3, 404: 4, 409: 5, 413: 6, 422: 6, 429: 7}
+EXIT_CODES = {401: 3, 402: 10, 403: 3, 404: 4, 409: 5, 413: 6, 422: 6, 429: 7}
 EXIT_JOB_DID_NOT_SUCCEED, EXIT_SERVICE = 1, 8
 EXIT_FORCED_STOP = 9  # `local serve` or `fake-dashscope` did not stop in time
 SHUTDOWN_GRACE_SECONDS = 10
@@ -149,6 +150,8 @@ def _parser() -> argparse.ArgumentParser:
     put.add_argument("--region", help="default: the environment's (AWS_DEFAULT_REGION)")
     put.add_argument("--json", action="store_true", help="one line of JSON")
     put.set_defaults(run=_put_events)
+
+    admin.add_commands(commands)
 
     fake = commands.add_parser("fake-dashscope", help="run the DashScope emulator on loopback")
     fake.add_argument("--host", default="127.0.0.1")
@@ -390,6 +393,12 @@ def _usage(args: argparse.Namespace) -> int:
         print(f"no price (cost n/a): {', '.join(report['unpriced_models'])}")
     if report["truncated"]:
         print(f"truncated: counted the jobs created before {report['counted_until']}")
+    for cap in report.get("budgets") or ():
+        mode = " (observe-only)" if cap["observe_only"] else ""
+        print(
+            f"cap {cap['period']}{mode}: {cap['spent']:.4f} spent + {cap['reserved']:.4f} "
+            f"reserved of {cap['cap']:.4f} {cap['currency'] or ''}, resets {cap['resets_at']}"
+        )
     return 0
 
 

@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import json
 import struct
+import threading
 import time
 import zlib
 from collections import deque
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -34,6 +36,7 @@ from qwen_edit.app.dispatcher import dispatch
 from qwen_edit.app.webhooks import Delivery
 from qwen_edit.context import Context
 from qwen_edit.domain import admission
+from qwen_edit.domain.budgets import Balance, BudgetAlert, PeriodCap, Refused, Reserved, fits
 from qwen_edit.domain.catalog import Capability, Provider, get_model
 from qwen_edit.domain.dispatch import HeldLease, QueueEntry
 from qwen_edit.domain.errors import InvalidRequest, JobConflict, JobNotFound
@@ -53,8 +56,10 @@ from qwen_edit.domain.jobs import (
     stored_time,
 )
 from qwen_edit.domain.provider import ProviderError, ProviderRequest, ProviderTask, TaskStatus
+from qwen_edit.domain.tenants import TenantSettings
 from qwen_edit.domain.usage import JobUsage
 from qwen_edit.ports import (
+    BudgetLedger,
     Callbacks,
     DispatchLease,
     EventPublisher,
@@ -66,6 +71,7 @@ from qwen_edit.ports import (
     LimitStore,
     ObjectStore,
     OpenJob,
+    TenantStore,
     Tracing,
     WebhookOutbox,
     WebhookSender,
@@ -364,6 +370,95 @@ class FakeDispatchLease:
         return self.until > now
 
 
+class FakeTenantStore:
+    def __init__(self) -> None:
+        self.items: dict[str, str] = {}
+        self.reads = 0
+
+    def get(self, tenant: str) -> TenantSettings | None:
+        self.reads += 1
+        found = self.items.get(tenant)
+        return None if found is None else TenantSettings.model_validate_json(found)
+
+    def put(self, settings: TenantSettings) -> None:
+        self.items[settings.tenant] = settings.model_dump_json()
+
+    def delete(self, tenant: str) -> None:
+        self.items.pop(tenant, None)
+
+    def all(self) -> list[TenantSettings]:
+        return [TenantSettings.model_validate_json(self.items[t]) for t in sorted(self.items)]
+
+
+class FakeBudgetLedger:
+    """The ledger's promise, atomically under one lock: a reservation checks every period's
+    cap and writes all of them, or none; a job settles once."""
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], Balance] = {}
+        self.settled: set[str] = set()
+        self.writes = 0
+        self._lock = threading.Lock()
+
+    def _get(self, tenant: str, period: str) -> Balance:
+        return self.items.get((tenant, period), Balance(period=period))
+
+    def reserve(
+        self, tenant: str, caps: list[PeriodCap], amount: Decimal, *, enforce: bool
+    ) -> Reserved:
+        with self._lock:
+            before = [self._get(tenant, cap.period) for cap in caps]
+            over = [
+                b.period for b, cap in zip(before, caps, strict=True) if not fits(b, cap, amount)
+            ]
+            if over and enforce:
+                raise Refused(before)
+            for balance in before:
+                self.writes += 1
+                self.items[(tenant, balance.period)] = balance.model_copy(
+                    update={
+                        "reserved": balance.reserved + amount,
+                        "would_refuse": balance.would_refuse + (balance.period in over),
+                    }
+                )
+            return Reserved(balances=[self._get(tenant, c.period) for c in caps], over=over)
+
+    def release(self, tenant: str, periods: list[str], amount: Decimal) -> None:
+        with self._lock:
+            for period in periods:
+                balance = self._get(tenant, period)
+                self.items[(tenant, period)] = balance.model_copy(
+                    update={"reserved": balance.reserved - amount}
+                )
+
+    def settle(
+        self, job_id: str, tenant: str, periods: list[str], reserved: Decimal, spent: Decimal
+    ) -> bool:
+        with self._lock:
+            if job_id in self.settled:
+                return False
+            self.settled.add(job_id)
+            for period in periods:
+                balance = self._get(tenant, period)
+                self.items[(tenant, period)] = balance.model_copy(
+                    update={"reserved": balance.reserved - reserved, "spent": balance.spent + spent}
+                )
+            return True
+
+    def balances(self, tenant: str, periods: list[str]) -> list[Balance]:
+        with self._lock:
+            return [self._get(tenant, period) for period in periods]
+
+    def claim_alert(self, tenant: str, period: str, threshold: int) -> bool:
+        with self._lock:
+            balance = self._get(tenant, period)
+            if threshold in balance.alerts:
+                return False
+            alerts = sorted([*balance.alerts, threshold])
+            self.items[(tenant, period)] = balance.model_copy(update={"alerts": alerts})
+            return True
+
+
 class FakeCallbacks:
     def __init__(self) -> None:
         self.succeeded: dict[str, dict[str, Any]] = {}  # task token → output
@@ -465,6 +560,7 @@ class FakeEvents:
     def __init__(self) -> None:
         self.published: list[Job] = []
         self.rejected: list[JobRejection] = []
+        self.thresholds: list[BudgetAlert] = []
         self.failure: Exception | None = None  # raised by every reject while set
 
     def publish(self, job: Job) -> None:
@@ -474,6 +570,9 @@ class FakeEvents:
         if self.failure is not None:
             raise self.failure
         self.rejected.append(rejection)
+
+    def budget_threshold(self, alert: BudgetAlert) -> None:
+        self.thresholds.append(alert)
 
     @property
     def detail_types(self) -> list[str]:
@@ -656,6 +755,8 @@ SETTINGS: dict[str, Any] = {
     "idempotency_table": "idempotency",
     "queue_table": "queue",
     "dispatch_function": "dispatcher",
+    "tenants_table": "tenants",
+    "budgets_table": "budgets",
 }
 
 
@@ -711,6 +812,8 @@ class Fakes:
     jobs: FakeJobStore = field(default_factory=FakeJobStore)
     limits: FakeLimitStore = field(default_factory=FakeLimitStore)
     queue: FakeJobQueue = field(default_factory=FakeJobQueue)
+    tenants: FakeTenantStore = field(default_factory=FakeTenantStore)
+    budgets: FakeBudgetLedger = field(default_factory=FakeBudgetLedger)
     dispatch_lease: FakeDispatchLease = field(default_factory=FakeDispatchLease)
     callbacks: FakeCallbacks = field(default_factory=FakeCallbacks)
     wakes: list[str] = field(default_factory=list)
@@ -749,6 +852,8 @@ def fake_context(**overrides: Any) -> tuple[Context, Fakes]:
         "jobs": lambda: traced(fakes.tracing, "jobs", fakes.jobs),
         "limits": lambda: fakes.limits,
         "queue": lambda: traced(fakes.tracing, "queue", fakes.queue),
+        "tenants": lambda: fakes.tenants,
+        "budgets": lambda: fakes.budgets,
         "dispatch_lease": lambda: fakes.dispatch_lease,
         "callbacks": lambda: fakes.callbacks,
         "wake_dispatcher": lambda: lambda: fakes.wakes.append("wake"),
@@ -851,6 +956,8 @@ def _implements_the_ports(
     WebhookSender,
     ImageProvider,
     Tracing,
+    TenantStore,
+    BudgetLedger,
 ]:
     """Never called: mypy checks here that every fake has its port's shape."""
     return (
@@ -866,4 +973,6 @@ def _implements_the_ports(
         fakes.sender,
         fakes.provider,
         FakeTracing(),
+        fakes.tenants,
+        fakes.budgets,
     )

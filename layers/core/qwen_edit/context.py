@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from qwen_edit.domain.catalog import Provider
 from qwen_edit.ports import (
+    BudgetLedger,
     Callbacks,
     DispatchLease,
     EventPublisher,
@@ -26,6 +27,7 @@ from qwen_edit.ports import (
     LimitStore,
     Metrics,
     ObjectStore,
+    TenantStore,
     Tracing,
     WebhookOutbox,
     WebhookSender,
@@ -74,6 +76,14 @@ class Context:
     @property
     def limits(self) -> LimitStore:
         return cast(LimitStore, self._port("limits"))
+
+    @property
+    def tenants(self) -> TenantStore:
+        return cast(TenantStore, self._port("tenants"))
+
+    @property
+    def budgets(self) -> BudgetLedger:
+        return cast(BudgetLedger, self._port("budgets"))
 
     @property
     def queue(self) -> JobQueue:

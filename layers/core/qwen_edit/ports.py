@@ -6,13 +6,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
 
 from qwen_edit.domain.admission import Pace
+from qwen_edit.domain.budgets import Balance, BudgetAlert, PeriodCap, Reserved
 from qwen_edit.domain.dispatch import HeldLease, QueueEntry
 from qwen_edit.domain.intake import JobRejection
 from qwen_edit.domain.jobs import DeliveryStatus, Job, JobEvent, JobStatus, WebhookAttempt
 from qwen_edit.domain.provider import ProviderRequest, ProviderTask
+from qwen_edit.domain.tenants import TenantSettings
 from qwen_edit.domain.usage import JobUsage
 
 
@@ -120,6 +123,45 @@ class DispatchLease(Protocol):
         """Whether a dispatcher holds a live lease."""
 
 
+class TenantStore(Protocol):
+    """Per-tenant settings, written by the operator (the admin CLI), read by the use cases."""
+
+    def get(self, tenant: str) -> TenantSettings | None: ...
+
+    def put(self, settings: TenantSettings) -> None: ...
+
+    def delete(self, tenant: str) -> None: ...
+
+    def all(self) -> list[TenantSettings]: ...
+
+
+class BudgetLedger(Protocol):
+    """Per (tenant, period): what settled jobs cost and what open jobs reserved."""
+
+    def reserve(
+        self, tenant: str, caps: list[PeriodCap], amount: Decimal, *, enforce: bool
+    ) -> Reserved:
+        """Add `amount` to every period's reserved, in one atomic write, only if each stays
+        within its cap (spent + reserved + amount <= cap): the balances after it, or
+        budgets.Refused with the balances as they are, having written nothing. Not
+        enforcing (observe-only): written whatever the caps, and each period whose cap
+        would have refused it counts one more would_refuse and is named in `over`."""
+
+    def release(self, tenant: str, periods: list[str], amount: Decimal) -> None:
+        """Take back a reservation whose job was never made."""
+
+    def settle(
+        self, job_id: str, tenant: str, periods: list[str], reserved: Decimal, spent: Decimal
+    ) -> bool:
+        """Once per job: move its reservation to what it cost (reserved -= reserved,
+        spent += spent) in every period; False (nothing written) if settled already."""
+
+    def balances(self, tenant: str, periods: list[str]) -> list[Balance]: ...
+
+    def claim_alert(self, tenant: str, period: str, threshold: int) -> bool:
+        """True the first time only, per (tenant, period, threshold)."""
+
+
 class Callbacks(Protocol):
     """Resume a workflow waiting on a task token (Step Functions' callback pattern)."""
 
@@ -172,6 +214,9 @@ class EventPublisher(Protocol):
 
     def reject(self, rejection: JobRejection) -> None:
         """Publish `Job Rejected`: an event that asked for a job, and why none was made."""
+
+    def budget_threshold(self, alert: BudgetAlert) -> None:
+        """Publish `Budget Threshold Reached` (80% or 100% of a tenant's cap)."""
 
 
 class WebhookOutbox(Protocol):

@@ -30,6 +30,7 @@ from qwen_edit.settings import (
     Queue,
     Resuming,
     Starting,
+    Tenants,
     Waking,
     WebhookQueue,
 )
@@ -73,6 +74,11 @@ def _ports(settings: Env) -> dict[str, Callable[[], Any]]:
     if isinstance(settings, Limits):
         ports["limits"] = lambda: _dynamodb().DynamoLimitStore(settings.limits_table)
         ports["dispatch_lease"] = lambda: _queue().DynamoDispatchLease(settings.limits_table)
+    if isinstance(settings, Tenants):
+        ports["tenants"] = lambda: _tenants().DynamoTenantStore(settings.tenants_table)
+        ports["budgets"] = lambda: _tenants().DynamoBudgetLedger(
+            settings.budgets_table, settings.jobs_table if isinstance(settings, Jobs) else ""
+        )
     if isinstance(settings, Queue):
         ports["queue"] = lambda: spanned("queue", _queue().DynamoJobQueue, settings.queue_table)
     if isinstance(settings, Waking):
@@ -140,6 +146,12 @@ def _dynamodb() -> Any:
     from qwen_edit.adapters import dynamodb
 
     return dynamodb
+
+
+def _tenants() -> Any:
+    from qwen_edit.adapters import tenants
+
+    return tenants
 
 
 def _queue() -> Any:

@@ -188,6 +188,14 @@ class Pricing(Env):
     )
 
 
+class Tenants(Env):
+    """The operator's per-tenant settings (caps, lane, queue cap, own key) and the spend
+    ledger the caps count in."""
+
+    tenants_table: str = Field(alias="TENANTS_TABLE", min_length=1)
+    budgets_table: str = Field(alias="BUDGETS_TABLE", min_length=1)
+
+
 class EventIntake(Env):
     """Which event sources may submit jobs, and the tenant each submits for (README
     "Pipelines"). The template passes the EventSources parameter (what the rule's pattern
@@ -249,23 +257,23 @@ class StoreEnv(Jobs, Buckets, ProviderAccess): ...
 class RecordFailureEnv(Jobs, Limits, Buckets): ...
 
 
-class NotifyEnv(Jobs, Buckets, Announcing): ...
+class NotifyEnv(Jobs, Buckets, Announcing, Tenants): ...
 
 
-class ReconcileEnv(Jobs, Limits, Buckets, Announcing, Starting, Queue): ...
+class ReconcileEnv(Jobs, Limits, Buckets, Announcing, Starting, Queue, Tenants): ...
 
 
-class TriggerEnv(Jobs, Requests, Starting, Queue, WebhookQueue): ...
+class TriggerEnv(Jobs, Requests, Starting, Queue, Announcing, Pricing, Tenants): ...
 
 
-class IntakeEnv(Jobs, Requests, Starting, Queue, Announcing, EventIntake): ...
+class IntakeEnv(Jobs, Requests, Starting, Queue, Announcing, EventIntake, Pricing, Tenants): ...
 
 
 class WebhookEnv(Jobs, Delivering): ...
 
 
 class ApiEnv(
-    Jobs, Requests, Starting, Announcing, Limits, Queue, ProviderAccess, ApiOnly, Pricing
+    Jobs, Requests, Starting, Announcing, Limits, Queue, ProviderAccess, ApiOnly, Pricing, Tenants
 ): ...
 
 

@@ -9,6 +9,7 @@ from typing import Any, cast
 import boto3
 from botocore.config import Config
 
+from qwen_edit.domain.budgets import THRESHOLD_DETAIL_TYPE, BudgetAlert
 from qwen_edit.domain.intake import REJECTED_DETAIL_TYPE, JobRejection
 from qwen_edit.domain.jobs import Job
 from qwen_edit.ports import ExecutionState
@@ -141,6 +142,9 @@ class EventBridgePublisher:
 
     def reject(self, rejection: JobRejection) -> None:
         self._put(REJECTED_DETAIL_TYPE, rejection.model_dump_json())
+
+    def budget_threshold(self, alert: BudgetAlert) -> None:
+        self._put(THRESHOLD_DETAIL_TYPE, alert.model_dump_json())
 
     def _put(self, detail_type: str, detail: str) -> None:
         answer = self.client.put_events(

@@ -26,6 +26,7 @@ from qwen_edit.app import service
 from qwen_edit.context import Context
 from qwen_edit.domain.catalog import RuleViolation
 from qwen_edit.domain.errors import (
+    BudgetExceeded,
     IdempotencyConflict,
     InvalidRequest,
     JobConflict,
@@ -81,9 +82,10 @@ def submit(ctx: Context, event: RequestEvent) -> Job | None:
         )
     except JobConflict:  # another delivery made it in the meantime
         return _redelivered(ctx, event, job_id, digest)
-    except QueueFull as full:
-        # Rejected, not retried: SQS would bring it back for as long as the queue stays full,
-        # and the tenant's pipeline is the one that can decide to send it again later.
+    except (QueueFull, BudgetExceeded, InvalidRequest) as full:
+        # Rejected, not retried: SQS would bring it back for as long as the queue stays full
+        # (or the cap spent), and the tenant's pipeline is the one that can decide to send it
+        # again later. InvalidRequest here: a model without a price under a spend cap.
         _reject(ctx, event, full)
         return None
     logger.info(

@@ -12,10 +12,11 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from qwen_edit.app import webhooks
+from qwen_edit.app import budgets, webhooks
 from qwen_edit.context import Context
 from qwen_edit.domain import dispatch, keys
 from qwen_edit.domain.addresses import all_loopback, first_hidden
+from qwen_edit.domain.budgets import BudgetHold
 from qwen_edit.domain.catalog import (
     MAX_IMAGE_BYTES,
     Capability,
@@ -67,6 +68,7 @@ from qwen_edit.domain.requests import (
     parse_request,
     start_by,
 )
+from qwen_edit.domain.tenants import TenantSettings
 from qwen_edit.domain.urls import parse_web_url
 from qwen_edit.domain.usage import GroupBy, UsageReport, When, report, window
 from qwen_edit.settings import Buckets, Jobs, Loopback, Pricing, Requests
@@ -212,7 +214,47 @@ def accept(
     Inline images are stored in the input bucket first, so only s3:// references enter the
     record and the workflow state. Starting twice with one id makes one execution.
     """
-    room = _check_queue_room(ctx, tenant, valid.spec)
+    settings = ctx.tenants.get(tenant)  # the operator's: caps, lane, queue cap
+    room = _check_queue_room(ctx, tenant, valid.spec, settings)
+    hold = budgets.reserve(ctx, tenant, settings, valid)
+    lane = valid.body.lane or (settings.lane if settings else None)
+    try:
+        job = _new_job(
+            ctx, valid, tenant, source, job_id, output, retry_of, lane, hold, request_digest
+        )
+        if source is JobSource.API:
+            # Started, then recorded: an API function that dies in between leaves an execution
+            # that finds no job and ends (its client got no 202: nothing was accepted), never a
+            # queued job that no workflow runs. A failed start records nothing.
+            ctx.executions.start(job.id, {"job_id": job.id})
+        # An upload is recorded first: if its start fails or its function dies, S3's
+        # redelivery finds the queued job and starts it (uploads.handle).
+        ctx.jobs.create(job)
+    except BaseException:
+        # No job was recorded (a failed start, or a redelivery whose job exists): nothing to
+        # keep reserved. A recorded job keeps its reservation until it settles.
+        budgets.release(ctx, tenant, hold)
+        raise
+    webhooks.announce_progress(ctx, job)  # an upload's queued event goes before it can run
+    if source is not JobSource.API:
+        ctx.executions.start(job.id, {"job_id": job.id})
+    ctx.metrics.count("JobsAccepted", Family=valid.spec.family, Source=source.value)
+    return job, room
+
+
+def _new_job(
+    ctx: Context,
+    valid: ValidRequest,
+    tenant: str,
+    source: JobSource,
+    job_id: str | None,
+    output: OutputTarget | None,
+    retry_of: str | None,
+    lane: str | None,
+    hold: BudgetHold | None,
+    digest: str | None,
+) -> Job:
+    """The queued job of a valid request; its inline images stored first."""
     job = new_job(
         tenant=tenant,
         capability=valid.capability,
@@ -226,7 +268,7 @@ def accept(
         correlation_id=valid.body.correlation_id,
         webhook_url=valid.body.webhook_url,
         webhook_events=[JobStatus(e) for e in valid.body.webhook_events or ()],
-        lane=Lane(valid.body.lane) if valid.body.lane else None,
+        lane=Lane(lane) if lane else None,
         start_by=valid.body.start_by(now_utc()),
         retry_of=retry_of,
     )
@@ -238,25 +280,8 @@ def accept(
     if images:
         request["images"] = images
     chain = Cursor() if valid.body.then else None  # a multi-step job starts at its first call
-    job = job.model_copy(
-        update={"request": request, "cursor": chain, "request_digest": request_digest}
-    )
-    if source is JobSource.API:
-        # Started, then recorded: an API function that dies in between leaves an execution
-        # that finds no job and ends (its client got no 202: nothing was accepted), never a
-        # queued job that no workflow runs. A failed start records nothing.
-        ctx.executions.start(job.id, {"job_id": job.id})
-        ctx.jobs.create(job)
-        webhooks.announce_progress(ctx, job)
-    else:
-        # An upload is recorded first: if its start fails or its function dies, S3's
-        # redelivery finds the queued job and starts it (uploads.handle). Its queued event
-        # goes before its workflow can make it running.
-        ctx.jobs.create(job)
-        webhooks.announce_progress(ctx, job)
-        ctx.executions.start(job.id, {"job_id": job.id})
-    ctx.metrics.count("JobsAccepted", Family=valid.spec.family, Source=source.value)
-    return job, room
+    update = {"request": request, "cursor": chain, "budget": hold, "request_digest": digest}
+    return job.model_copy(update=update)
 
 
 def wait_for_end(ctx: Context, job: Job, seconds: float) -> Job:
@@ -316,13 +341,13 @@ def expire(ctx: Context, job: Job) -> None:
     note(ctx, job.id, event(Step.CANCELED, DeadlineExceeded.code))
 
 
-def queue_room(ctx: Context, tenant: str, spec: ModelSpec) -> QueueRoom:
+def queue_room(ctx: Context, tenant: str, spec: ModelSpec, cap: int | None = None) -> QueueRoom:
     """The tenant's room under its queue cap. One consistent Query of the tenant's queue
     entries, paged: one read unit per 4 KB of entries (whole items count, whatever the
     projection), so a few units for a tenant with a hundred jobs waiting. The count is the
     queue's, so a job accepted in the last moment (its workflow not yet at Admit) is not in it
     yet."""
-    cap = ctx.need(Jobs).max_queued_jobs_per_tenant
+    cap = cap or queue_cap(ctx, ctx.tenants.get(tenant))
     interval = spec.rate_limit.per_seconds / spec.rate_limit.requests
     return QueueRoom(
         limit=cap,
@@ -331,10 +356,18 @@ def queue_room(ctx: Context, tenant: str, spec: ModelSpec) -> QueueRoom:
     )
 
 
-def _check_queue_room(ctx: Context, tenant: str, spec: ModelSpec) -> QueueRoom:
+def queue_cap(ctx: Context, settings: TenantSettings | None) -> int:
+    """MaxQueuedJobsPerTenant, or the operator's override for this tenant."""
+    override = settings.max_queued_jobs if settings else None
+    return override or ctx.need(Jobs).max_queued_jobs_per_tenant
+
+
+def _check_queue_room(
+    ctx: Context, tenant: str, spec: ModelSpec, settings: TenantSettings | None
+) -> QueueRoom:
     """The room left once this job is in line; QueueFull when the tenant has its cap of jobs
     waiting."""
-    room = queue_room(ctx, tenant, spec)
+    room = queue_room(ctx, tenant, spec, queue_cap(ctx, settings))
     if room.remaining == 0:
         raise QueueFull(
             f"{room.limit} of your jobs are already waiting for the provider; send more once "
@@ -416,7 +449,9 @@ def usage(
     """The tenant's usage over [start, end) (domain/usage.py), from its own job records."""
     span = window(start, end, now_utc())
     jobs = ctx.jobs.created_in(tenant, span.start, span.end)
-    return report(jobs, span, group_by, ctx.need(Pricing).model_prices)
+    prices = ctx.need(Pricing).model_prices
+    found = report(jobs, span, group_by, prices)
+    return found.model_copy(update={"budgets": budgets.statuses(ctx, tenant, prices.currency)})
 
 
 def new_upload(
@@ -487,7 +522,8 @@ def cancel(ctx: Context, job_id: str, tenant: str) -> Job:
 def announce(ctx: Context, job: Job) -> None:
     """The one place final statuses are announced: an EventBridge event, and the job's webhook
     (if its webhook_events take this status: else its delivery is `skipped`); and the job's
-    numbers."""
+    numbers. A capped tenant's reservation settles here, once, to what the job cost."""
+    budgets.settle(ctx, job)
     ctx.events.publish(job)
     queued = job.announces(job.status)
     if queued:

@@ -22,7 +22,13 @@ from qwen_edit.app import service
 from qwen_edit.context import Context
 from qwen_edit.domain import keys
 from qwen_edit.domain.catalog import Capability
-from qwen_edit.domain.errors import InvalidRequest, JobConflict, JobNotFound, QueueFull
+from qwen_edit.domain.errors import (
+    BudgetExceeded,
+    InvalidRequest,
+    JobConflict,
+    JobNotFound,
+    QueueFull,
+)
 from qwen_edit.domain.images import FORMAT_OF_EXTENSION
 from qwen_edit.domain.jobs import UPLOAD_TENANT, Job, JobSource, JobStatus, OutputTarget
 from qwen_edit.settings import Buckets
@@ -77,7 +83,9 @@ def handle(ctx: Context, upload: Upload) -> Job | None:
             ctx, valid, tenant=UPLOAD_TENANT, source=JobSource.S3, job_id=job_id, output=plan.output
         )
         return job
-    except QueueFull as full:
+    except (QueueFull, BudgetExceeded, InvalidRequest) as full:
+        # Over a cap (or a model without a price under a spend cap): the upload stays in the
+        # inbox, and a new version of it (README "Budgets and keys") is a new job.
         try:
             _redelivered(ctx, upload, job_id)  # this very upload may be one of those waiting
         except JobNotFound:

@@ -82,6 +82,13 @@ class QueueFull(QwenEditError):
         self.room = room
 
 
+class BudgetExceeded(QwenEditError):
+    """The job's worst-case cost does not fit under the tenant's spend cap; details name each
+    cap it would pass: its period, cap, spent, reserved, this job's cost and the reset time."""
+
+    code, http_status, outcome = "BudgetExceeded", 402, Outcome.REJECT
+
+
 class JobNotFound(QwenEditError):
     code, http_status, outcome = "JobNotFound", 404, Outcome.REJECT
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, computed_field
 
 from qwen_edit.domain import keys
+from qwen_edit.domain.budgets import BudgetHold
 from qwen_edit.domain.catalog import Capability
 from qwen_edit.domain.provider import Usage
 from qwen_edit.domain.redaction import redact
@@ -342,6 +343,7 @@ class Job(JobView):
     request_digest: str | None = None
     cursor: Cursor | None = None  # a multi-step job's current call
     step_results: list[StepResult] = Field(default_factory=list)  # one per step begun
+    budget: BudgetHold | None = None  # a capped tenant's reservation, until it settles
 
     @property
     def models(self) -> list[str]:

@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from qwen_edit.domain.budgets import BudgetStatus
 from qwen_edit.domain.errors import DeadlineExceeded, InvalidRequest
 from qwen_edit.domain.jobs import JobStatus
 from qwen_edit.domain.pricing import Prices
@@ -147,6 +148,11 @@ class UsageReport(BaseModel):
     counted_until: datetime | None = Field(
         description="when truncated: ask again with this as `from` for the rest"
     )
+    budgets: list[BudgetStatus] | None = Field(
+        None,
+        description="your spend caps now (the month's, and the day's if set): cap, spent, "
+        "reserved and when each resets; null when you have none",
+    )
 
 
 class JobUsage(BaseModel):
@@ -230,6 +236,7 @@ def report(
         pricing=prices,
         truncated=counted_until is not None,
         counted_until=counted_until,
+        budgets=None,
     )
 
 

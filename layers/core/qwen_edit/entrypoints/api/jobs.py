@@ -113,7 +113,7 @@ CREATED = answers(
     202,
     "accepted; Location names the job",
     JobView,
-    also=(409, 422),
+    also=(402, 409, 422),
     headers=QUEUE_HEADERS,
     waits=WAITED,
 )
@@ -181,7 +181,7 @@ def get_job(
         202,
         "accepted; Location names the new job (retry_of names this one, whose retried_by names it)",
         JobView,
-        also=(404, 409, 422),
+        also=(402, 404, 409, 422),
         headers=QUEUE_HEADERS,
         waits=WAITED,
     ),

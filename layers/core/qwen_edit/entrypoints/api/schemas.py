@@ -165,6 +165,9 @@ PREFERENCE_APPLIED: dict[str, OpenAPIResponseHeader] = {
 ERROR_STATUSES = {
     400: "the request is not one this API can read (a body that is not JSON, for one)",
     401: "missing or unknown API key",
+    402: "BudgetExceeded: the job's worst-case cost does not fit under your spend cap; each of "
+    "`details` names a cap (`period`, `cap`, `spent`, `reserved`, `currency`, `resets_at`) and "
+    "this job's `cost`",
     403: "this API key may not call this route",
     404: "no such job for this API key",
     409: "conflict: the job has finished, or the Idempotency-Key was used with another body",
