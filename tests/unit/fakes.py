@@ -52,7 +52,14 @@ from qwen_edit.domain.jobs import (
     room_for,
     stored_time,
 )
-from qwen_edit.domain.provider import ProviderError, ProviderRequest, ProviderTask, TaskStatus
+from qwen_edit.domain.provider import (
+    ProviderError,
+    ProviderRequest,
+    ProviderTask,
+    Region,
+    TaskStatus,
+)
+from qwen_edit.domain.provider_keys import DEFAULT_KEY_ID, PoolKey
 from qwen_edit.domain.usage import JobUsage
 from qwen_edit.ports import (
     Callbacks,
@@ -63,9 +70,11 @@ from qwen_edit.ports import (
     ImageProvider,
     JobQueue,
     JobStore,
+    KeyHealth,
     LimitStore,
     ObjectStore,
     OpenJob,
+    TenantKeys,
     Tracing,
     WebhookOutbox,
     WebhookSender,
@@ -350,10 +359,10 @@ class FakeDispatchLease:
         self.until = until
         return True
 
-    def record(self, token: int, family: str, calls: list[float], pace: admission.Pace) -> bool:
+    def record(self, token: int, bucket: str, calls: list[float], pace: admission.Pace) -> bool:
         if token != self.token:
             return False
-        self.calls[family], self.paces[family] = list(calls), pace
+        self.calls[bucket], self.paces[bucket] = list(calls), pace
         return True
 
     def release(self, token: int) -> None:
@@ -362,6 +371,35 @@ class FakeDispatchLease:
 
     def held(self, now: float) -> bool:
         return self.until > now
+
+
+class FakeKeyHealth:
+    def __init__(self) -> None:
+        self.out: dict[str, str] = {}  # key id → the code that killed it
+
+    def dead(self) -> set[str]:
+        return set(self.out)
+
+    def mark_dead(self, key_id: str, code: str, at: float) -> bool:
+        if key_id in self.out:
+            return False
+        self.out[key_id] = code
+        return True
+
+
+class FakeTenantKeys:
+    def __init__(self, reserved: dict[str, str] | None = None) -> None:
+        self.by_tenant = dict(reserved or {})
+
+    def reserved(self) -> dict[str, str]:
+        return dict(self.by_tenant)
+
+    def key_of(self, tenant: str) -> str | None:
+        return self.by_tenant.get(tenant)
+
+
+def the_default_key() -> list[PoolKey]:
+    return [PoolKey(id=DEFAULT_KEY_ID, providers=frozenset(Provider), region=Region.SINGAPORE)]
 
 
 class FakeCallbacks:
@@ -725,14 +763,25 @@ class Fakes:
     pauses: list[float] = field(default_factory=list)
     tracing: Tracing = field(default_factory=NoTracing)
     webhook_secret: str = WEBHOOK_SECRET
+    key_health: FakeKeyHealth = field(default_factory=FakeKeyHealth)
+    tenant_keys: FakeTenantKeys = field(default_factory=FakeTenantKeys)
+    pool: list[PoolKey] = field(default_factory=the_default_key)
+    # A provider per key id (the default key, and any key not named, use `provider`).
+    providers: dict[str, ScriptedProvider] = field(default_factory=dict)
     provider_kinds: list[Provider] = field(default_factory=list)  # every ctx.provider(kind)
+    provider_keys_used: list[str] = field(default_factory=list)  # every ctx.provider's key id
 
-    def provider_for(self, kind: Provider) -> ImageProvider:
+    def provider_for(self, kind: Provider, key_id: str = DEFAULT_KEY_ID) -> ImageProvider:
         self.provider_kinds.append(kind)
-        return traced(self.tracing, "provider", self.provider)
+        self.provider_keys_used.append(key_id)
+        return traced(self.tracing, "provider", self.providers.get(key_id, self.provider))
 
 
-_PORTS = frozenset(f.name for f in fields(Fakes)) - {"provider_kinds", "wakes"}
+_PORTS = frozenset(f.name for f in fields(Fakes)) - {
+    "provider_kinds",
+    "provider_keys_used",
+    "wakes",
+}
 
 
 def fake_context(**overrides: Any) -> tuple[Context, Fakes]:
@@ -758,6 +807,9 @@ def fake_context(**overrides: Any) -> tuple[Context, Fakes]:
         "executions": lambda: fakes.executions,
         "webhook_sender": lambda: fakes.sender,
         "provider": lambda: fakes.provider_for,
+        "provider_keys": lambda: lambda: list(fakes.pool),
+        "key_health": lambda: fakes.key_health,
+        "tenant_keys": lambda: fakes.tenant_keys,
         "resolve": lambda: fakes.resolve,
         "metrics": lambda: fakes.metrics,
         "pause": lambda: fakes.pauses.append,  # waits take no time here
@@ -851,6 +903,8 @@ def _implements_the_ports(
     WebhookSender,
     ImageProvider,
     Tracing,
+    KeyHealth,
+    TenantKeys,
 ]:
     """Never called: mypy checks here that every fake has its port's shape."""
     return (
@@ -866,4 +920,6 @@ def _implements_the_ports(
         fakes.sender,
         fakes.provider,
         FakeTracing(),
+        fakes.key_health,
+        fakes.tenant_keys,
     )

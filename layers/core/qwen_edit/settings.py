@@ -149,6 +149,16 @@ class ProviderAccess(Env):
     base_url: str | None = Field(None, alias="DASHSCOPE_BASE_URL")  # a proxy, or the emulator
     api_key_secret_arn: str = Field(alias="DASHSCOPE_API_KEY_SECRET_ARN", min_length=1)
     task_api_base_url: str | None = Field(None, alias="TASK_API_BASE_URL")  # optional provider
+    # More keys (ProviderKeysSecretArn): a JSON list of {id, api_key, provider, region}; unset,
+    # the pool is the default key alone (README "Provider keys").
+    provider_keys_secret_arn: str | None = Field(None, alias="PROVIDER_KEYS_SECRET_ARN")
+
+
+class TenantKeysTable(Env):
+    """Where an operator reserves a pool key for a tenant (the tenants table's provider_key);
+    unset, no tenant has its own key."""
+
+    tenants_table: str | None = Field(None, alias="TENANTS_TABLE")
 
 
 class WebhookQueue(Env):
@@ -237,7 +247,9 @@ class EventIntake(Env):
 class AdmitEnv(Jobs, Limits, Queue, Waking): ...
 
 
-class DispatchEnv(Jobs, Limits, Queue, Waking, Resuming, ProviderAccess, WebhookQueue): ...
+class DispatchEnv(
+    Jobs, Limits, Queue, Waking, Resuming, ProviderAccess, WebhookQueue, TenantKeysTable
+): ...
 
 
 class PollEnv(Jobs, Limits, ProviderAccess): ...
@@ -269,7 +281,7 @@ class ApiEnv(
 ): ...
 
 
-class LocalEnv(ApiEnv, Delivering, Waking, Resuming, EventIntake):
+class LocalEnv(ApiEnv, Delivering, Waking, Resuming, EventIntake, TenantKeysTable):
     """Everything: the local stack and the tests act as every function at once."""
 
 
