@@ -54,7 +54,7 @@ def test_the_pool_is_the_default_key_and_the_secrets_list(aws, caplog):
         secret("default", "sk-default-secret"), secret("pool", json.dumps(POOL)), Region.SINGAPORE
     )
     with caplog.at_level(logging.DEBUG):
-        keys = {key.id: key for key in ring.keys()}
+        keys = {key.id: key for key in ring.pool()}
         _, material = ring.material("bj-1")
     assert list(keys) == [DEFAULT_KEY_ID, "sg-2", "bj-1", "vtrix"]
     assert keys[DEFAULT_KEY_ID].providers == frozenset(Provider)  # as before the pool
@@ -63,7 +63,7 @@ def test_the_pool_is_the_default_key_and_the_secrets_list(aws, caplog):
         frozenset({Provider.TASK_API}),
     )
     assert material.get_secret_value() == "sk-pool-secret-3"
-    shown = repr(ring.keys()) + repr(material) + caplog.text
+    shown = repr(ring.pool()) + repr(material) + caplog.text
     assert not any(f"sk-pool-secret-{i}" in shown for i in (2, 3, 4))
     with pytest.raises(JobFailed, match="'gone' is not in the pool"):
         ring.material("gone")
@@ -71,7 +71,7 @@ def test_the_pool_is_the_default_key_and_the_secrets_list(aws, caplog):
 
 def test_without_a_pool_secret_the_default_key_is_the_pool(aws):
     ring = KeyRing(secret("default", json.dumps({"api_key": "sk-x"})), None, Region.BEIJING)
-    [key] = ring.keys()
+    [key] = ring.pool()
     assert (key.id, key.region) == (DEFAULT_KEY_ID, Region.BEIJING)
 
 
@@ -87,7 +87,7 @@ def test_without_a_pool_secret_the_default_key_is_the_pool(aws):
 def test_a_malformed_pool_is_refused_without_echoing_a_key(aws, stored):
     ring = KeyRing(secret("default", "sk-d"), secret("pool", json.dumps(stored)), Region.SINGAPORE)
     with pytest.raises(ValueError) as refused:
-        ring.keys()
+        ring.pool()
     assert "sk-leak-me" not in str(refused.value)
 
 

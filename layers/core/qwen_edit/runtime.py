@@ -94,7 +94,7 @@ def _ports(settings: Env) -> dict[str, Callable[[], Any]]:
     if isinstance(settings, ProviderAccess):
         ring = cache(lambda: _key_ring(settings))
         ports["provider"] = lambda: _provider_clients(settings, ring(), spanned)
-        ports["provider_keys"] = lambda: ring().keys
+        ports["provider_keys"] = lambda: ring().pool
     if isinstance(settings, Limits):
         ports["key_health"] = lambda: _provider_keys().DynamoKeyHealth(settings.limits_table)
     if isinstance(settings, TenantKeysTable):

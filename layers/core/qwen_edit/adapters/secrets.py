@@ -82,7 +82,7 @@ class KeyRing:
         self.default_secret_arn, self.pool_secret_arn = default_secret_arn, pool_secret_arn
         self.region = region
 
-    def keys(self) -> list[PoolKey]:
+    def pool(self) -> list[PoolKey]:
         return [key for key, _ in self._all()]
 
     def material(self, key_id: str) -> tuple[PoolKey, SecretStr]:
