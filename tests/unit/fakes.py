@@ -55,7 +55,14 @@ from qwen_edit.domain.jobs import (
     room_for,
     stored_time,
 )
-from qwen_edit.domain.provider import ProviderError, ProviderRequest, ProviderTask, TaskStatus
+from qwen_edit.domain.provider import (
+    ProviderError,
+    ProviderRequest,
+    ProviderTask,
+    Region,
+    TaskStatus,
+)
+from qwen_edit.domain.provider_keys import DEFAULT_KEY_ID, PoolKey
 from qwen_edit.domain.tenants import TenantSettings
 from qwen_edit.domain.usage import JobUsage
 from qwen_edit.ports import (
@@ -68,9 +75,11 @@ from qwen_edit.ports import (
     ImageProvider,
     JobQueue,
     JobStore,
+    KeyHealth,
     LimitStore,
     ObjectStore,
     OpenJob,
+    TenantKeys,
     TenantStore,
     Tracing,
     WebhookOutbox,
@@ -356,10 +365,10 @@ class FakeDispatchLease:
         self.until = until
         return True
 
-    def record(self, token: int, family: str, calls: list[float], pace: admission.Pace) -> bool:
+    def record(self, token: int, bucket: str, calls: list[float], pace: admission.Pace) -> bool:
         if token != self.token:
             return False
-        self.calls[family], self.paces[family] = list(calls), pace
+        self.calls[bucket], self.paces[bucket] = list(calls), pace
         return True
 
     def release(self, token: int) -> None:
@@ -457,6 +466,35 @@ class FakeBudgetLedger:
             alerts = sorted([*balance.alerts, threshold])
             self.items[(tenant, period)] = balance.model_copy(update={"alerts": alerts})
             return True
+
+
+class FakeKeyHealth:
+    def __init__(self) -> None:
+        self.out: dict[str, str] = {}  # key id → the code that killed it
+
+    def dead(self) -> set[str]:
+        return set(self.out)
+
+    def mark_dead(self, key_id: str, code: str, at: float) -> bool:
+        if key_id in self.out:
+            return False
+        self.out[key_id] = code
+        return True
+
+
+class FakeTenantKeys:
+    def __init__(self, reserved: dict[str, str] | None = None) -> None:
+        self.by_tenant = dict(reserved or {})
+
+    def reserved(self) -> dict[str, str]:
+        return dict(self.by_tenant)
+
+    def key_of(self, tenant: str) -> str | None:
+        return self.by_tenant.get(tenant)
+
+
+def the_default_key() -> list[PoolKey]:
+    return [PoolKey(id=DEFAULT_KEY_ID, providers=frozenset(Provider), region=Region.SINGAPORE)]
 
 
 class FakeCallbacks:
@@ -828,14 +866,25 @@ class Fakes:
     pauses: list[float] = field(default_factory=list)
     tracing: Tracing = field(default_factory=NoTracing)
     webhook_secret: str = WEBHOOK_SECRET
+    key_health: FakeKeyHealth = field(default_factory=FakeKeyHealth)
+    tenant_keys: FakeTenantKeys = field(default_factory=FakeTenantKeys)
+    pool: list[PoolKey] = field(default_factory=the_default_key)
+    # A provider per key id (the default key, and any key not named, use `provider`).
+    providers: dict[str, ScriptedProvider] = field(default_factory=dict)
     provider_kinds: list[Provider] = field(default_factory=list)  # every ctx.provider(kind)
+    provider_keys_used: list[str] = field(default_factory=list)  # every ctx.provider's key id
 
-    def provider_for(self, kind: Provider) -> ImageProvider:
+    def provider_for(self, kind: Provider, key_id: str = DEFAULT_KEY_ID) -> ImageProvider:
         self.provider_kinds.append(kind)
-        return traced(self.tracing, "provider", self.provider)
+        self.provider_keys_used.append(key_id)
+        return traced(self.tracing, "provider", self.providers.get(key_id, self.provider))
 
 
-_PORTS = frozenset(f.name for f in fields(Fakes)) - {"provider_kinds", "wakes"}
+_PORTS = frozenset(f.name for f in fields(Fakes)) - {
+    "provider_kinds",
+    "provider_keys_used",
+    "wakes",
+}
 
 
 def fake_context(**overrides: Any) -> tuple[Context, Fakes]:
@@ -863,6 +912,9 @@ def fake_context(**overrides: Any) -> tuple[Context, Fakes]:
         "executions": lambda: fakes.executions,
         "webhook_sender": lambda: fakes.sender,
         "provider": lambda: fakes.provider_for,
+        "provider_keys": lambda: lambda: list(fakes.pool),
+        "key_health": lambda: fakes.key_health,
+        "tenant_keys": lambda: fakes.tenant_keys,
         "resolve": lambda: fakes.resolve,
         "metrics": lambda: fakes.metrics,
         "pause": lambda: fakes.pauses.append,  # waits take no time here
@@ -958,6 +1010,8 @@ def _implements_the_ports(
     Tracing,
     TenantStore,
     BudgetLedger,
+    KeyHealth,
+    TenantKeys,
 ]:
     """Never called: mypy checks here that every fake has its port's shape."""
     return (
@@ -975,4 +1029,6 @@ def _implements_the_ports(
         FakeTracing(),
         fakes.tenants,
         fakes.budgets,
+        fakes.key_health,
+        fakes.tenant_keys,
     )

@@ -15,6 +15,7 @@ from typing import Any, TypeVar, cast
 from pydantic import BaseModel
 
 from qwen_edit.domain.catalog import Provider
+from qwen_edit.domain.provider_keys import DEFAULT_KEY_ID, PoolKey
 from qwen_edit.ports import (
     BudgetLedger,
     Callbacks,
@@ -24,9 +25,11 @@ from qwen_edit.ports import (
     ImageProvider,
     JobQueue,
     JobStore,
+    KeyHealth,
     LimitStore,
     Metrics,
     ObjectStore,
+    TenantKeys,
     TenantStore,
     Tracing,
     WebhookOutbox,
@@ -129,8 +132,21 @@ class Context:
     def webhook_sender(self) -> WebhookSender:
         return cast(WebhookSender, self._port("webhook_sender"))
 
-    def provider(self, kind: Provider) -> ImageProvider:
-        return cast(Callable[[Provider], ImageProvider], self._port("provider"))(kind)
+    def provider(self, kind: Provider, key_id: str = DEFAULT_KEY_ID) -> ImageProvider:
+        """The client of `kind` on key `key_id` (a task is read with the key that made it)."""
+        return cast(Callable[[Provider, str], ImageProvider], self._port("provider"))(kind, key_id)
+
+    def provider_keys(self) -> list[PoolKey]:
+        """The pool: every key's id, providers and region (never its material)."""
+        return cast(Callable[[], list[PoolKey]], self._port("provider_keys"))()
+
+    @property
+    def key_health(self) -> KeyHealth:
+        return cast(KeyHealth, self._port("key_health"))
+
+    @property
+    def tenant_keys(self) -> TenantKeys:
+        return cast(TenantKeys, self._port("tenant_keys"))
 
     def pause(self, seconds: float) -> None:
         """Sleep while a request waits for its job (the local stack lets other requests of

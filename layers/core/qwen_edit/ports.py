@@ -114,8 +114,9 @@ class DispatchLease(Protocol):
     def renew(self, token: int, until: float) -> bool:
         """Extend the lease; False once another holder has taken it."""
 
-    def record(self, token: int, family: str, calls: list[float], pace: Pace) -> bool:
-        """Save a family's booked calls and pace, only while `token` holds the lease."""
+    def record(self, token: int, bucket: str, calls: list[float], pace: Pace) -> bool:
+        """Save a bucket's (a key's, for one family) booked calls and pace, only while `token`
+        holds the lease."""
 
     def release(self, token: int) -> None: ...
 
@@ -160,6 +161,25 @@ class BudgetLedger(Protocol):
 
     def claim_alert(self, tenant: str, period: str, threshold: int) -> bool:
         """True the first time only, per (tenant, period, threshold)."""
+
+
+class KeyHealth(Protocol):
+    """Which provider keys are dead (they answered 401 or 403), shared by every function."""
+
+    def dead(self) -> set[str]:
+        """The ids of the keys taken out of the pool."""
+
+    def mark_dead(self, key_id: str, code: str, at: float) -> bool:
+        """Take the key out of the pool; True if this call did (False: it was already out)."""
+
+
+class TenantKeys(Protocol):
+    """The provider key an operator reserved for a tenant (the tenants table's provider_key)."""
+
+    def reserved(self) -> dict[str, str]:
+        """Every tenant that has its own key: tenant → key id."""
+
+    def key_of(self, tenant: str) -> str | None: ...
 
 
 class Callbacks(Protocol):

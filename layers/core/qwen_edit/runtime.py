@@ -97,7 +97,13 @@ def _ports(settings: Env) -> dict[str, Callable[[], Any]]:
     if isinstance(settings, Starting):
         ports["executions"] = lambda: _aws().StepFunctionsExecutions(settings.state_machine_arn)
     if isinstance(settings, ProviderAccess):
-        ports["provider"] = lambda: _provider_clients(settings, spanned)
+        ring = cache(lambda: _key_ring(settings))
+        ports["provider"] = lambda: _provider_clients(settings, ring(), spanned)
+        ports["provider_keys"] = lambda: ring().pool
+    if isinstance(settings, Limits):
+        ports["key_health"] = lambda: _provider_keys().DynamoKeyHealth(settings.limits_table)
+    if isinstance(settings, Tenants):
+        ports["tenant_keys"] = lambda: _provider_keys().tenant_keys(settings.tenants_table)
     if isinstance(settings, Delivering):
         ports["webhook_sender"] = lambda: _webhook_http().HttpWebhookSender()
         ports["webhook_secret"] = lambda: _webhook_secret(settings)
@@ -118,20 +124,32 @@ def _tracing() -> Any:
     return _traces().tracing_for(os.environ)
 
 
+def _key_ring(settings: ProviderAccess) -> Any:
+    from qwen_edit.adapters.secrets import KeyRing
+
+    return KeyRing(settings.api_key_secret_arn, settings.provider_keys_secret_arn, settings.region)
+
+
 def _provider_clients(
-    settings: ProviderAccess, spanned: Callable[..., Any]
-) -> Callable[[Provider], ImageProvider]:
+    settings: ProviderAccess, ring: Any, spanned: Callable[..., Any]
+) -> Callable[[Provider, str], ImageProvider]:
     from qwen_edit.adapters.providers import provider_client
-    from qwen_edit.adapters.secrets import provider_api_key
+    from qwen_edit.domain.errors import JobFailed
+    from qwen_edit.domain.provider import Region
+    from qwen_edit.domain.provider_keys import NO_KEY_CODE
 
     @cache
-    def client(kind: Provider, api_key: str) -> ImageProvider:
-        return cast(ImageProvider, spanned("provider", provider_client, kind, settings, api_key))
+    def client(kind: Provider, region: Region | None, api_key: str) -> ImageProvider:
+        built = provider_client(kind, settings, api_key, region=region)
+        return cast(ImageProvider, spanned("provider", lambda: built))
 
-    def provider(kind: Provider) -> ImageProvider:
-        # The key is re-read every few minutes (Powertools cache), so a rotation takes effect;
+    def provider(kind: Provider, key_id: str) -> ImageProvider:
+        # Keys are re-read every few minutes (Powertools cache), so a rotation takes effect;
         # the client, and its connections, are kept per key.
-        return client(kind, provider_api_key(settings.api_key_secret_arn))
+        key, material = ring.material(key_id)
+        if kind not in key.providers:
+            raise JobFailed(f"the provider key {key_id!r} does not serve {kind}", code=NO_KEY_CODE)
+        return client(kind, key.region, material.get_secret_value())
 
     return provider
 
@@ -152,6 +170,12 @@ def _tenants() -> Any:
     from qwen_edit.adapters import tenants
 
     return tenants
+
+
+def _provider_keys() -> Any:
+    from qwen_edit.adapters import provider_keys
+
+    return provider_keys
 
 
 def _queue() -> Any:

@@ -149,6 +149,9 @@ class ProviderAccess(Env):
     base_url: str | None = Field(None, alias="DASHSCOPE_BASE_URL")  # a proxy, or the emulator
     api_key_secret_arn: str = Field(alias="DASHSCOPE_API_KEY_SECRET_ARN", min_length=1)
     task_api_base_url: str | None = Field(None, alias="TASK_API_BASE_URL")  # optional provider
+    # More keys (ProviderKeysSecretArn): a JSON list of {id, api_key, provider, region}; unset,
+    # the pool is the default key alone (README "Provider keys").
+    provider_keys_secret_arn: str | None = Field(None, alias="PROVIDER_KEYS_SECRET_ARN")
 
 
 class WebhookQueue(Env):
@@ -245,7 +248,8 @@ class EventIntake(Env):
 class AdmitEnv(Jobs, Limits, Queue, Waking): ...
 
 
-class DispatchEnv(Jobs, Limits, Queue, Waking, Resuming, ProviderAccess, WebhookQueue): ...
+class DispatchEnv(Jobs, Limits, Queue, Waking, Resuming, ProviderAccess, WebhookQueue, Tenants):
+    """The dispatcher reads the tenants' own provider keys (provider_key) from Tenants."""
 
 
 class PollEnv(Jobs, Limits, ProviderAccess): ...

@@ -155,8 +155,8 @@ class DynamoDispatchLease:
         state = {name: from_dynamo(value) for name, value in item.items()}
         return HeldLease(
             token=state["token"],
-            calls={family: list(times) for family, times in state["calls"].items()},
-            paces={family: Pace(**pace) for family, pace in state["paces"].items()},
+            calls={bucket: list(times) for bucket, times in state["calls"].items()},
+            paces={bucket: Pace(**pace) for bucket, pace in state["paces"].items()},
         )
 
     def _fenced(
@@ -182,11 +182,13 @@ class DynamoDispatchLease:
             token, "SET #until = :until", {"#until": "until"}, {":until": to_dynamo(until)}
         )
 
-    def record(self, token: int, family: str, calls: list[float], pace: Pace) -> bool:
+    def record(self, token: int, bucket: str, calls: list[float], pace: Pace) -> bool:
+        # A bucket is one key's clock for a family ("<family>" for the default key, as the
+        # state was before the pool, "<key id>/<family>" for the others).
         return self._fenced(
             token,
-            "SET calls.#family = :calls, paces.#family = :pace",
-            {"#family": family},
+            "SET calls.#bucket = :calls, paces.#bucket = :pace",
+            {"#bucket": bucket},
             {":calls": to_dynamo(calls), ":pace": to_dynamo(vars(pace))},
         )
 

@@ -3,11 +3,13 @@
 Each job's workflow queues it and waits on a task token (workflow.admit), which costs no state
 transitions however long it waits. One dispatcher at a time holds the lease; its fencing token
 guards every booking, so a holder whose lease was taken over cannot book another call. It reads
-the queue every LOOK_SECONDS, books each family's next calls on its one clock
-(domain.dispatch.Schedule: pacing, lanes, tenants' turns), claims the chosen job, prepares its
+the queue every LOOK_SECONDS, books each family's next calls on its clocks, one per provider key
+(domain.dispatch.Schedule: pacing per key, lanes, tenants' turns across keys; a tenant with its
+own key has a line of its own on that key), claims the chosen job, prepares its
 call in a worker thread and sends it at the booked moment (checked, just before, against the
 calls really sent), then resumes the job's workflow with the provider's answer. A job answered
-"try later" goes back to its old place in line.
+"try later" goes back to its old place in line; so does one whose key answered 401/403, and
+that key is taken out of the pool (app/key_pool.py) for every function.
 
 At most one provider task per job attempt: the call is recorded on the job before it is sent,
 and a claim left behind (a dead dispatcher, a crashed worker) is settled from that record: not
@@ -27,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from aws_lambda_powertools import Logger
 
 from qwen_edit.app import webhooks
+from qwen_edit.app.key_pool import key_died
 from qwen_edit.app.service import expire, load_job, note
 from qwen_edit.app.workflow import (
     OUTCOME_UNKNOWN,
@@ -39,7 +42,16 @@ from qwen_edit.context import Context
 from qwen_edit.domain import chains
 from qwen_edit.domain.admission import HANDOVER_GUARD_SECONDS
 from qwen_edit.domain.catalog import ModelSpec, Provider, get_model
-from qwen_edit.domain.dispatch import Answer, HeldLease, Next, QueueEntry, Schedule, next_step
+from qwen_edit.domain.dispatch import (
+    SHARED,
+    Answer,
+    Booking,
+    HeldLease,
+    Next,
+    QueueEntry,
+    Schedule,
+    next_step,
+)
 from qwen_edit.domain.errors import (
     DeadlineExceeded,
     JobConflict,
@@ -57,8 +69,9 @@ from qwen_edit.domain.jobs import (
     now_utc,
 )
 from qwen_edit.domain.provider import ProviderError, ProviderTask
+from qwen_edit.domain.provider_keys import NO_KEY_CODE, PoolKey, bucket, own_key, shared_keys
 from qwen_edit.domain.requests import parse_request
-from qwen_edit.settings import Limits, ProviderAccess
+from qwen_edit.settings import Limits
 
 logger = Logger(child=True)
 LEASE_SECONDS = 30.0  # a dead holder's lease frees this long after its last renewal
@@ -106,6 +119,17 @@ class Run:
         self.renewed_at = clock()
         self.lost = False
         self.booked = 0
+        self.pool: list[PoolKey] = []
+        self.dead: set[str] = set()  # also added to by workers, under the lock
+        self._read_pool()
+
+    def _read_pool(self) -> None:
+        """The keys, the dead ones and the tenants' own: read at the start and at each renewal,
+        so a key put back (or a tenant given a key) is seen within RENEW_SECONDS."""
+        self.pool = self.ctx.provider_keys()
+        dead = self.ctx.key_health.dead()
+        with self.lock:
+            self.dead = dead
 
     def loop(self, remaining: Callable[[], float]) -> None:
         while remaining() > HAND_OVER_SECONDS and self._renewed():
@@ -120,8 +144,12 @@ class Run:
                 self.sleep(LOOK_SECONDS)  # calls in flight may come back "try later"
                 continue
             wake = now + LOOK_SECONDS
-            for family in sorted({e.family for e in waiting}):
-                wake = min(wake, self._book(family, waiting, now) - LEAD_SECONDS)
+            reserved = self.ctx.tenant_keys.reserved()
+            for family, group, keys, line in self._lines(waiting, reserved):
+                if not keys:
+                    self._no_key(line, group, now)
+                    continue
+                wake = min(wake, self._book(family, line, keys, group, now) - LEAD_SECONDS)
                 if self.lost:
                     return
             self.sleep(max(0.0, wake - self.clock()))
@@ -145,6 +173,8 @@ class Run:
         if now - self.renewed_at >= RENEW_SECONDS:
             self.lost = not self.ctx.dispatch_lease.renew(self.token, now + LEASE_SECONDS)
             self.renewed_at = now
+            if not self.lost:
+                self._read_pool()
         return not self.lost
 
     def _expired(self, entry: QueueEntry, now: float) -> bool:
@@ -165,37 +195,73 @@ class Run:
         self._fail(entry, task_token, error)
         return True
 
-    def _book(self, family: str, waiting: list[QueueEntry], now: float) -> float:
-        """Book and start the family's calls due within the lead; when its next one is due."""
+    def _lines(
+        self, waiting: list[QueueEntry], reserved: dict[str, str]
+    ) -> list[tuple[str, str, list[str], list[QueueEntry]]]:
+        """(family, group, its live keys, its entries) for each line: per family, the shared
+        line on the shared keys, and one line per tenant with its own key, on that key only."""
+        with self.lock:
+            dead = set(self.dead)
+        lines = []
+        for family in sorted({e.family for e in waiting}):
+            provider = get_model(family).provider
+            entries = [e for e in waiting if e.family == family]
+            shared = [e for e in entries if e.tenant not in reserved]
+            if shared:
+                keys = shared_keys(self.pool, provider, dead, reserved)
+                lines.append((family, SHARED, keys, shared))
+            for tenant in sorted({e.tenant for e in entries if e.tenant in reserved}):
+                key = own_key(tenant, self.pool, provider, dead, reserved)
+                own = [e for e in entries if e.tenant == tenant]
+                lines.append((family, f"tenant:{tenant}", [key] if key else [], own))
+        return lines
+
+    def _no_key(self, line: list[QueueEntry], group: str, now: float) -> None:
+        """No live key may serve this line: its jobs fail, saying why (nothing is sent)."""
+        why = (
+            "the tenant's own provider key is dead or not in the pool"
+            if group != SHARED
+            else "no live provider key serves this model (every key answered 401/403)"
+        )
+        for entry in line:
+            if (task_token := self.ctx.queue.claim(entry, self.token, now)) is not None:
+                self._fail(entry, task_token, JobFailed(why, code=NO_KEY_CODE))
+
+    def _book(
+        self, family: str, line: list[QueueEntry], keys: list[str], group: str, now: float
+    ) -> float:
+        """Book and start the line's calls due within the lead; when its next one is due."""
         spec = get_model(family)
         with self.lock:
-            planned = self.schedule.plan(family, spec.rate_limit, waiting, now, LEAD_SECONDS)
-        claimed, passed_over = [], False
-        for entry, at in planned:
-            task_token = self._claim(spec, entry, now)
+            planned = self.schedule.book(
+                family, spec.rate_limit, line, now, LEAD_SECONDS, keys, group
+            )
+        claimed: list[tuple[Booking, str]] = []
+        passed_over = False
+        for booking in planned:
+            task_token = self._claim(spec, booking.entry, now)
             if task_token is None:
                 with self.lock:
-                    self.schedule.unbook(family, at)
+                    self.schedule.unbook(family, booking.at, booking.key)
                 passed_over = True
                 continue
-            claimed.append((entry, task_token, at))
-        if claimed:
+            claimed.append((booking, task_token))
+        for key in sorted({booking.key for booking, _ in claimed}):
             with self.lock:
-                calls, pace = (
-                    list(self.schedule.clock(family).calls),
-                    self.schedule.clock(family).pace,
-                )
-            if not self.ctx.dispatch_lease.record(self.token, family, calls, pace):
+                clock = self.schedule.clock(family, key)
+                calls, pace = list(clock.calls), clock.pace
+            if not self.ctx.dispatch_lease.record(self.token, bucket(key, family), calls, pace):
                 self.lost = True  # another dispatcher took over: it sends these jobs
-                for entry, _, _ in claimed:
-                    self.ctx.queue.requeue(entry, entry.calls)
+                for booking, _ in claimed:
+                    self.ctx.queue.requeue(booking.entry, booking.entry.calls)
                 return now
-        for entry, task_token, at in claimed:
+        for booking, task_token in claimed:
             self.booked += 1
-            self.workers.submit(self._call, entry, task_token, at)
+            self.workers.submit(self._call, booking, task_token)
         if passed_over:  # at its task cap, or gone: look again next round, not at once
             return now + LOOK_SECONDS + LEAD_SECONDS
-        return self.schedule.next_at(family, spec.rate_limit, now)
+        with self.lock:
+            return self.schedule.earliest(family, spec.rate_limit, now, keys)[0]
 
     def _claim(self, spec: ModelSpec, entry: QueueEntry, now: float) -> str | None:
         capped = spec.max_concurrent_tasks is not None
@@ -210,14 +276,15 @@ class Run:
 
     # ---- one call (a worker thread) ------------------------------------------------------
 
-    def _call(self, entry: QueueEntry, task_token: str, send_at: float) -> None:
+    def _call(self, booking: Booking, task_token: str) -> None:
+        entry = booking.entry
         try:
-            self._send(entry, task_token, send_at)
+            self._send(entry, task_token, booking.at, booking.key)
         except Exception:
             logger.exception("dispatching a job failed", extra={"job_id": entry.job_id})
             self._settle(entry, task_token, attempts=1)
 
-    def _send(self, entry: QueueEntry, task_token: str, send_at: float) -> None:
+    def _send(self, entry: QueueEntry, task_token: str, send_at: float, key: str) -> None:
         ctx = self.ctx
         job = load_job(ctx, entry.job_id)  # this worker's spans are about it
         spec = get_model(job.current_model)
@@ -231,26 +298,36 @@ class Run:
         capability, payload = chains.call_request(job)
         valid = parse_request(capability, payload, default_model=job.current_model)
         request = valid.to_provider(lambda ref: readable_url(ctx, ref))
-        provider = ctx.provider(spec.provider)
+        provider = ctx.provider(spec.provider, key)
         sent = ProviderCall(attempt=entry.calls, sent_at=now_utc())
         ctx.jobs.update(job.id, sent.sent_at, provider_call=sent)  # before it is sent
         self.sleep(max(0.0, send_at - self.clock()))
         while True:
             with self.lock:
                 sent_at = self.clock()
-                wait = self.schedule.clear_to_send(spec.family, spec.rate_limit, send_at, sent_at)
+                if key in self.dead:  # died since it was booked: nothing goes to a dead key
+                    self.schedule.unbook(spec.family, send_at, key)
+                    wait = -1.0
+                else:
+                    wait = self.schedule.clear_to_send(
+                        spec.family, spec.rate_limit, send_at, sent_at, key
+                    )
+            if wait == -1.0:
+                self._release_task_place(spec, job)
+                ctx.queue.requeue(entry, entry.calls)  # never sent: the same attempt, on another
+                return
             if wait == 0:
                 break
             self.sleep(wait)
         try:
             task = provider.submit(request, asynchronous=spec.is_async)
         except ProviderError as error:
-            self._refused(entry, task_token, spec, job, error, sent, sent_at)
+            self._refused(entry, task_token, spec, job, error, sent, sent_at, key)
             return
-        self._answered(spec, Answer.OK, sent_at)
+        self._answered(spec, Answer.OK, sent_at, key)
         answered = sent.model_copy(update={"answered": True})
         try:
-            info = _info(ctx, spec, task)
+            info = self._info(spec, task, key)
             ctx.jobs.update(job.id, now_utc(), provider=info, provider_call=answered)
         except JobConflict:  # canceled during its call: the cancel answered its workflow
             ctx.queue.remove(entry.tenant, entry.job_id)
@@ -279,9 +356,14 @@ class Run:
         error: ProviderError,
         sent: ProviderCall,
         sent_at: float,
+        key: str,
     ) -> None:
         answer = Answer.of(error)
-        self._answered(spec, answer, sent_at)
+        self._answered(spec, answer, sent_at, key)
+        if answer is Answer.KEY_REFUSED:
+            with self.lock:
+                self.dead.add(key)
+            key_died(self.ctx, key, error.code or str(error.http_status))
         if answer is not Answer.NO_ANSWER:
             answered = sent.model_copy(update={"answered": True})
             self.ctx.jobs.update(job.id, now_utc(), provider_call=answered)
@@ -306,11 +388,25 @@ class Run:
         else:
             self._fail(entry, task_token, JobFailed(error.message, code=error.code))
 
-    def _answered(self, spec: ModelSpec, answer: Answer, sent_at: float) -> None:
+    def _answered(self, spec: ModelSpec, answer: Answer, sent_at: float, key: str) -> None:
         self.ctx.metrics.count("ProviderCalls", Family=spec.family, Answer=answer.value)
         count_provider_answer(self.ctx, answer)
         with self.lock:
-            self.schedule.answered(spec.family, spec.rate_limit, answer, sent_at, self.clock())
+            self.schedule.answered(spec.family, spec.rate_limit, answer, sent_at, self.clock(), key)
+
+    def _info(self, spec: ModelSpec, task: ProviderTask, key: str) -> ProviderInfo:
+        """What the job records of its call: the key's id (never the key) and its region."""
+        pool_key = next((k for k in self.pool if k.id == key), None)
+        region = pool_key.region if pool_key is not None else None
+        return ProviderInfo(
+            name=spec.provider.value,
+            region=region.value
+            if region is not None and spec.provider is Provider.DASHSCOPE
+            else None,
+            request_id=task.request_id,
+            task_id=task.task_id,
+            key_id=key,
+        )
 
     def _release_task_place(self, spec: ModelSpec, job: Job) -> None:
         if spec.max_concurrent_tasks is not None:
@@ -370,10 +466,3 @@ class Run:
                 task_token,
                 ProviderOutcomeUnknown(f"{OUTCOME_UNKNOWN}: its dispatcher stopped"),
             )
-
-
-def _info(ctx: Context, spec: ModelSpec, task: ProviderTask) -> ProviderInfo:
-    region = ctx.need(ProviderAccess).region.value if spec.provider is Provider.DASHSCOPE else None
-    return ProviderInfo(
-        name=spec.provider.value, region=region, request_id=task.request_id, task_id=task.task_id
-    )

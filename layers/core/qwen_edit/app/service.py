@@ -13,6 +13,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from qwen_edit.app import budgets, webhooks
+from qwen_edit.app.key_pool import key_of_task
 from qwen_edit.context import Context
 from qwen_edit.domain import dispatch, keys
 from qwen_edit.domain.addresses import all_loopback, first_hidden
@@ -28,6 +29,7 @@ from qwen_edit.domain.errors import (
     DeadlineExceeded,
     InputsExpired,
     JobConflict,
+    JobFailed,
     JobNotFound,
     QueueFull,
 )
@@ -509,8 +511,8 @@ def cancel(ctx: Context, job_id: str, tenant: str) -> Job:
     spec = get_model(job.current_model)
     if job.provider and job.provider.task_id and spec.is_async:
         try:
-            ctx.provider(spec.provider).cancel(job.provider.task_id)
-        except ProviderError as error:
+            ctx.provider(spec.provider, key_of_task(job)).cancel(job.provider.task_id)
+        except (ProviderError, JobFailed) as error:  # JobFailed: its key left the pool
             logger.info("provider task not canceled", extra={"job_id": job.id, "code": error.code})
     if spec.max_concurrent_tasks is not None:
         ctx.limits.release_lease(spec.family, job.id)

@@ -14,6 +14,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel
 
+from qwen_edit.app.key_pool import key_died, key_of_task
 from qwen_edit.app.service import announce, expire, load_job, note, write_record
 from qwen_edit.context import Context
 from qwen_edit.domain import chains
@@ -89,6 +90,10 @@ def _provider_error(error: ProviderError) -> Exception:
     return JobFailed(error.message, code=error.code)
 
 
+KEY_DEAD = "the provider key that created this job's task was taken out of the pool (401/403)"
+KEY_DEAD_CODE = "ProviderKeyDead"
+
+
 def _check_deadline(job: Job, at: float) -> None:
     if at >= job.deadline_at.timestamp():
         raise DeadlineExceeded(
@@ -158,12 +163,17 @@ def poll(ctx: Context, state: WorkflowState) -> Submission:
     if task_id is None:
         raise JobFailed("the workflow polled a job without a provider task", code="NoTask")
     _check_deadline(job, time.time())
+    key = key_of_task(job)
+    if key in ctx.key_health.dead():  # its task is that key's account's: no other key reads it
+        raise JobFailed(f"{KEY_DEAD}; its task cannot be read with another key", code=KEY_DEAD_CODE)
     ctx.metrics.count("Polls", Family=spec.family)
     try:
-        task = ctx.provider(spec.provider).fetch(task_id)
+        task = ctx.provider(spec.provider, key).fetch(task_id)
     except ProviderError as error:
         answer = Answer.of(error)
         count_provider_answer(ctx, answer)
+        if answer is Answer.KEY_REFUSED:
+            key_died(ctx, key, error.code or str(error.http_status))
         retried = event(Step.RETRIED, f"poll: {error.code}") if error.retryable else None
         note(ctx, job.id, retried, provider_calls=int(answer.sent), polls=1)
         if error.retryable:  # the next poll is the retry
@@ -237,7 +247,7 @@ def _stored_outputs(ctx: Context, job: Job, result: Submission) -> StepResult:
     """The call's images, downloaded and put in the output bucket, with the provider's
     count. An earlier step's go beside the last step's (OutputTarget.image_key)."""
     bucket = ctx.need(Buckets).output_bucket
-    provider = ctx.provider(get_model(job.current_model).provider)
+    provider = ctx.provider(get_model(job.current_model).provider, key_of_task(job))
     at, last = job.cursor, len(job.models) - 1
     step = None if at is None or at.step == last else at.step
     done = len(job.step_results[at.step].outputs) if at and at.step < len(job.step_results) else 0

@@ -7,8 +7,10 @@ a guaranteed share (1 ÷ BATCH_EVERY: 25 %) of the family's calls. Within a lane
 limit counts, so every job costs the same), and a tenant's own jobs go first in, first out. A
 job back from a "try later" keeps its `enqueued_at`, so it is at the head of its tenant's line.
 
-When: `Schedule` books each family's calls on one clock (domain/admission.py's pacing), a
-little ahead (`lead`), so that the dispatcher can prepare a call and send it on time.
+When: `Schedule` books each family's calls on one clock per provider key (domain/admission.py's
+pacing: each key is its own bucket), a little ahead (`lead`), so that the dispatcher can prepare
+a call and send it on time. The line is one per family, across keys: each call goes to the key
+whose next slot is earliest, and only the slot, never the order, depends on the keys.
 
 Pure code: the dispatcher (app/dispatcher.py) drives a Schedule, the simulator
 (benchmarks/scheduling.py) drives the same one on a simulated clock, and the API uses `line` to
@@ -18,9 +20,10 @@ show a queued job its place.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -29,6 +32,7 @@ from qwen_edit.domain.admission import Pace
 from qwen_edit.domain.catalog import RateLimit
 from qwen_edit.domain.jobs import Lane
 from qwen_edit.domain.provider import RATE_QUOTA_CODE, ProviderError
+from qwen_edit.domain.provider_keys import DEFAULT_KEY_ID, bucket, rejects_the_key
 
 BATCH_EVERY = 4
 
@@ -43,11 +47,14 @@ class Answer(StrEnum):
     SERVER_5XX = "5xx"
     NOT_SENT = "not-sent"  # no connection: the request never left
     NO_ANSWER = "no-answer"  # sent, answer lost: the outcome is unknown
+    KEY_REFUSED = "key-refused"  # 401/403: the key is dead, the job moves to another key
 
     @classmethod
     def of(cls, error: ProviderError) -> Answer:
         if error.outcome_unknown:
             return cls.NO_ANSWER
+        if rejects_the_key(error):
+            return cls.KEY_REFUSED
         if error.code == RATE_QUOTA_CODE:
             return cls.RATE_QUOTA_429
         if error.http_status == 429:
@@ -76,7 +83,7 @@ class Next(StrEnum):
     """What becomes of a job after its call was answered (one policy, no Retry blocks)."""
 
     RESUME = "resume"  # its workflow goes on with the answer
-    REQUEUE = "requeue"  # "try later": back at its old place, for the next free slot
+    REQUEUE = "requeue"  # "try later", or its key died: back at its old place, next free slot
     FAIL = "fail"  # refused; out of attempts; or the outcome is unknown (never resent)
 
 
@@ -85,6 +92,8 @@ def next_step(answer: Answer, calls_made: int, max_attempts: int) -> Next:
     have created a task, and a second one would be paid twice."""
     if answer is Answer.OK:
         return Next.RESUME
+    if answer is Answer.KEY_REFUSED:  # not the job's fault; bounded: a key dies once
+        return Next.REQUEUE
     if answer.try_later and calls_made < max_attempts:
         return Next.REQUEUE
     return Next.FAIL
@@ -167,7 +176,8 @@ def _next_tenant(tenants: list[str], last: str | None) -> str:
 @dataclass(frozen=True)
 class HeldLease:
     """The dispatcher's lease: its fencing token (larger with every new holder), and the clock
-    state the previous holder left (each family's booked calls and pace)."""
+    state the previous holder left (each bucket's booked calls and pace; a bucket is one key's
+    clock for one family, named by provider_keys.bucket)."""
 
     token: int
     calls: dict[str, list[float]] = field(default_factory=dict)
@@ -176,18 +186,29 @@ class HeldLease:
 
 @dataclass
 class FamilyClock:
+    """One key's clock for one family (a bucket)."""
+
     calls: list[float] = field(default_factory=list)  # the last `requests` booked calls
     sent: list[float] = field(default_factory=list)  # the last `requests` calls really sent
     pace: Pace = field(default_factory=Pace)
-    turns: Turns = field(default_factory=Turns)
     failures_in_a_row: int = 0
     paused_until: float = 0.0
 
 
+class Booking(NamedTuple):
+    entry: QueueEntry
+    at: float  # when to send it
+    key: str  # the key whose slot it took
+
+
+SHARED = ""  # the shared line's group; a tenant with its own key has its own group
+
+
 class Schedule:
-    """Each family's clock: when its next call may go, and whose it is. Calls inherited from
-    the previous dispatcher are taken as `guard` seconds later than its clock said, since
-    that clock was another Lambda's."""
+    """Each bucket's clock (a key and a family): when its next call may go; and each line's
+    turns (a family, in the shared group or one tenant's own key). Calls inherited from the
+    previous dispatcher are taken as `guard` seconds later than its clock said, since that
+    clock was another Lambda's."""
 
     def __init__(
         self,
@@ -197,43 +218,73 @@ class Schedule:
         guard: float = 0.0,
     ):
         self.margin = margin
-        self.families: dict[str, FamilyClock] = {}
-        for family in {*(calls or {}), *(paces or {})}:
-            inherited = [at + guard for at in (calls or {}).get(family, [])]
-            self.families[family] = FamilyClock(
-                calls=inherited, sent=list(inherited), pace=(paces or {}).get(family, Pace())
+        self.buckets: dict[str, FamilyClock] = {}
+        self.turns: dict[tuple[str, str], Turns] = {}
+        for name in {*(calls or {}), *(paces or {})}:
+            inherited = [at + guard for at in (calls or {}).get(name, [])]
+            self.buckets[name] = FamilyClock(
+                calls=inherited, sent=list(inherited), pace=(paces or {}).get(name, Pace())
             )
 
-    def clock(self, family: str) -> FamilyClock:
-        return self.families.setdefault(family, FamilyClock())
+    def clock(self, family: str, key: str = DEFAULT_KEY_ID) -> FamilyClock:
+        return self.buckets.setdefault(bucket(key, family), FamilyClock())
 
-    def next_at(self, family: str, limit: RateLimit, now: float) -> float:
-        state = self.clock(family)
+    def next_at(
+        self, family: str, limit: RateLimit, now: float, key: str = DEFAULT_KEY_ID
+    ) -> float:
+        state = self.clock(family, key)
         ready = admission.next_call(state.calls, limit, now, self.margin, state.pace)
         return max(ready, state.paused_until)
+
+    def earliest(
+        self, family: str, limit: RateLimit, now: float, keys: Sequence[str]
+    ) -> tuple[float, str]:
+        """The key whose next slot comes first (the first in `keys` on a tie), and that slot."""
+        return min((self.next_at(family, limit, now, key), key) for key in keys)
+
+    def book(
+        self,
+        family: str,
+        limit: RateLimit,
+        entries: Iterable[QueueEntry],
+        now: float,
+        lead: float,
+        keys: Sequence[str] = (DEFAULT_KEY_ID,),
+        group: str = SHARED,
+    ) -> list[Booking]:
+        """The calls of one line due within `lead` seconds, each booked on the key whose next
+        slot is earliest. The order is the line's (`pick`), whatever the keys."""
+        turns = self.turns.get((family, group), Turns())
+        waiting = [e for e in entries if e.family == family and not e.claimed]
+        booked: list[Booking] = []
+        # (a microsecond of slack: a loop that wakes at `next_at - lead` must find it due)
+        while waiting and keys:
+            at, key = self.earliest(family, limit, now, keys)
+            if at > now + lead + 1e-6:
+                break
+            entry = pick(waiting, turns)
+            assert entry is not None  # waiting is not empty
+            waiting.remove(entry)
+            state = self.clock(family, key)
+            state.calls = [*sorted(state.calls), at][-limit.requests :]
+            turns = turns.after(entry)
+            booked.append(Booking(entry, at, key))
+        self.turns[(family, group)] = turns
+        return booked
 
     def plan(
         self, family: str, limit: RateLimit, entries: Iterable[QueueEntry], now: float, lead: float
     ) -> list[tuple[QueueEntry, float]]:
-        """The family's calls due within `lead` seconds: (entry, when to send), each booked."""
-        state = self.clock(family)
-        waiting = [e for e in entries if e.family == family and not e.claimed]
-        planned: list[tuple[QueueEntry, float]] = []
-        # (a microsecond of slack: a loop that wakes at `next_at - lead` must find it due)
-        while waiting and (at := self.next_at(family, limit, now)) <= now + lead + 1e-6:
-            entry = pick(waiting, state.turns)
-            assert entry is not None  # waiting is not empty
-            waiting.remove(entry)
-            state.calls = [*sorted(state.calls), at][-limit.requests :]
-            state.turns = state.turns.after(entry)
-            planned.append((entry, at))
-        return planned
+        """`book` on the default key alone: (entry, when to send)."""
+        return [(b.entry, b.at) for b in self.book(family, limit, entries, now, lead)]
 
-    def clear_to_send(self, family: str, limit: RateLimit, booked: float, now: float) -> float:
-        """Just before a call leaves: 0 if the calls really sent allow it now (it is then
-        recorded as sent), else the seconds to wait. A call booked after another that then left
-        late would otherwise go too close behind it."""
-        state = self.clock(family)
+    def clear_to_send(
+        self, family: str, limit: RateLimit, booked: float, now: float, key: str = DEFAULT_KEY_ID
+    ) -> float:
+        """Just before a call leaves: 0 if the calls really sent on its key allow it now (it is
+        then recorded as sent), else the seconds to wait. A call booked after another that then
+        left late would otherwise go too close behind it."""
+        state = self.clock(family, key)
         ready = admission.next_call(state.sent, limit, now, self.margin, state.pace)
         if ready > now:
             return ready - now
@@ -242,16 +293,24 @@ class Schedule:
             state.calls[state.calls.index(booked)] = now
         return 0.0
 
-    def unbook(self, family: str, at: float) -> None:
-        """A booked call that will not be made (its job left the queue meanwhile)."""
-        state = self.clock(family)
+    def unbook(self, family: str, at: float, key: str = DEFAULT_KEY_ID) -> None:
+        """A booked call that will not be made (its job left the queue, or its key died)."""
+        state = self.clock(family, key)
         if at in state.calls:
             state.calls.remove(at)
 
     def answered(
-        self, family: str, limit: RateLimit, answer: Answer, sent_at: float, now: float
+        self,
+        family: str,
+        limit: RateLimit,
+        answer: Answer,
+        sent_at: float,
+        now: float,
+        key: str = DEFAULT_KEY_ID,
     ) -> None:
-        state = self.clock(family)
+        """Pacing reacts on the key that got the answer only: a rate-quota 429 slows that key's
+        bucket, and an outage pauses that key's."""
+        state = self.clock(family, key)
         if answer is Answer.RATE_QUOTA_429:
             state.pace = state.pace.slowed(limit, sent_at, now)
         elif answer.try_later:

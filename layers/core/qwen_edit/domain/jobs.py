@@ -173,6 +173,8 @@ class ProviderInfo(BaseModel):
     region: str | None = None
     request_id: str | None = None
     task_id: str | None = None
+    # The id (never the material) of the pool key that made the call: its task is read with it.
+    key_id: str | None = None
 
 
 class DeliveryStatus(StrEnum):
