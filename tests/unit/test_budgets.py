@@ -4,17 +4,19 @@ keys"), on fakes whose ledger keeps the DynamoDB adapter's promise under a lock.
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from qwen_edit.app import service, uploads, workflow
+from qwen_edit.app import intake, service, uploads, workflow
 from qwen_edit.context import Context
 from qwen_edit.domain.budgets import Period
 from qwen_edit.domain.catalog import Capability
 from qwen_edit.domain.errors import BudgetExceeded, InvalidRequest
+from qwen_edit.domain.intake import RequestEvent
 from qwen_edit.domain.jobs import (
     UPLOAD_TENANT,
     Job,
@@ -241,3 +243,21 @@ def test_an_upload_over_the_cap_gets_an_error_json_and_stays_replayable() -> Non
     replay = upload.model_copy(update={"identity": "v2"})
     job = uploads.handle(ctx, replay)
     assert job is not None and job.budget is not None
+
+
+def test_an_event_over_the_cap_is_a_job_rejected_with_the_same_numbers() -> None:
+    sources = {"com.example.catalog": TENANT}
+    ctx, fakes = fake_context(
+        model_prices=PRICES,
+        event_sources=",".join(sources),
+        event_source_tenants=json.dumps(sources),
+    )
+    fakes.tenants.put(TenantSettings.model_validate({"tenant": TENANT, "monthly_cap": 0.01}))
+    detail = {"model": "qwen-image-plus", "prompt": "a lighthouse", "correlation_id": "c-9"}
+    event = RequestEvent(
+        id="e-1", source="com.example.catalog", detail_type="Generation Requested", detail=detail
+    )
+    assert intake.submit(ctx, event) is None and fakes.jobs.all() == []
+    [rejection] = fakes.events.rejected
+    assert rejection.error.code == "BudgetExceeded" and rejection.correlation_id == "c-9"
+    assert rejection.error.details[0]["cap"] == 0.01 and rejection.error.retryable
