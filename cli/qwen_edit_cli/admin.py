@@ -51,6 +51,9 @@ def add_commands(commands: Any) -> None:
     put.add_argument("--lane", choices=["interactive", "batch"], help="default lane")
     put.add_argument("--max-queued", type=int, help="overrides MaxQueuedJobsPerTenant")
     put.add_argument("--provider-key", help="id of a pool key reserved for this tenant")
+    put.add_argument(
+        "--webhook-url", help="where the tenant hears of its budget thresholds (signed)"
+    )
     put.set_defaults(observe_only=None)
     where(put)
     put.set_defaults(run=_set)
@@ -101,6 +104,7 @@ def _set(args: argparse.Namespace) -> int:
         "lane": args.lane,
         "max_queued_jobs": args.max_queued,
         "provider_key": args.provider_key,
+        "webhook_url": args.webhook_url,
     }
     changed = {name: value for name, value in given.items() if value is not None}
     settings = TenantSettings.model_validate({**current.model_dump(), **changed})

@@ -188,6 +188,17 @@ def test_thresholds_are_announced_once_each() -> None:
     assert (alert.tenant, alert.cap, alert.reserved, alert.currency) == (TENANT, 0.1, 0.1, "USD")
 
 
+def test_a_tenant_with_a_webhook_hears_of_each_threshold_there_too() -> None:
+    ctx, fakes = wired(monthly_cap=0.1, webhook_url="https://hooks.example.com/budget")
+    for _ in range(4):
+        submit(ctx)  # 0.08: 80%
+    [(notice, delay)] = [(d, s) for d, s in fakes.outbox.sent if d.job_id is None]
+    body = json.loads(notice.body)
+    assert notice.url == "https://hooks.example.com/budget" and delay == 0
+    assert body["type"] == "budget.threshold_reached" and body["data"]["threshold"] == 80
+    assert notice.webhook_id == f"msg_budget_{TENANT}_month-{now_utc():%Y-%m}_80"
+
+
 def test_a_refusal_for_want_of_room_is_the_100_percent_notice() -> None:
     ctx, fakes = wired(monthly_cap=0.05)
     submit(ctx, n=2)  # 0.04: 80%

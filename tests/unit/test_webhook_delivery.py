@@ -104,3 +104,20 @@ def test_a_delivery_that_is_not_due_waits_on_without_sending(ctx: Context, fakes
     [(same, delay)] = fakes.outbox.sent
     assert same == delivery and 1190 < delay <= 1200
     assert fakes.sender.posts == [] and webhook_state(fakes, delivery).attempts == []
+
+
+def test_a_tenants_notice_is_signed_retried_and_touches_no_job(ctx: Context, fakes: Fakes) -> None:
+    notice = webhooks.notice("msg_budget_t_month-2026-11_80", HOOK, "budget.threshold_reached", {})
+    fakes.sender.script(503)
+    assert webhooks.deliver(ctx, notice) is DeliveryStatus.PENDING  # retried like a final event
+    [(retry, _delay)] = fakes.outbox.sent
+    assert retry.attempt == 2 and retry.job_id is None
+    fakes.sender.script(204)
+    assert webhooks.deliver(ctx, retry.model_copy(update={"not_before": None})) is (
+        DeliveryStatus.DELIVERED
+    )
+    payload = Webhook(WEBHOOK_SECRET).verify(
+        fakes.sender.posts[-1].body, fakes.sender.posts[-1].headers
+    )
+    assert payload == {"type": "budget.threshold_reached", "data": {}}
+    assert fakes.metrics.named("WebhookDeliveries") == [(1, {"Outcome": "delivered"})]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools import Logger
 
+from qwen_edit.app import webhooks
 from qwen_edit.context import Context
 from qwen_edit.domain import budgets
 from qwen_edit.domain.budgets import (
@@ -167,6 +168,14 @@ def _announce_thresholds(
                     **status.model_dump(), tenant=settings.tenant, threshold=threshold
                 )
                 ctx.events.budget_threshold(alert)
+                if settings.webhook_url:
+                    period = cap.period.replace(":", "-")
+                    webhook_id = f"msg_budget_{settings.tenant}_{period}_{threshold}"
+                    data = alert.model_dump(mode="json")
+                    delivery = webhooks.notice(
+                        webhook_id, settings.webhook_url, "budget.threshold_reached", data
+                    )
+                    ctx.webhook_outbox.send(delivery, 0)
                 ctx.metrics.count("BudgetThresholdsReached", Threshold=str(threshold))
             except Exception:
                 logger.exception(

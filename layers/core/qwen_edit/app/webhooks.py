@@ -63,9 +63,11 @@ Resolve = Callable[[str, int], list[str]]
 
 
 class Delivery(BaseModel):
-    """What the webhook queue carries between attempts."""
+    """What the webhook queue carries between attempts: a job's event, or a notice to a
+    tenant (no job: a budget threshold), which is retried like a final event and recorded in
+    the metric, the log and the dead-letter queue only."""
 
-    job_id: str
+    job_id: str | None
     webhook_id: str
     url: str
     body: str
@@ -99,6 +101,12 @@ def delivery_for(job: Job, view: dict[str, Any]) -> Delivery:
         body=json.dumps(envelope, separators=(",", ":")),
         sequence=sequence,
     )
+
+
+def notice(webhook_id: str, url: str, event_type: str, data: dict[str, Any]) -> Delivery:
+    """A tenant's notice, in the envelope of job events (type and data)."""
+    body = json.dumps({"type": event_type, "data": data}, separators=(",", ":"))
+    return Delivery(job_id=None, webhook_id=webhook_id, url=url, body=body)
 
 
 def announce_progress(ctx: Context, job: Job) -> None:
@@ -176,12 +184,17 @@ def due(delivery: Delivery, now: datetime | None = None) -> float:
 
 def deliver(ctx: Context, delivery: Delivery) -> DeliveryStatus:
     """Run the delivery's next attempt (or wait on), record it, and schedule what follows."""
-    ctx.tracing.follow(delivery.job_id)  # its model is not in the delivery, nor worth a read
+    ctx.tracing.follow(delivery.job_id or delivery.webhook_id)  # not worth a read of the model
     wait = due(delivery)
     if wait > 1:  # a long wait is several queue hops (SQS delays at most 15 minutes)
         ctx.webhook_outbox.send(delivery, wait)
         return DeliveryStatus.PENDING
-    if not delivery.final and not ctx.jobs.claim_webhook_event(delivery.job_id, delivery.sequence):
+    job_id = delivery.job_id
+    if (
+        job_id
+        and not delivery.final
+        and not ctx.jobs.claim_webhook_event(job_id, delivery.sequence)
+    ):
         return _progress_ended(ctx, delivery, DeliveryStatus.SKIPPED, "a later event went first")
     started = now_utc()
     try:
@@ -209,8 +222,8 @@ def deliver(ctx: Context, delivery: Delivery) -> DeliveryStatus:
     retry_in = next_wait(delivery.attempt, schedule=None if delivery.final else PROGRESS_SCHEDULE)
     if retry_in is None:
         return _finish(ctx, delivery, attempt, DeliveryStatus.FAILED)
-    if delivery.final:
-        ctx.jobs.record_webhook(delivery.job_id, attempt, DeliveryStatus.PENDING)
+    if delivery.final and job_id:
+        ctx.jobs.record_webhook(job_id, attempt, DeliveryStatus.PENDING)
     ctx.webhook_outbox.send(
         delivery.model_copy(
             update={
@@ -228,7 +241,13 @@ def _finish(
 ) -> DeliveryStatus:
     if not delivery.final:
         return _progress_ended(ctx, delivery, status, attempt.error or f"HTTP {attempt.status}")
-    ctx.jobs.record_webhook(delivery.job_id, attempt, status)
+    if delivery.job_id:
+        ctx.jobs.record_webhook(delivery.job_id, attempt, status)
+    else:
+        logger.info(
+            "notice delivered" if status is DeliveryStatus.DELIVERED else "notice not delivered",
+            extra={"webhook_id": delivery.webhook_id, "outcome": status.value},
+        )
     ctx.metrics.count("WebhookDeliveries", Outcome=status.value)
     if status is DeliveryStatus.FAILED:
         ctx.webhook_outbox.dead_letter(delivery)  # visible: queue, alarm, job field, metric

@@ -1,6 +1,7 @@
 """A tenant's settings, set by the operator only (`qwen-edit admin tenants`, with AWS
 credentials; no API route reads or writes them): spend caps, the lane its requests default to,
-its own queue cap, and the provider key reserved for it (stored here, used by the dispatcher).
+its own queue cap, the provider key reserved for it (stored here, used by the dispatcher), and
+the webhook that hears of its budget thresholds.
 """
 
 from __future__ import annotations
@@ -8,7 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from qwen_edit.domain.urls import MAX_URL_CHARS, parse_web_url
 
 Money = float
 
@@ -35,7 +38,20 @@ class TenantSettings(BaseModel):
     provider_key: str | None = Field(
         None, min_length=1, description="id of a pool key reserved for this tenant's jobs"
     )
+    webhook_url: str | None = Field(
+        None,
+        max_length=MAX_URL_CHARS,
+        description="where the tenant hears of its budget thresholds (signed like job webhooks)",
+    )
     updated_at: AwareDatetime | None = None
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _a_url(cls, url: str | None) -> str | None:
+        # Its shape; where it may point is checked before every delivery (check_target).
+        if url is not None:
+            parse_web_url(url)
+        return url
 
     @property
     def capped(self) -> bool:
