@@ -62,6 +62,10 @@ def _ports(settings: Env) -> dict[str, Callable[[], Any]]:
     # on first use, inside an invocation, where X-Ray's trace header is; the job store, the
     # queue, the object store and the providers are wrapped in its spans (when it is on).
     tracing = cache(_tracing)
+    # One boto3 client per AWS service, shared by the ports that use it (boto3 clients are
+    # thread-safe): the jobs, limits and queue tables are one DynamoDB client, not four. Kept
+    # per Context, so a new context (tests, the local stack, a SnapStart restore) gets new ones.
+    aws = cache(_aws_client)
 
     def spanned(name: str, build: Callable[..., Any], *args: Any) -> Any:
         on = tracing()  # before the client is built: the X-Ray SDK patches httpx.Client
@@ -69,32 +73,47 @@ def _ports(settings: Env) -> dict[str, Callable[[], Any]]:
 
     ports: dict[str, Callable[[], Any]] = {}
     if isinstance(settings, Jobs):
-        ports["jobs"] = lambda: spanned("jobs", _dynamodb().DynamoJobStore, settings.jobs_table)
+        ports["jobs"] = lambda: spanned(
+            "jobs", _dynamodb().DynamoJobStore, settings.jobs_table, aws("dynamodb")
+        )
     if isinstance(settings, Limits):
-        ports["limits"] = lambda: _dynamodb().DynamoLimitStore(settings.limits_table)
-        ports["dispatch_lease"] = lambda: _queue().DynamoDispatchLease(settings.limits_table)
+        ports["limits"] = lambda: _dynamodb().DynamoLimitStore(
+            settings.limits_table, aws("dynamodb")
+        )
+        ports["dispatch_lease"] = lambda: _queue().DynamoDispatchLease(
+            settings.limits_table, aws("dynamodb")
+        )
     if isinstance(settings, Queue):
-        ports["queue"] = lambda: spanned("queue", _queue().DynamoJobQueue, settings.queue_table)
+        ports["queue"] = lambda: spanned(
+            "queue", _queue().DynamoJobQueue, settings.queue_table, aws("dynamodb")
+        )
     if isinstance(settings, Waking):
-        ports["wake_dispatcher"] = lambda: _aws().LambdaDispatcherWake(settings.dispatch_function)
+        ports["wake_dispatcher"] = lambda: _aws().LambdaDispatcherWake(
+            settings.dispatch_function, aws("lambda")
+        )
     if isinstance(settings, Resuming):
-        ports["callbacks"] = lambda: _aws().StepFunctionsCallbacks()
+        ports["callbacks"] = lambda: _aws().StepFunctionsCallbacks(aws("stepfunctions"))
     if isinstance(settings, Buckets | ProviderAccess):
-        ports["objects"] = lambda: spanned("objects", _aws().S3ObjectStore)
+        ports["objects"] = lambda: spanned("objects", _aws().S3ObjectStore, aws("s3"))
     if isinstance(settings, Announcing):
-        ports["events"] = lambda: _aws().EventBridgePublisher(settings.event_bus_name)
+        ports["events"] = lambda: _aws().EventBridgePublisher(
+            settings.event_bus_name, aws("events")
+        )
     if isinstance(settings, WebhookQueue):
         ports["webhook_outbox"] = lambda: _aws().SqsWebhookOutbox(
             settings.webhook_queue_url,
             settings.webhook_dead_letter_queue_url if isinstance(settings, Delivering) else None,
+            aws("sqs"),
         )
     if isinstance(settings, Starting):
-        ports["executions"] = lambda: _aws().StepFunctionsExecutions(settings.state_machine_arn)
+        ports["executions"] = lambda: _aws().StepFunctionsExecutions(
+            settings.state_machine_arn, aws("stepfunctions")
+        )
     if isinstance(settings, ProviderAccess):
-        ports["provider"] = lambda: _provider_clients(settings, spanned)
+        ports["provider"] = lambda: _provider_clients(settings, spanned, aws)
     if isinstance(settings, Delivering):
         ports["webhook_sender"] = lambda: _webhook_http().HttpWebhookSender()
-        ports["webhook_secret"] = lambda: _webhook_secret(settings)
+        ports["webhook_secret"] = lambda: _webhook_secret(settings, aws)
     ports["resolve"] = lambda: _webhook_http().resolve_host
     ports["metrics"] = _emf_metrics
     ports["pause"] = lambda: time.sleep
@@ -113,10 +132,12 @@ def _tracing() -> Any:
 
 
 def _provider_clients(
-    settings: ProviderAccess, spanned: Callable[..., Any]
+    settings: ProviderAccess, spanned: Callable[..., Any], aws: Callable[[str], Any]
 ) -> Callable[[Provider], ImageProvider]:
     from qwen_edit.adapters.providers import provider_client
-    from qwen_edit.adapters.secrets import provider_api_key
+    from qwen_edit.adapters.secrets import provider_api_key, secrets_reader
+
+    secrets = secrets_reader(aws("secretsmanager"))
 
     @cache
     def client(kind: Provider, api_key: str) -> ImageProvider:
@@ -125,15 +146,27 @@ def _provider_clients(
     def provider(kind: Provider) -> ImageProvider:
         # The key is re-read every few minutes (Powertools cache), so a rotation takes effect;
         # the client, and its connections, are kept per key.
-        return client(kind, provider_api_key(settings.api_key_secret_arn))
+        return client(kind, provider_api_key(settings.api_key_secret_arn, secrets))
 
     return provider
 
 
-def _webhook_secret(settings: Delivering) -> Callable[[], str]:
-    from qwen_edit.adapters.secrets import webhook_signing_secret
+def _webhook_secret(settings: Delivering, aws: Callable[[str], Any]) -> Callable[[], str]:
+    from qwen_edit.adapters.secrets import secrets_reader, webhook_signing_secret
 
-    return lambda: webhook_signing_secret(settings.webhook_secret_arn)
+    secrets = secrets_reader(aws("secretsmanager"))
+    return lambda: webhook_signing_secret(settings.webhook_secret_arn, secrets)
+
+
+def _aws_client(service: str) -> Any:
+    import boto3
+
+    if service == "s3":
+        from botocore.config import Config
+
+        # SigV4 presigned URLs work in every region and in the local stack.
+        return boto3.client("s3", config=Config(signature_version="s3v4"))
+    return boto3.client(service)
 
 
 def _dynamodb() -> Any:

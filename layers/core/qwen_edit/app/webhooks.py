@@ -30,7 +30,6 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel
-from standardwebhooks import Webhook
 
 from qwen_edit.context import Context
 from qwen_edit.domain.addresses import all_loopback, first_hidden
@@ -192,6 +191,8 @@ def deliver(ctx: Context, delivery: Delivery) -> DeliveryStatus:
         return _finish(
             ctx, delivery, WebhookAttempt(at=started, error=str(refused)), DeliveryStatus.FAILED
         )
+    from standardwebhooks import Webhook  # the webhook function's alone: not every importer's
+
     signature = Webhook(ctx.webhook_secret()).sign(delivery.webhook_id, started, delivery.body)
     headers = {
         "webhook-id": delivery.webhook_id,
