@@ -22,6 +22,7 @@ from qwen_edit.entrypoints.api.schemas import OpenApiDocument, answers, error_en
 from qwen_edit.entrypoints.lambda_handlers import logger
 from qwen_edit.settings import Requests
 
+runtime.snapstart()  # with SnapStart on: what the snapshot may hold, and what a restore drops
 app = APIGatewayRestResolver(enable_validation=True)
 responses.install(app)
 for routes in (jobs.router, uploads.router, catalog.router, usage.router, console.router):

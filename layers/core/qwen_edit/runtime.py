@@ -56,6 +56,47 @@ def clear_overrides() -> None:
     context.cache_clear()
 
 
+def forget() -> None:
+    """Drop every built context, with its AWS clients, provider connections and cached secrets."""
+    context.cache_clear()
+    from aws_lambda_powertools.utilities import parameters
+
+    parameters.clear_caches()  # type: ignore[no-untyped-call]  # Powertools leaves it unannotated
+
+
+def snapstart() -> None:
+    """Lambda SnapStart (template parameter SnapStart): call at import. Before the snapshot, the
+    adapters' modules are imported (so a restore skips that), and nothing that holds a secret,
+    credentials or a connection is kept: no context, client or secret is built during init, and
+    any that were are dropped. After a restore, they are dropped again and `random` is reseeded
+    (every restored copy would otherwise draw the same jitter). Outside Lambda, or without
+    SnapStart, nothing happens: the hooks' module exists only in Lambda's Python runtime."""
+    try:
+        from snapshot_restore_py import (  # type: ignore[import-not-found]  # Lambda's runtime only
+            register_after_restore,
+            register_before_snapshot,
+        )
+    except ImportError:
+        return
+    register_before_snapshot(_before_snapshot)
+    register_after_restore(_after_restore)
+
+
+def _before_snapshot() -> None:
+    for adapters in (_dynamodb, _queue, _aws, _traces):
+        adapters()
+    import boto3  # noqa: F401  # imported for the snapshot; no session or client is made
+
+    forget()
+
+
+def _after_restore() -> None:
+    import random
+
+    forget()
+    random.seed()
+
+
 def _ports(settings: Env) -> dict[str, Callable[[], Any]]:
     # Adapters are imported here, on first use: a function that never calls out never loads
     # them (httpx, the webhook signer, boto3 clients it does not need). Tracing too is decided
