@@ -210,6 +210,21 @@ if {api!r}:
 marks = {{}}
 """
 
+# SnapStart, estimated: Lambda restores the process as it was after init and the before-snapshot
+# hook; what remains is the after-restore hook and the first invocation's set-up (timed here),
+# plus the restore itself, which only Lambda can measure.
+SNAPSTART = """
+import app
+from qwen_edit import runtime
+if hasattr(runtime, "_before_snapshot"):
+    runtime._before_snapshot()
+    started = time.perf_counter()
+    runtime._after_restore()
+else:
+    started = time.perf_counter()
+marks = {{"import": 0.0}}
+"""
+
 BARE = """
 import boto3
 boto3.client("s3")
@@ -220,10 +235,14 @@ marks = {}
 class SecretsStandIn(http.server.BaseHTTPRequestHandler):
     """GetSecretValue, on loopback: the handlers read their keys as they would in Lambda."""
 
-    def do_POST(self) -> None:  # noqa: N802  # http.server's naming
+    def do_POST(self) -> None:  # http.server's naming
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         body = json.dumps(
-            {"ARN": request["SecretId"], "Name": "bench", "SecretString": "c2stYmVuY2gtMDEyMzQ1Njc4OWFi"}
+            {
+                "ARN": request["SecretId"],
+                "Name": "bench",
+                "SecretString": "c2stYmVuY2gtMDEyMzQ1Njc4OWFi",
+            }
         ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/x-amz-json-1.1")
@@ -262,8 +281,18 @@ def layer_packages(python: str, source: Path) -> Path:
     if not (target / ".complete").exists():
         shutil.rmtree(target, ignore_errors=True)
         subprocess.run(
-            [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-            + ["--target", str(target), "-r", str(requirements)],
+            [
+                python,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+                str(target),
+                "-r",
+                str(requirements),
+            ],
             check=True,
         )
         (target / ".complete").touch()
@@ -346,6 +375,12 @@ def measure(source: Path, runs: int, only: list[str]) -> dict[str, Any]:
                 ),
                 "bare": timer(BARE),
             }
+            if name == "api":
+                handler_body = scripts[name]["handler"]
+                scripts[name]["snapstart"] = handler_body.replace(
+                    "import app\nmarks = {\"import\": time.perf_counter() - started}",
+                    SNAPSTART.format(),
+                )
             for code in scripts[name].values():  # compiles the bytecode, unmeasured
                 run(python, code, env)
         before = load()
@@ -355,11 +390,13 @@ def measure(source: Path, runs: int, only: list[str]) -> dict[str, Any]:
         }
         for round_ in range(runs):
             for name in names:
-                for kind in ("handler", "floor", "bare"):
+                for kind in scripts[name]:
                     samples[name][kind].append(run(python, scripts[name][kind], env))
             print(f"  round {round_ + 1}/{runs} done, load {os.getloadavg()[0]:.2f}", flush=True)
         after = load()
-        tops = {name: top_imports(run(python, scripts[name]["handler"], env, True)) for name in names}
+        tops = {
+            name: top_imports(run(python, scripts[name]["handler"], env, True)) for name in names
+        }
     server.shutdown()
     bare = median([s["total"] for name in names for s in samples[name]["bare"]])
     rows = {}
@@ -377,6 +414,8 @@ def measure(source: Path, runs: int, only: list[str]) -> dict[str, Any]:
             "floor_to_bare": floor / bare,
             "top": tops[name],
         }
+        if samples[name].get("snapstart"):
+            rows[name]["snapstart"] = median([s["total"] for s in samples[name]["snapstart"]])
     return {
         "python": version,
         "runs": runs,
@@ -403,11 +442,19 @@ def show(result: dict[str, Any]) -> None:
             f"{row['setup'] * 1000:8.0f}{row['total'] * 1000:9.0f}"
             f"{row['to_floor']:9.2f}{row['to_bare']:8.2f}   {top}"
         )
+    for name, row in result["rows"].items():
+        if "snapstart" in row:
+            print(
+                f"{name} with SnapStart (estimate: after-restore hook + set-up, restore not "
+                f"included): {row['snapstart'] * 1000:.0f} ms"
+            )
     print(f"load before: {result['load_before']}\nload after:  {result['load_after']}")
 
 
 def table(after: dict[str, Any], before: dict[str, Any] | None) -> str:
-    head = "| handler | its floor | import | first-invocation set-up | total | ÷ its floor | ÷ bare |"
+    head = (
+        "| handler | its floor | import | first-invocation set-up | total | ÷ its floor | ÷ bare |"
+    )
     rule = "|---|---|---|---|---|---|---|"
     if before:
         head += " before: total | before: ÷ its floor | before: ÷ bare |"
@@ -450,14 +497,11 @@ def main() -> None:
 
 def report(after: dict[str, Any], before: dict[str, Any] | None) -> str:
     tops = "\n".join(
-        f"| `{name}` | "
-        + ", ".join(f"{package} {ms:.0f} ms" for package, ms in row["top"])
-        + " |"
+        f"| `{name}` | " + ", ".join(f"{package} {ms:.0f} ms" for package, ms in row["top"]) + " |"
         for name, row in after["rows"].items()
     )
     uses = "\n".join(
-        f"| `{name}` | {use.note} | {', '.join(use.clients)}"
-        f"{' + httpx' if use.calls_out else ''} |"
+        f"| `{name}` | {use.note} | {', '.join(use.clients)}{' + httpx' if use.calls_out else ''} |"
         for name, use in FIRST_USE.items()
         if name in after["rows"]
     )

@@ -23,10 +23,14 @@ NEVER_AT_IMPORT = (
     "aws_xray_sdk",
     "standardwebhooks",
 )
-MUST_NOT_LOAD = {name: NEVER_AT_IMPORT + ("httpx",) for name in FUNCTIONS}
+MUST_NOT_LOAD = {name: (*NEVER_AT_IMPORT, "httpx") for name in FUNCTIONS}
 # The API validates requests without Powertools' OpenAPI document models (only GET
 # /openapi.json builds the document); Idempotency brings boto3 in with its persistence layer.
-MUST_NOT_LOAD["api"] = ("aws_xray_sdk", "standardwebhooks", "httpx", "qwen_edit.adapters") + (
+MUST_NOT_LOAD["api"] = (
+    "aws_xray_sdk",
+    "standardwebhooks",
+    "httpx",
+    "qwen_edit.adapters",
     "aws_lambda_powertools.event_handler.openapi.models",
 )
 # Workflow steps and the queue consumers never load the API's request and response schemas.

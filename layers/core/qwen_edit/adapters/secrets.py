@@ -31,7 +31,9 @@ def _read(secret_arn: str, reader: parameters.SecretsProvider | None) -> Any:
     return reader.get(secret_arn, max_age=CACHE_SECONDS)
 
 
-def webhook_signing_secret(secret_arn: str, reader: parameters.SecretsProvider | None = None) -> str:
+def webhook_signing_secret(
+    secret_arn: str, reader: parameters.SecretsProvider | None = None
+) -> str:
     """The stack generates 32 base64 characters; Standard Webhooks names them whsec_<…>."""
     value = str(_read(secret_arn, reader)).strip()
     return value if value.startswith("whsec_") else f"whsec_{value}"
@@ -42,7 +44,7 @@ def provider_api_key(secret_arn: str, reader: parameters.SecretsProvider | None 
     value = _read(secret_arn, reader)
     if isinstance(value, bytes):
         value = value.decode()
-    text = value.strip()
+    text = str(value).strip()
     if text.startswith("{"):
         text = str(json.loads(text).get("api_key", "")).strip()
     if not text:
