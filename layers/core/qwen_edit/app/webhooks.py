@@ -29,7 +29,7 @@ from enum import StrEnum
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from qwen_edit.context import Context
 from qwen_edit.domain.addresses import all_loopback, first_hidden
@@ -63,6 +63,8 @@ Resolve = Callable[[str, int], list[str]]
 
 class Delivery(BaseModel):
     """What the webhook queue carries between attempts."""
+
+    model_config = ConfigDict(defer_build=True)
 
     job_id: str
     webhook_id: str

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from qwen_edit.app.service import announce, expire, load_job, note, write_record
 from qwen_edit.context import Context
@@ -59,6 +59,7 @@ OUTCOME_UNKNOWN = (
 
 
 class Submission(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     task_id: str | None = None  # set for async tasks until they are final
     image_urls: list[str] = []
     usage: Usage | None = None
@@ -68,15 +69,19 @@ class Submission(BaseModel):
 class Stored(BaseModel):
     """Store's answer: whether the job has another call to make (a multi-step job)."""
 
+    model_config = ConfigDict(defer_build=True)
+
     more: bool = False
 
 
 class Failure(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     Error: str
     Cause: str | None = None
 
 
 class WorkflowState(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     job_id: str
     submission: Submission | None = None
     failure: Failure | None = None
@@ -98,6 +103,8 @@ def _check_deadline(job: Job, at: float) -> None:
 
 class AdmitRequest(BaseModel):
     """The Admit state's payload: the job, and the task token its workflow waits on."""
+
+    model_config = ConfigDict(defer_build=True)
 
     job_id: str
     task_token: str
