@@ -220,7 +220,7 @@ SNAPSTART = """
 import app
 from qwen_edit import runtime
 if hasattr(runtime, "_before_snapshot"):
-    runtime._before_snapshot()
+    runtime._before_snapshot(("dynamodb", "stepfunctions", "s3"))
     started, cpu_started = time.perf_counter(), time.process_time()
     runtime._after_restore()
 else:

@@ -22,7 +22,9 @@ from qwen_edit.entrypoints.api.schemas import OpenApiDocument, answers, error_en
 from qwen_edit.entrypoints.lambda_handlers import logger
 from qwen_edit.settings import Requests
 
-runtime.snapstart()  # with SnapStart on: what the snapshot may hold, and what a restore drops
+# With SnapStart on: what the snapshot may hold (the clients' data of a first request: create,
+# read, presign), and what a restore drops.
+runtime.snapstart(services=("dynamodb", "stepfunctions", "s3"))
 app = APIGatewayRestResolver(enable_validation=True)
 responses.install(app)
 for routes in (jobs.router, uploads.router, catalog.router, usage.router, console.router):

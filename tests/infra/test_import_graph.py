@@ -76,3 +76,22 @@ def test_the_snapshot_hooks_are_a_no_op_outside_lambda():
     from qwen_edit import runtime
 
     runtime.snapstart()  # snapshot_restore_py exists only in Lambda's Python runtime
+
+
+def test_the_snapshot_keeps_no_context_client_or_secret(monkeypatch):
+    from qwen_edit import runtime
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name, value in {
+        "JOBS_TABLE": "jobs",
+        "LIMITS_TABLE": "limits",
+        "DASHSCOPE_API_KEY_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:k",
+    }.items():
+        monkeypatch.setenv(name, value)
+    runtime.context("poll")
+    assert runtime.context.cache_info().currsize == 1
+    runtime._before_snapshot(("dynamodb",))  # no request leaves: the client is only made
+    assert runtime.context.cache_info().currsize == 0
+    runtime.context("poll")
+    runtime._after_restore()
+    assert runtime.context.cache_info().currsize == 0

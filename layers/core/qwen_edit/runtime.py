@@ -64,13 +64,14 @@ def forget() -> None:
     parameters.clear_caches()  # type: ignore[no-untyped-call]  # Powertools leaves it unannotated
 
 
-def snapstart() -> None:
+def snapstart(services: tuple[str, ...] = ()) -> None:
     """Lambda SnapStart (template parameter SnapStart): call at import. Before the snapshot, the
-    adapters' modules are imported (so a restore skips that), and nothing that holds a secret,
-    credentials or a connection is kept: no context, client or secret is built during init, and
-    any that were are dropped. After a restore, they are dropped again and `random` is reseeded
-    (every restored copy would otherwise draw the same jitter). Outside Lambda, or without
-    SnapStart, nothing happens: the hooks' module exists only in Lambda's Python runtime."""
+    adapters' modules are imported and botocore's data for `services` (models, endpoint rules)
+    loaded, so a restore skips that; nothing that holds a secret, credentials or a connection is
+    kept: no context, client or secret is built during init, and any that were are dropped.
+    After a restore, they are dropped again and `random` is reseeded (every restored copy would
+    otherwise draw the same jitter). Outside Lambda, or without SnapStart, nothing happens: the
+    hooks' module exists only in Lambda's Python runtime."""
     try:
         from snapshot_restore_py import (  # type: ignore[import-not-found]  # Lambda's runtime only
             register_after_restore,
@@ -78,15 +79,19 @@ def snapstart() -> None:
         )
     except ImportError:
         return
-    register_before_snapshot(_before_snapshot)
+    register_before_snapshot(lambda: _before_snapshot(services))
     register_after_restore(_after_restore)
 
 
-def _before_snapshot() -> None:
+def _before_snapshot(services: tuple[str, ...] = ()) -> None:
     for adapters in (_dynamodb, _queue, _aws, _traces):
         adapters()
-    import boto3  # noqa: F401  # imported for the snapshot; no session or client is made
+    import boto3
 
+    for service in services:
+        # Placeholder keys: the client resolves no credentials and opens no connection; the
+        # default session keeps the service's model and endpoint rules, and the client is dropped.
+        boto3.client(service, aws_access_key_id="snapshot", aws_secret_access_key="snapshot")
     forget()
 
 
