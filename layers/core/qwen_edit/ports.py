@@ -7,16 +7,17 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from qwen_edit.domain.admission import Pace
-from qwen_edit.domain.budgets import Balance, BudgetAlert, PeriodCap, Reserved
-from qwen_edit.domain.dispatch import HeldLease, QueueEntry
-from qwen_edit.domain.intake import JobRejection
-from qwen_edit.domain.jobs import DeliveryStatus, Job, JobEvent, JobStatus, WebhookAttempt
-from qwen_edit.domain.provider import ProviderRequest, ProviderTask
-from qwen_edit.domain.tenants import TenantSettings
-from qwen_edit.domain.usage import JobUsage
+if TYPE_CHECKING:  # annotations only: importing the ports loads no domain module (cold starts)
+    from qwen_edit.domain.admission import Pace
+    from qwen_edit.domain.budgets import Balance, BudgetAlert, PeriodCap, Reserved
+    from qwen_edit.domain.dispatch import HeldLease, QueueEntry
+    from qwen_edit.domain.intake import JobRejection
+    from qwen_edit.domain.jobs import DeliveryStatus, Job, JobEvent, JobStatus, WebhookAttempt
+    from qwen_edit.domain.provider import ProviderRequest, ProviderTask
+    from qwen_edit.domain.tenants import TenantSettings
+    from qwen_edit.domain.usage import JobUsage
 
 
 class JobStore(Protocol):

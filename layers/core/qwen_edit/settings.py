@@ -49,7 +49,8 @@ class ConfigurationError(RuntimeError):
 
 
 class Env(BaseModel):
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    # Built on first use: a function validates its own model, never the other ten.
+    model_config = ConfigDict(frozen=True, populate_by_name=True, defer_build=True)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Self:

@@ -111,5 +111,5 @@ class NoTenantKeys:
         return None
 
 
-def tenant_keys(table_name: str | None) -> DynamoTenantKeys | NoTenantKeys:
-    return DynamoTenantKeys(table_name) if table_name else NoTenantKeys()
+def tenant_keys(table_name: str | None, client: Any = None) -> DynamoTenantKeys | NoTenantKeys:
+    return DynamoTenantKeys(table_name, client) if table_name else NoTenantKeys()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from qwen_edit.app import service
 from qwen_edit.context import Context
@@ -38,6 +38,8 @@ logger = Logger(child=True)
 
 class Upload(BaseModel):
     """One object creation, as an S3 event record tells it (keys already URL-decoded)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     bucket: str
     key: str

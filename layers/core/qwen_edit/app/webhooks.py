@@ -29,8 +29,7 @@ from enum import StrEnum
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from pydantic import BaseModel
-from standardwebhooks import Webhook
+from pydantic import BaseModel, ConfigDict
 
 from qwen_edit.context import Context
 from qwen_edit.domain.addresses import all_loopback, first_hidden
@@ -66,6 +65,8 @@ class Delivery(BaseModel):
     """What the webhook queue carries between attempts: a job's event, or a notice to a
     tenant (no job: a budget threshold), which is retried like a final event and recorded in
     the metric, the log and the dead-letter queue only."""
+
+    model_config = ConfigDict(defer_build=True)
 
     job_id: str | None
     webhook_id: str
@@ -205,6 +206,8 @@ def deliver(ctx: Context, delivery: Delivery) -> DeliveryStatus:
         return _finish(
             ctx, delivery, WebhookAttempt(at=started, error=str(refused)), DeliveryStatus.FAILED
         )
+    from standardwebhooks import Webhook  # the webhook function's alone: not every importer's
+
     signature = Webhook(ctx.webhook_secret()).sign(delivery.webhook_id, started, delivery.body)
     headers = {
         "webhook-id": delivery.webhook_id,

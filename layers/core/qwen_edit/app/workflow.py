@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from qwen_edit.app.key_pool import key_died, key_of_task
 from qwen_edit.app.service import announce, expire, load_job, note, write_record
@@ -60,6 +60,7 @@ OUTCOME_UNKNOWN = (
 
 
 class Submission(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     task_id: str | None = None  # set for async tasks until they are final
     image_urls: list[str] = []
     usage: Usage | None = None
@@ -69,15 +70,19 @@ class Submission(BaseModel):
 class Stored(BaseModel):
     """Store's answer: whether the job has another call to make (a multi-step job)."""
 
+    model_config = ConfigDict(defer_build=True)
+
     more: bool = False
 
 
 class Failure(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     Error: str
     Cause: str | None = None
 
 
 class WorkflowState(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     job_id: str
     submission: Submission | None = None
     failure: Failure | None = None
@@ -103,6 +108,8 @@ def _check_deadline(job: Job, at: float) -> None:
 
 class AdmitRequest(BaseModel):
     """The Admit state's payload: the job, and the task token its workflow waits on."""
+
+    model_config = ConfigDict(defer_build=True)
 
     job_id: str
     task_token: str

@@ -102,7 +102,7 @@ def next_step(answer: Answer, calls_made: int, max_attempts: int) -> Next:
 class QueueEntry(BaseModel):
     """A job waiting for its provider call (one item of the queue table)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     job_id: str
     tenant: str

@@ -33,7 +33,7 @@ MAX_IDEMPOTENCY_KEY_CHARS = 128
 class RequestEvent(BaseModel):
     """One EventBridge event as the intake queue carries it (its envelope parsed at the edge)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     id: str
     source: str
@@ -44,12 +44,15 @@ class RequestEvent(BaseModel):
 class EventOrigin(BaseModel):
     """Which event a rejection answers."""
 
+    model_config = ConfigDict(defer_build=True)
+
     id: str
     source: str
     detail_type: str
 
 
 class RejectionError(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     code: str
     message: str
     # InvalidRequest: one {field, rule, message} per broken rule, as the API's 422 lists them;
@@ -62,6 +65,8 @@ class JobRejection(BaseModel):
     """The detail of a `Job Rejected` event: the event that asked, why no job was made, and the
     correlation_id it named (when it named a well-formed one), so a pipeline's rule that
     follows its correlation_id sees its rejections too."""
+
+    model_config = ConfigDict(defer_build=True)
 
     event: EventOrigin
     error: RejectionError

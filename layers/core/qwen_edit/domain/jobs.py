@@ -83,6 +83,8 @@ class OutputTarget(BaseModel):
     input path: outbox/<recipe>/<path>/<stem>.png (-1.png, -2.png … when n > 1) and <stem>.json.
     """
 
+    model_config = ConfigDict(defer_build=True)
+
     prefix: str
     stem: str | None = None
 
@@ -101,6 +103,7 @@ class OutputTarget(BaseModel):
 
 
 class JobOutput(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     s3_uri: str
     width: int | None = None
     height: int | None = None
@@ -109,6 +112,8 @@ class JobOutput(BaseModel):
 
 class JobInput(BaseModel):
     """An input image as the request named it, with a presigned URL to show it (s3:// only)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     image: str
     url: str | None = None  # presigned when the job is read, never stored
@@ -126,6 +131,8 @@ class QueuePlace(BaseModel):
     is next), and when its call should go (an estimate: new jobs of other tenants take turns
     with it, and a slower pace or a failed call ahead moves it)."""
 
+    model_config = ConfigDict(defer_build=True)
+
     lane: Lane
     position: int
     estimated_start_at: Timestamp
@@ -136,7 +143,7 @@ class QueueRoom(BaseModel):
     cap, the places left, and the seconds until a place should free up (an estimate: one call
     interval of the model's family, the pace at which its queue moves)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     limit: int
     remaining: int
@@ -158,6 +165,7 @@ def retry_can_help(code: str) -> bool:
 
 
 class JobError(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     code: str
     message: SafeText
     step: int | None = None  # of a multi-step job: the step that failed
@@ -169,6 +177,7 @@ class JobError(BaseModel):
 
 
 class ProviderInfo(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     name: str
     region: str | None = None
     request_id: str | None = None
@@ -188,6 +197,7 @@ class DeliveryStatus(StrEnum):
 
 
 class WebhookAttempt(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     at: Timestamp
     status: int | None = None  # the HTTP status, when there was an answer
     error: SafeText | None = None
@@ -196,6 +206,8 @@ class WebhookAttempt(BaseModel):
 class WebhookState(BaseModel):
     """The job's final webhook delivery: one webhook-id for every attempt, each attempt kept.
     Intermediate events (queued, running) are best effort and not recorded here."""
+
+    model_config = ConfigDict(defer_build=True)
 
     id: str
     status: DeliveryStatus = DeliveryStatus.PENDING
@@ -206,7 +218,7 @@ class Cursor(BaseModel):
     """The call a multi-step job is at: its step, and the run of that step (a fan_out step
     runs once per output of the step before)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     step: int = 0
     run: int = 0
@@ -214,6 +226,8 @@ class Cursor(BaseModel):
 
 class StepResult(BaseModel):
     """What a step of a multi-step job has stored, over its runs so far."""
+
+    model_config = ConfigDict(defer_build=True)
 
     model: str
     outputs: list[JobOutput] = Field(default_factory=list)
@@ -231,6 +245,8 @@ class StepStatus(StrEnum):
 
 class StepView(BaseModel):
     """One step of a multi-step job as clients see it (index 0 is the request itself)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     index: int
     model: str
@@ -259,6 +275,7 @@ def _short_line(text: str) -> str:
 
 
 class JobEvent(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     at: Timestamp
     step: Step
     detail: Annotated[SafeText, AfterValidator(_short_line)] | None = None
@@ -279,12 +296,13 @@ class JobView(BaseModel):
 
     # Fields with defaults are still in every answer: the schema says so (absent ones are None).
     model_config = ConfigDict(
+        defer_build=True,
         json_schema_extra={
             "required": [
                 *("id", "kind", "status", "model", "source"),
                 *("created_at", "updated_at", "request", "outputs"),
             ]
-        }
+        },
     )
 
     id: str
@@ -322,6 +340,8 @@ class JobView(BaseModel):
 class ProviderCall(BaseModel):
     """The job's latest provider call, written before it is sent: a step that finds its own
     call unanswered knows an earlier run sent it and crashed (at most one call per attempt)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     attempt: int  # the workflow's admission attempt that made it
     sent_at: Timestamp

@@ -20,7 +20,7 @@ NO_PRICES_SOURCE = "none set: costs are null; set the ModelPrices parameter"
 class Prices(BaseModel):
     """A price per successful image for some catalog models (the provider bills those only)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     currency: str | None = Field(
         None, min_length=1, max_length=8, description="the currency of every price, e.g. USD"

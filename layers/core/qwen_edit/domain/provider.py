@@ -84,6 +84,7 @@ class ProviderError(Exception):
 
 
 class Usage(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     image_count: int = 0
     width: int | None = None
     height: int | None = None
@@ -92,7 +93,7 @@ class Usage(BaseModel):
 class ProviderRequest(BaseModel):
     """One call's worth of work; images are URLs or data URLs the provider can read."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     model: str
     capability: Capability
@@ -104,6 +105,8 @@ class ProviderRequest(BaseModel):
 
 class ProviderTask(BaseModel):
     """A snapshot of the provider's work on one request."""
+
+    model_config = ConfigDict(defer_build=True)
 
     status: TaskStatus
     task_id: str | None = None

@@ -110,7 +110,7 @@ class ModelCall(BaseModel):
     """What one provider call takes: the model, the prompt and the parameters."""
 
     # Strict: JSON types as they are (`true` is not 1, "5" is not 5).
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True, strict=True)
 
     model: str | None = Field(None, min_length=1, max_length=64)
     prompt: str = Field(

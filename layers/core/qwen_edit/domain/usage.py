@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    ConfigDict,
     Field,
     ValidationError,
     ValidatorFunctionWrapHandler,
@@ -65,6 +66,7 @@ class GroupBy(StrEnum):
 
 
 class Window(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     start: datetime
     end: datetime
 
@@ -95,6 +97,7 @@ def _invalid(rule: str, message: str) -> InvalidRequest:
 
 
 class StatusCounts(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     queued: int = 0
     running: int = 0
     succeeded: int = 0
@@ -103,6 +106,7 @@ class StatusCounts(BaseModel):
 
 
 class Numbers(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     jobs: StatusCounts = Field(
         default_factory=StatusCounts, description="jobs created in the range, by current status"
     )
@@ -132,6 +136,8 @@ class Group(Numbers):
 class UsageReport(BaseModel):
     """The tenant's own jobs created in [from, to); the numbers are what the job records say."""
 
+    model_config = ConfigDict(defer_build=True)
+
     start: datetime = Field(alias="from", description="start of the range (inclusive)")
     end: datetime = Field(alias="to", description="end of the range (exclusive)")
     group_by: GroupBy
@@ -158,6 +164,8 @@ class UsageReport(BaseModel):
 class JobUsage(BaseModel):
     """What usage needs of one job record: about 200 bytes, where the record holds ~5 KB (its
     request and timeline), so that one answer can read thousands."""
+
+    model_config = ConfigDict(defer_build=True)
 
     id: str
     created_at: datetime

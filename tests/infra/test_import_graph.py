@@ -1,0 +1,97 @@
+"""Each handler's import graph holds only what it uses (issue 24: cold starts). A handler module
+is imported in a fresh interpreter, as Lambda does, and its sys.modules checked: what a handler
+never touches must not be loaded by importing it, so this cannot silently rot."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FUNCTIONS = sorted(p.parent.name for p in (ROOT / "functions").glob("*/app.py"))
+# Loaded on first use, never by an import: AWS clients, the adapters, tracing, the webhook
+# signer. (Powertools imports the bare `botocore` package for its user agent: not a client.)
+NEVER_AT_IMPORT = (
+    "boto3",
+    "botocore.client",
+    "qwen_edit.adapters",
+    "aws_xray_sdk",
+    "standardwebhooks",
+)
+MUST_NOT_LOAD = {name: (*NEVER_AT_IMPORT, "httpx") for name in FUNCTIONS}
+# The API validates requests without Powertools' OpenAPI document models (only GET
+# /openapi.json builds the document); Idempotency brings boto3 in with its persistence layer.
+MUST_NOT_LOAD["api"] = (
+    "aws_xray_sdk",
+    "standardwebhooks",
+    "httpx",
+    "qwen_edit.adapters",
+    "aws_lambda_powertools.event_handler.openapi.models",
+)
+# Workflow steps and the queue consumers never load the API's request and response schemas.
+for name in FUNCTIONS:
+    if name != "api":
+        MUST_NOT_LOAD[name] += ("qwen_edit.entrypoints.api", "aws_lambda_powertools.event_handler")
+
+PROBE = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("app", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+sys.modules["app"] = module
+spec.loader.exec_module(module)
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def loaded_by_import(function: str) -> set[str]:
+    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_SERVICE_NAME": "qwen-edit"}
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(ROOT / "functions" / function / "app.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_a_handler_imports_only_what_it_uses(function):
+    loaded = loaded_by_import(function)
+    found = sorted(
+        module
+        for module in loaded
+        for banned in MUST_NOT_LOAD[function]
+        if module == banned or module.startswith(banned + ".")
+    )
+    assert not found, f"importing functions/{function}/app.py loads {found}"
+
+
+def test_the_snapshot_hooks_are_a_no_op_outside_lambda():
+    from qwen_edit import runtime
+
+    runtime.snapstart()  # snapshot_restore_py exists only in Lambda's Python runtime
+
+
+def test_the_snapshot_keeps_no_context_client_or_secret(monkeypatch):
+    from qwen_edit import runtime
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name, value in {
+        "JOBS_TABLE": "jobs",
+        "LIMITS_TABLE": "limits",
+        "DASHSCOPE_API_KEY_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:k",
+    }.items():
+        monkeypatch.setenv(name, value)
+    runtime.context("poll")
+    assert runtime.context.cache_info().currsize == 1
+    runtime._before_snapshot(("dynamodb",))  # no request leaves: the client is only made
+    assert runtime.context.cache_info().currsize == 0
+    runtime.context("poll")
+    runtime._after_restore()
+    assert runtime.context.cache_info().currsize == 0
