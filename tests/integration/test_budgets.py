@@ -5,10 +5,13 @@ tenant can reach the settings."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 import boto3
+from botocore.stub import Stubber
 
-from qwen_edit.domain.budgets import Period
+from qwen_edit.adapters.tenants import DynamoBudgetLedger
+from qwen_edit.domain.budgets import Period, PeriodCap
 from qwen_edit.domain.jobs import now_utc
 from qwen_edit_cli.local.drive import call, wait_execution
 from qwen_edit_cli.local.inprocess import LOCAL_PRICES
@@ -83,3 +86,34 @@ def test_no_tenant_can_read_or_change_tenant_settings(stack):
     assert [s["Action"] for s in granted] == ["dynamodb:GetItem"]
     document = call(stack, "api-openapi").body
     assert not [path for path in document["paths"] if "tenant" in path]
+
+
+def _canceled(stubber: Stubber, operation: str, *reasons: str) -> None:
+    stubber.add_client_error(
+        operation,
+        service_error_code="TransactionCanceledException",
+        http_status_code=400,
+        modeled_fields={"CancellationReasons": [{"Code": reason} for reason in reasons]},
+    )
+
+
+def test_a_conflict_with_another_write_is_tried_again_never_taken_for_settled_or_refused():
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    ledger = DynamoBudgetLedger("budgets", "jobs", client)
+    resets = now_utc()
+    month_cap = PeriodCap(period="month:2026-11", cap=Decimal("1"), resets_at=resets)
+    day_cap = PeriodCap(period="day:2026-11-26", cap=Decimal("1"), resets_at=resets)
+    balance = {"tenant": {"S": "t"}, "period": {"S": "month:2026-11"}}
+    with Stubber(client) as stubber:
+        _canceled(stubber, "transact_write_items", "None", "TransactionConflict")
+        stubber.add_response("transact_write_items", {})
+        assert ledger.settle("job-1", "t", ["month:2026-11"], Decimal("0.3"), Decimal("0.1"))
+        _canceled(stubber, "transact_write_items", "ConditionalCheckFailed", "None")
+        assert not ledger.settle("job-1", "t", ["month:2026-11"], Decimal("0.3"), Decimal("0.1"))
+        # Both caps: a conflict is tried again, and the reservation goes through (no 402).
+        _canceled(stubber, "transact_write_items", "TransactionConflict", "None")
+        stubber.add_response("transact_write_items", {})
+        for _ in range(2):
+            stubber.add_response("get_item", {"Item": balance})
+        ledger.reserve("t", [month_cap, day_cap], Decimal("0.1"), enforce=True)
+        stubber.assert_no_pending_responses()

@@ -8,9 +8,12 @@ are one TransactWriteItems, so a job is reserved in both or in neither.
 
 from __future__ import annotations
 
+import random
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 from botocore.exceptions import ClientError
@@ -116,18 +119,24 @@ class DynamoBudgetLedger:
             raise Refused(self.balances(tenant, periods))
         try:
             if len(caps) == 1:
-                answer = self.client.update_item(
-                    **self._reservation(tenant, caps[0], amount, enforce=True),
-                    ReturnValues="ALL_NEW",
+                answer = _contended(
+                    lambda: self.client.update_item(
+                        **self._reservation(tenant, caps[0], amount, enforce=True),
+                        ReturnValues="ALL_NEW",
+                    )
                 )
                 return [_balance(caps[0].period, answer["Attributes"])]
-            self.client.transact_write_items(
-                TransactItems=[
-                    {"Update": self._reservation(tenant, cap, amount, enforce=True)} for cap in caps
-                ]
+            _contended(
+                lambda: self.client.transact_write_items(
+                    TransactItems=[
+                        {"Update": self._reservation(tenant, cap, amount, enforce=True)}
+                        for cap in caps
+                    ]
+                )
             )
         except ClientError as error:
-            if conditional_failed(error) or _canceled(error):
+            # Only a cap's condition refuses; a conflict with a concurrent write is not a 402.
+            if conditional_failed(error) or "ConditionalCheckFailed" in _reasons(error):
                 raise Refused(self.balances(tenant, periods)) from None
             raise
         return self.balances(tenant, periods)
@@ -175,11 +184,11 @@ class DynamoBudgetLedger:
             for period in periods
         ]
         try:
-            self.client.transact_write_items(TransactItems=[claim, *moves])
+            _contended(lambda: self.client.transact_write_items(TransactItems=[claim, *moves]))
         except ClientError as error:
-            if _canceled(error):
+            if _reasons(error)[:1] == ["ConditionalCheckFailed"]:  # the claim: settled already
                 return False
-            raise
+            raise  # anything else, a lasting conflict too: Notify's Retry settles it again
         return True
 
     def balances(self, tenant: str, periods: list[str]) -> list[Balance]:
@@ -210,8 +219,33 @@ class DynamoBudgetLedger:
         return True
 
 
-def _canceled(error: ClientError) -> bool:
-    return bool(error.response["Error"]["Code"] == "TransactionCanceledException")
+def _reasons(error: ClientError) -> list[str]:
+    """Why a transaction was canceled, item by item ("None" for an item that was fine)."""
+    if error.response["Error"]["Code"] != "TransactionCanceledException":
+        return []
+    return [str(r.get("Code", "None")) for r in error.response.get("CancellationReasons", [])]
+
+
+T = TypeVar("T")
+
+
+def _contended(write: Callable[[], T], tries: int = 5) -> T:
+    """`write`, tried again after a short random pause while it only met another write to the
+    same items (DynamoDB's TransactionConflict): a busy tenant's reservations and
+    settlements meet, and neither is a refusal."""
+    for attempt in range(tries - 1):
+        try:
+            return write()
+        except ClientError as error:
+            code = error.response["Error"]["Code"]
+            conflict = code == "TransactionConflictException" or (
+                "TransactionConflict" in _reasons(error)
+                and "ConditionalCheckFailed" not in _reasons(error)
+            )
+            if not conflict:
+                raise
+            time.sleep(random.uniform(0, 0.05 * 2**attempt))
+    return write()  # the last try: its conflict, if any, is the caller's
 
 
 def _balance(period: str, item: dict[str, Any]) -> Balance:
