@@ -97,6 +97,17 @@ def test_a_failed_or_canceled_job_costs_nothing() -> None:
     assert month(fakes) == (0, 0)
 
 
+def test_a_cancel_whose_function_died_before_announcing_is_settled_by_reconcile() -> None:
+    ctx, fakes = wired(monthly_cap=1)
+    job = submit(ctx)
+    ctx.jobs.transition(job.id, JobStatus.CANCELED, now_utc(), completed_at=now_utc())
+    assert month(fakes) == (0, Decimal("0.02"))  # the cancel's function died here
+    workflow.reconcile(ctx, job.id, "ABORTED", None)  # its execution's end, as EventBridge says
+    assert month(fakes) == (0, 0) and fakes.events.detail_types == []  # settled, not announced
+    workflow.reconcile(ctx, job.id, "ABORTED", None)
+    assert month(fakes) == (0, 0)  # once
+
+
 def test_a_chain_reserves_every_step_and_settles_the_steps_that_ran() -> None:
     ctx, fakes = wired(monthly_cap=5)
     job = submit(ctx, n=2, then=[{"prompt": "frame it", "n": 2, "fan_out": True}])

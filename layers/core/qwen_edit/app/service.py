@@ -509,15 +509,17 @@ def cancel(ctx: Context, job_id: str, tenant: str) -> Job:
     ctx.queue.remove(job.tenant, job.id)  # its place in line is free at once
     ctx.executions.stop(job.id, "canceled by the client")
     spec = get_model(job.current_model)
+    if spec.max_concurrent_tasks is not None:
+        ctx.limits.release_lease(spec.family, job.id)
+    # Recorded and announced before the provider is asked (its answer can take seconds): a
+    # function that dies waiting for it has left nothing of the cancel undone.
+    write_record(ctx, job)
+    announce(ctx, job)
     if job.provider and job.provider.task_id and spec.is_async:
         try:
             ctx.provider(spec.provider, key_of_task(job)).cancel(job.provider.task_id)
         except (ProviderError, JobFailed) as error:  # JobFailed: its key left the pool
             logger.info("provider task not canceled", extra={"job_id": job.id, "code": error.code})
-    if spec.max_concurrent_tasks is not None:
-        ctx.limits.release_lease(spec.family, job.id)
-    write_record(ctx, job)
-    announce(ctx, job)
     return job
 
 
