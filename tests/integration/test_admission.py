@@ -153,6 +153,16 @@ def test_the_queue_counts_a_tenants_jobs_and_forgets_removed_ones(queue):
     assert sorted(e.job_id for e in queue.entries()) == ["j2", "j3"]
 
 
+def test_a_remove_with_a_token_leaves_a_later_steps_entry(queue):
+    queue.put(entry("j1"), "token-step-0")
+    queue.put(entry("j1"), "token-step-1")  # the next step's Admit, same key
+    queue.remove("t", "j1", "token-step-0")  # a late dispatcher, done with step 0
+    assert [e.job_id for e in queue.entries()] == ["j1"]
+    queue.remove("t", "j1", "token-step-1")
+    queue.remove("t", "j1", "token-step-1")  # gone: harmless
+    assert queue.entries() == []
+
+
 def test_the_lease_has_one_holder_and_fences_the_stale_one(lease):
     first = lease.acquire("one", now=0.0, until=30.0)
     assert first is not None and first.calls == {} and lease.held(1.0)

@@ -339,8 +339,10 @@ class FakeJobQueue:
                 stored[1],
             )
 
-    def remove(self, tenant: str, job_id: str) -> None:
-        self.items.pop((tenant, job_id), None)
+    def remove(self, tenant: str, job_id: str, task_token: str | None = None) -> None:
+        stored = self.items.get((tenant, job_id))
+        if stored is not None and task_token in (None, stored[1]):
+            del self.items[(tenant, job_id)]
 
     def entry(self, job_id: str) -> QueueEntry | None:
         return next((e for e in self.entries() if e.job_id == job_id), None)

@@ -12,13 +12,14 @@ from qwen_edit.app import service, workflow
 from qwen_edit.app.workflow import AdmitRequest, Failure, Submission, WorkflowState
 from qwen_edit.context import Context
 from qwen_edit.domain.catalog import Capability
+from qwen_edit.domain.dispatch import QueueEntry
 from qwen_edit.domain.errors import InvalidRequest, JobFailed, QwenEditError, TaskPending
-from qwen_edit.domain.jobs import Job, JobSource, JobStatus, now_utc
+from qwen_edit.domain.jobs import Job, JobSource, JobStatus, Lane, now_utc
 from qwen_edit.domain.pricing import Prices
 from qwen_edit.domain.provider import TaskStatus
 from qwen_edit.domain.usage import GroupBy, JobUsage, report, window
 
-from .fakes import Fakes, http_error, run, succeeded, task, tiny_png
+from .fakes import Fakes, http_error, present, run, succeeded, task, tiny_png
 
 GENERATE = {"model": "qwen-image-plus", "prompt": "a product shot of a teapot"}
 WHITE = {"model": "qwen-image-edit-plus", "prompt": "put it on a white background"}
@@ -203,6 +204,39 @@ def test_a_start_deadline_is_the_first_calls_only(ctx: Context, fakes: Fakes) ->
     passed = (now_utc() - timedelta(seconds=1)).isoformat()
     fakes.jobs.update(job.id, now_utc(), start_by=passed)  # the first call started in time
     assert drive(ctx, fakes, job.id).status is JobStatus.SUCCEEDED
+
+
+def test_a_steps_leftover_queue_entry_gives_the_next_step_a_fresh_one(
+    ctx: Context, fakes: Fakes
+) -> None:
+    job = accept(ctx, {**GENERATE, "then": [WHITE]})
+    workflow.admit(ctx, AdmitRequest(job_id=job.id, task_token="t0"))
+    run(ctx)
+    # The dispatcher answered step 0 and died before removing its entry (claimed, 3 calls).
+    stale = QueueEntry(
+        job_id=job.id,
+        tenant="tenant-a",
+        family="qwen-image-plus",
+        lane=Lane.INTERACTIVE,
+        enqueued_at=0,
+        deadline_at=9e9,
+        start_by=1.0,
+        calls=3,
+        claimed_by=7,
+        claimed_at=0,
+    )
+    fakes.queue.items[("tenant-a", job.id)] = (stale, "t0")
+    submission = Submission.model_validate(fakes.callbacks.succeeded["t0"])
+    result = workflow.poll(ctx, WorkflowState(job_id=job.id, submission=submission))
+    assert workflow.store(ctx, WorkflowState(job_id=job.id, submission=result)).more
+    workflow.admit(ctx, AdmitRequest(job_id=job.id, task_token="t1"))
+    fresh = present(fakes.queue.entry(job.id))
+    assert (fresh.family, fresh.calls, fresh.claimed_by, fresh.start_by) == (
+        "qwen-image-edit-plus",
+        0,
+        None,
+        None,
+    )
 
 
 def test_a_retried_store_of_a_call_stored_already_goes_on(ctx: Context, fakes: Fakes) -> None:

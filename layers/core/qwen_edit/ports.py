@@ -102,8 +102,10 @@ class JobQueue(Protocol):
     def requeue(self, entry: QueueEntry, calls: int) -> None:
         """Back in line at its old place, unclaimed, after `calls` provider calls."""
 
-    def remove(self, tenant: str, job_id: str) -> None:
-        """Out of the queue (called, failed, canceled); a no-op if it is gone."""
+    def remove(self, tenant: str, job_id: str, task_token: str | None = None) -> None:
+        """Out of the queue (called, failed, canceled); a no-op if it is gone. With
+        `task_token`: only the entry of that token, not a later step's (a multi-step job's
+        next Admit puts its own entry under the same key)."""
 
 
 class DispatchLease(Protocol):

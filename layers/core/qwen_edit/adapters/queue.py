@@ -117,10 +117,22 @@ class DynamoJobQueue:
             if not conditional_failed(error):
                 raise  # else: removed meanwhile (canceled), nothing to put back
 
-    def remove(self, tenant: str, job_id: str) -> None:
-        self.client.delete_item(
-            TableName=self.table, Key={"pk": QUEUE, "sk": _sort_key(tenant, job_id)}
+    def remove(self, tenant: str, job_id: str, task_token: str | None = None) -> None:
+        only: dict[str, Any] = (
+            {
+                "ConditionExpression": "task_token = :token",
+                "ExpressionAttributeValues": {":token": {"S": task_token}},
+            }
+            if task_token is not None
+            else {}
         )
+        try:
+            self.client.delete_item(
+                TableName=self.table, Key={"pk": QUEUE, "sk": _sort_key(tenant, job_id)}, **only
+            )
+        except ClientError as error:
+            if not conditional_failed(error):
+                raise  # else: gone, or a later step's entry, which stays
 
 
 class DynamoDispatchLease:

@@ -290,7 +290,7 @@ class Run:
         spec = get_model(job.current_model)
         if job.status.is_final:  # canceled or reconciled while it waited: no call
             self._release_task_place(spec, job)
-            ctx.queue.remove(entry.tenant, entry.job_id)
+            ctx.queue.remove(entry.tenant, entry.job_id, task_token)
             return
         if job.status is JobStatus.QUEUED:
             job = ctx.jobs.transition(job.id, JobStatus.RUNNING, now_utc())
@@ -330,7 +330,7 @@ class Run:
             info = self._info(spec, task, key)
             ctx.jobs.update(job.id, now_utc(), provider=info, provider_call=answered)
         except JobConflict:  # canceled during its call: the cancel answered its workflow
-            ctx.queue.remove(entry.tenant, entry.job_id)
+            ctx.queue.remove(entry.tenant, entry.job_id, task_token)
             return
         logger.info(
             "submitted", extra={"job_id": job.id, "model": spec.id, "task_id": task.task_id}
@@ -418,14 +418,14 @@ class Run:
         output = submission.model_dump(mode="json", exclude_none=True)
         if not self.ctx.callbacks.succeed(task_token, output):
             logger.info("its workflow no longer waits", extra={"job_id": entry.job_id})
-        self.ctx.queue.remove(entry.tenant, entry.job_id)
+        self.ctx.queue.remove(entry.tenant, entry.job_id, task_token)  # not the next step's
 
     def _fail(self, entry: QueueEntry, task_token: str, error: QwenEditError) -> None:
         """The workflow's Catch records the failure (RecordFailure), as for any step."""
         cause = json.dumps({"errorMessage": str(error)})
         if not self.ctx.callbacks.fail(task_token, type(error).__name__, cause):
             logger.info("its workflow no longer waits", extra={"job_id": entry.job_id})
-        self.ctx.queue.remove(entry.tenant, entry.job_id)
+        self.ctx.queue.remove(entry.tenant, entry.job_id, task_token)  # not the next step's
 
     def _settle_stale(self, entries: list[QueueEntry], now: float) -> bool:
         """Claims another holder left behind (it died): settle each from the job's record."""

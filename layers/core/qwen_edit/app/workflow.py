@@ -219,6 +219,9 @@ def store(ctx: Context, state: WorkflowState) -> Stored:
         following = chains.next_call(job.model_copy(update={"step_results": results}))
         stored = f"{job.step_prefix}{len(step.outputs)} image(s)"
         if following is not None:
+            # A dispatcher that died between answering and removing left this call's entry:
+            # the next Admit must put a new one (its own family, attempts and claim).
+            ctx.queue.remove(job.tenant, job.id)
             ctx.jobs.update(
                 job.id,
                 now_utc(),
