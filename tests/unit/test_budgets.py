@@ -145,6 +145,7 @@ def test_a_daily_cap_refuses_within_the_months_room_and_writes_neither() -> None
     with pytest.raises(BudgetExceeded) as refused:
         submit(ctx)
     assert [d["period"][:3] for d in refused.value.details] == ["mon", "day"]
+    assert "your daily spend cap has 0.01 left" in refused.value.message  # the one that refused
     assert month(fakes) == (0, Decimal("0.02"))
 
 

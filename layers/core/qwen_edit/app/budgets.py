@@ -118,6 +118,9 @@ def statuses(ctx: Context, tenant: str, currency: str | None) -> list[budgets.Bu
     ]
 
 
+_ADJECTIVE = {"month": "monthly", "day": "daily"}  # of a period id's kind (month:…, day:…)
+
+
 def _exceeded(
     settings: TenantSettings,
     caps: list[PeriodCap],
@@ -135,10 +138,13 @@ def _exceeded(
         }
         for cap, balance in zip(caps, balances, strict=True)
     ]
-    first = details[0]
+    room = [d["cap"] - d["spent"] - d["reserved"] for d in details]
+    tight = next((i for i, left in enumerate(room) if left < details[i]["cost"]), 0)
+    first = details[tight]  # the cap that refuses (the day's may, where the month's has room)
     return BudgetExceeded(
         f"this job may cost up to {first['cost']} {currency or ''}".rstrip()
-        + f", and your spend cap has {round(first['cap'] - first['spent'] - first['reserved'], 6)}"
+        + f", and your {_ADJECTIVE[first['period'].split(':')[0]]} spend cap has "
+        f"{round(room[tight], 6)}"
         f" left until {first['resets_at']}; wait for the reset or ask for a higher cap",
         details,
     )

@@ -47,6 +47,7 @@ from qwen_edit.domain.intake import (
     request_digest,
 )
 from qwen_edit.domain.jobs import Job, JobSource, JobStatus, now_utc, retry_can_help, stored_time
+from qwen_edit.domain.redaction import redact
 from qwen_edit.domain.requests import CORRELATION_ID_PATTERN, ValidRequest, invalid
 from qwen_edit.settings import EventIntake
 
@@ -175,7 +176,11 @@ def _reject(ctx: Context, event: RequestEvent, refused: QwenEditError) -> None:
         error=RejectionError(
             code=refused.code,
             message=refused.message,
-            details=refused.details,
+            # The bus is shared: a detail that quotes a URL keeps none of its credentials.
+            details=[
+                {**d, "message": redact(d["message"])} if isinstance(d.get("message"), str) else d
+                for d in refused.details
+            ],
             retryable=retry_can_help(refused.code),
         ),
         correlation_id=named_correlation_id(event.detail),
