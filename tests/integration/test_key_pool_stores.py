@@ -97,7 +97,7 @@ def test_a_pool_key_of_another_region_gets_its_regions_url(aws, monkeypatch):
     monkeypatch.setenv("DASHSCOPE_API_KEY_SECRET_ARN", secret("default", "sk-d"))
     monkeypatch.setenv("PROVIDER_KEYS_SECRET_ARN", secret("pool", json.dumps(POOL)))
     monkeypatch.setenv("DASHSCOPE_REGION", "singapore")
-    for name in ("JOBS_TABLE", "LIMITS_TABLE", "INPUT_BUCKET", "OUTPUT_BUCKET"):
+    for name in ("JOBS_TABLE", "LIMITS_TABLE", "QUEUE_TABLE", "INPUT_BUCKET", "OUTPUT_BUCKET"):
         monkeypatch.setenv(name, "x")
     runtime.context.cache_clear()
     ctx = runtime.context("store")

@@ -29,6 +29,7 @@ IN_LAMBDA = {
 }
 STORE_ENV = {  # the Store function's settings (settings.StoreEnv)
     "JOBS_TABLE": "jobs",
+    "QUEUE_TABLE": "queue",
     "INPUT_BUCKET": "in",
     "OUTPUT_BUCKET": "out",
     "DASHSCOPE_API_KEY_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:k",
