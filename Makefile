@@ -101,6 +101,9 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/burst.py
 	$(BIN)/python benchmarks/burst.py --no-faults
 	$(BIN)/python benchmarks/scheduling.py
+	$(BIN)/python benchmarks/key_pool.py
+	$(BIN)/python benchmarks/budget_race.py
+	$(BIN)/python benchmarks/workflow_transitions.py
 
 clean:
 	rm -rf $(VENV) $(VENV312) $(TOOLS) .aws-sam demo-output .pytest_cache .mypy_cache .ruff_cache .hypothesis
