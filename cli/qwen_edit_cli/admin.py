@@ -12,6 +12,7 @@ from typing import Any
 from qwen_edit.adapters.tenants import DynamoTenantStore
 from qwen_edit.domain.jobs import now_utc
 from qwen_edit.domain.tenants import TenantSettings, stamped
+from qwen_edit_cli.aws import aws_client
 
 LOCAL_TABLE_SUFFIX = "-TenantsTable"  # the local stack names tables <stack>-<logical id>
 
@@ -64,15 +65,7 @@ def add_commands(commands: Any) -> None:
 
 
 def _store(args: argparse.Namespace) -> DynamoTenantStore:
-    import boto3
-
-    endpoint, region, table = args.endpoint_url, args.region, args.table
-    options: dict[str, Any] = {}
-    if args.ready_file is not None:  # the local stack: moto serves every AWS API on one port
-        ready = json.loads(args.ready_file.read_text())
-        endpoint, region = endpoint or ready["s3_endpoint_url"], region or ready["region"]
-        options = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
-    client = boto3.client("dynamodb", endpoint_url=endpoint, region_name=region, **options)
+    client, table = aws_client("dynamodb", args), args.table
     if table is None:
         names = client.list_tables()["TableNames"]
         found = [name for name in names if name.endswith(LOCAL_TABLE_SUFFIX)]

@@ -423,23 +423,14 @@ def _say_error(error: ApiError, as_json: bool) -> None:
 
 
 def _put_events(args: argparse.Namespace) -> int:
-    import boto3
-
+    from qwen_edit_cli.aws import aws_client
     from qwen_edit_cli.events import entries_of, put_events
 
     try:
         entries = entries_of(json.loads(args.file.read_text()), args.event_bus)
     except (OSError, ValueError) as error:
         raise SystemExit(f"qwen-edit: {args.file}: {error}") from None
-    endpoint, region = args.endpoint_url, args.region
-    options: dict[str, Any] = {}
-    if args.ready_file is not None:  # the local stack: moto serves every AWS API on one port
-        ready = json.loads(args.ready_file.read_text())
-        endpoint, region = endpoint or ready["s3_endpoint_url"], region or ready["region"]
-        # it takes any credentials; the environment's real ones are never sent there
-        options = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
-    client = boto3.client("events", endpoint_url=endpoint, region_name=region, **options)
-    outcome = put_events(client, entries)
+    outcome = put_events(aws_client("events", args), entries)
     print(json.dumps(outcome, indent=2 if not args.json else None))
     return EXIT_SERVICE if outcome["failed"] else 0
 
