@@ -13,12 +13,12 @@ import functools
 import random
 from dataclasses import dataclass, field
 
-from scheduling import LIFETIME, MAX_ATTEMPTS, NETWORK, PREPARE, SKEW, Job, Provider, Simulation
+from scheduling import LIFETIME, NETWORK, PREPARE, SKEW, Job, Provider, Simulation
 
 from qwen_edit.app.dispatcher import LEAD_SECONDS, LOOK_SECONDS
 from qwen_edit.domain import admission
 from qwen_edit.domain.catalog import RateLimit, get_model
-from qwen_edit.domain.dispatch import Answer, Next, QueueEntry, Schedule, next_step
+from qwen_edit.domain.dispatch import Answer, QueueEntry, Schedule
 from qwen_edit.domain.provider_keys import bucket
 
 from report import write_section
@@ -97,18 +97,11 @@ class PoolSimulation(Simulation):
         )
 
     def answered_on(self, entry: QueueEntry, answer: Answer, sent_at: float, key: str) -> None:
-        job = self.jobs[entry.job_id]
         self.schedule.answered(self.family, self.limit, answer, sent_at, self.clock(), key)
         if answer is Answer.KEY_REFUSED and key not in self.dead:
             self.dead.add(key)
             self.alarm_points += 1
-        job.calls += 1
-        step = next_step(answer, job.calls, MAX_ATTEMPTS)
-        if step is Next.REQUEUE:
-            self.queue[entry.job_id] = entry.model_copy(update={"calls": job.calls})
-            return
-        del self.queue[entry.job_id]
-        job.done, job.failed = self.now, step is Next.FAIL
+        self.next_for(entry, answer)
 
 
 @dataclass(frozen=True)

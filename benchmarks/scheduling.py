@@ -189,8 +189,12 @@ class Simulation:
         self.at(self.now + self.rng.uniform(*ANSWER), lambda: self.answered(entry, answer, sent_at))
 
     def answered(self, entry: QueueEntry, answer: Answer, sent_at: float) -> None:
-        job = self.jobs[entry.job_id]
         self.schedule.answered(self.family, self.limit, answer, sent_at, self.clock())
+        self.next_for(entry, answer)
+
+    def next_for(self, entry: QueueEntry, answer: Answer) -> None:
+        """After an answer, the job goes back in line or is done (failed or not)."""
+        job = self.jobs[entry.job_id]
         job.calls += 1
         step = next_step(answer, job.calls, MAX_ATTEMPTS)
         if step is Next.REQUEUE:
