@@ -215,8 +215,7 @@ def store(ctx: Context, state: WorkflowState) -> Stored:
         outputs, usage = step.outputs, _usage(result.usage, step)
         stored = f"{len(outputs)} image(s)"
     else:
-        results = chains.with_outputs(job, step)
-        following = chains.next_call(job.model_copy(update={"step_results": results}))
+        results, following = chains.advance(job, job.cursor, step)
         stored = f"{job.step_prefix}{len(step.outputs)} image(s)"
         if following is not None:
             # A dispatcher that died between answering and removing left this call's entry:

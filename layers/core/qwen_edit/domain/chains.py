@@ -44,28 +44,19 @@ def planned_images(job: Job, step: int) -> int:
     return images
 
 
-def with_outputs(job: Job, result: StepResult) -> list[StepResult]:
-    """The job's step results once the current call's outputs are added to its step's."""
-    if job.cursor is None:
-        return [result]
+def advance(job: Job, at: Cursor, stored: StepResult) -> tuple[list[StepResult], Cursor | None]:
+    """The job's step results once call `at` stored its outputs, and the call after it (None
+    when that was the last)."""
     results = list(job.step_results)
-    if len(results) <= job.cursor.step:
-        results.append(StepResult(model=result.model))
-    done = results[job.cursor.step]
-    results[job.cursor.step] = done.model_copy(
-        update={"outputs": [*done.outputs, *result.outputs], "images": done.images + result.images}
+    if len(results) <= at.step:
+        results.append(StepResult(model=stored.model))
+    done = results[at.step]
+    results[at.step] = done.model_copy(
+        update={"outputs": [*done.outputs, *stored.outputs], "images": done.images + stored.images}
     )
-    return results
-
-
-def next_call(job: Job) -> Cursor | None:
-    """The call after the current one (its outputs stored in step_results), or None when the
-    job has made its last."""
-    at = job.cursor
-    if at is None:
-        return None
+    job = job.model_copy(update={"step_results": results})  # a fan_out step's runs count them
     if at.run + 1 < runs(job, at.step):
-        return Cursor(step=at.step, run=at.run + 1)
+        return results, Cursor(step=at.step, run=at.run + 1)
     if at.step + 1 < len(job.models):
-        return Cursor(step=at.step + 1)
-    return None
+        return results, Cursor(step=at.step + 1)
+    return results, None
