@@ -116,4 +116,10 @@ def test_a_conflict_with_another_write_is_tried_again_never_taken_for_settled_or
         for _ in range(2):
             stubber.add_response("get_item", {"Item": balance})
         ledger.reserve("t", [month_cap, day_cap], Decimal("0.1"), enforce=True)
+        # One cap: its update met a settlement in flight, and goes through the second time.
+        stubber.add_client_error(
+            "update_item", "TransactionConflictException", http_status_code=400
+        )
+        stubber.add_response("update_item", {"Attributes": balance})
+        ledger.reserve("t", [month_cap], Decimal("0.1"), enforce=True)
         stubber.assert_no_pending_responses()
