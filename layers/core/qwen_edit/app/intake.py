@@ -17,9 +17,6 @@
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
 from aws_lambda_powertools import Logger
 
 from qwen_edit.app import service
@@ -37,7 +34,6 @@ from qwen_edit.domain.errors import (
 from qwen_edit.domain.intake import (
     DETAIL_TYPES,
     IDEMPOTENCY_KEY,
-    MAX_IDEMPOTENCY_KEY_CHARS,
     EventOrigin,
     JobRejection,
     RejectionError,
@@ -48,7 +44,7 @@ from qwen_edit.domain.intake import (
 )
 from qwen_edit.domain.jobs import Job, JobSource, JobStatus, now_utc, retry_can_help, stored_time
 from qwen_edit.domain.redaction import redact
-from qwen_edit.domain.requests import CORRELATION_ID_PATTERN, ValidRequest, invalid
+from qwen_edit.domain.requests import MAX_CLIENT_ID_CHARS, ValidRequest, invalid, is_client_id
 from qwen_edit.settings import EventIntake
 
 logger = Logger(child=True)
@@ -99,15 +95,7 @@ def submit(ctx: Context, event: RequestEvent) -> Job | None:
 def _idempotency_key(event: RequestEvent) -> str | None:
     """The detail's idempotency_key, if it names a well-formed one."""
     key = event.detail.get(IDEMPOTENCY_KEY) if isinstance(event.detail, dict) else None
-    return key if isinstance(key, str) and _well_formed_key(key) else None
-
-
-def _well_formed_key(key: Any) -> bool:
-    return (
-        isinstance(key, str)
-        and 0 < len(key) <= MAX_IDEMPOTENCY_KEY_CHARS
-        and re.fullmatch(CORRELATION_ID_PATTERN, key) is not None
-    )
+    return key if is_client_id(key) else None
 
 
 def _redelivered(ctx: Context, event: RequestEvent, job_id: str, digest: str) -> Job | None:
@@ -150,12 +138,12 @@ def _validate(ctx: Context, event: RequestEvent, tenant: str) -> ValidRequest:
     request = {k: v for k, v in event.detail.items() if k != IDEMPOTENCY_KEY}
     problems: list[RuleViolation] = []
     key = event.detail.get(IDEMPOTENCY_KEY)
-    if key is not None and not _well_formed_key(key):
+    if key is not None and not is_client_id(key):
         problems.append(
             RuleViolation(
                 IDEMPOTENCY_KEY,
                 "pattern",
-                f"{IDEMPOTENCY_KEY} must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII "
+                f"{IDEMPOTENCY_KEY} must be 1 to {MAX_CLIENT_ID_CHARS} printable ASCII "
                 "characters without spaces",
             )
         )

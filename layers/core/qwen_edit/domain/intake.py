@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from qwen_edit.domain.catalog import Capability
-from qwen_edit.domain.requests import CORRELATION_ID_PATTERN
+from qwen_edit.domain.requests import is_client_id
 
 # The detail-types an event may have, and the kind of job each asks for.
 DETAIL_TYPES: dict[str, Capability] = {
@@ -27,7 +26,6 @@ DETAIL_TYPES: dict[str, Capability] = {
 }
 REJECTED_DETAIL_TYPE = "Job Rejected"
 IDEMPOTENCY_KEY = "idempotency_key"  # the one field of a detail that is not the request's
-MAX_IDEMPOTENCY_KEY_CHARS = 128
 
 
 class RequestEvent(BaseModel):
@@ -98,10 +96,4 @@ def named_correlation_id(detail: Any) -> str | None:
     """The detail's correlation_id if it is one the request rules accept, else None (a broken
     one is among the rejection's details, and is not echoed)."""
     value = detail.get("correlation_id") if isinstance(detail, dict) else None
-    if (
-        isinstance(value, str)
-        and 0 < len(value) <= 128
-        and re.fullmatch(CORRELATION_ID_PATTERN, value)
-    ):
-        return value
-    return None
+    return value if is_client_id(value) else None

@@ -75,6 +75,7 @@ IMAGE_SHAPES = [
     {"pattern": r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^\x00-\x1f\x7f]+$"},
 ]
 CORRELATION_ID_PATTERN = r"^[!-~]+$"  # printable ASCII, no spaces: safe in any header or log
+MAX_CLIENT_ID_CHARS = 128  # a correlation_id, or an event's idempotency_key
 WebhookEvent = Literal["queued", "running", "succeeded", "failed", "canceled"]
 # Characters that show nothing: a prompt of only these is blank (besides Unicode's format,
 # control and separator categories, these letters and symbols render as empty space).
@@ -98,6 +99,16 @@ def start_by(deadline: str) -> datetime:
     raise PydanticCustomError(
         "date-time",
         "deadline must be an RFC 3339 time with its offset, such as 2026-11-26T18:00:00Z",
+    )
+
+
+def is_client_id(value: Any) -> bool:
+    """Whether `value` is an id a client may give (correlation_id, idempotency_key): 1 to 128
+    printable ASCII characters without spaces."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_CLIENT_ID_CHARS
+        and re.fullmatch(CORRELATION_ID_PATTERN, value) is not None
     )
 
 
@@ -184,7 +195,7 @@ class GenerationRequest(ModelCall):
     correlation_id: str | None = Field(
         None,
         min_length=1,
-        max_length=128,
+        max_length=MAX_CLIENT_ID_CHARS,
         json_schema_extra={"pattern": CORRELATION_ID_PATTERN},
         description="your own id for the work this job is part of: the job, its events "
         "(EventBridge) and its webhooks carry it, so one rule can follow a pipeline",
