@@ -3,7 +3,9 @@
 DynamoDB applies a conditional write atomically; moto checks the condition and writes without
 a lock, so two threads can both pass the same condition. The dispatcher's claims and the job store
 depend on that atomicity, so moto's DynamoDB reads and writes run one at a time here (a query
-under a concurrent update could even see an item half-written).
+under a concurrent update could even see an item half-written). What they return is copied under
+the same lock: moto hands back its live items and turns them into JSON after the call, while
+another thread's update may be changing them.
 
 Step Functions' SendTaskFailure carries an error and a cause; moto's API drops the cause, so the
 job would fail with the error's name instead of the dispatcher's code and message.
@@ -16,6 +18,7 @@ answers preflights from the bucket's rules (template.yaml's CorsConfiguration).
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import functools
 import threading
@@ -37,7 +40,10 @@ from moto.s3.models import s3_backends
 from moto.stepfunctions.responses import StepFunctionResponse
 from werkzeug.serving import make_server
 
-_ATOMIC = ("get_item", "put_item", "update_item", "delete_item", "transact_write_items", "query")
+_ATOMIC = (
+    *("get_item", "put_item", "update_item", "delete_item", "transact_write_items"),
+    *("query", "scan"),
+)
 
 
 @contextmanager
@@ -48,7 +54,7 @@ def atomic_dynamodb() -> Iterator[None]:
         @functools.wraps(method)
         def call(*args: Any, **kwargs: Any) -> Any:
             with lock:
-                return method(*args, **kwargs)
+                return copy.deepcopy(method(*args, **kwargs))
 
         return call
 
