@@ -70,6 +70,8 @@ ENV = {
     "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:1:stateMachine:jobs",
     "IDEMPOTENCY_TABLE": "idempotency",
     "QUEUE_TABLE": "queue",
+    "TENANTS_TABLE": "tenants",
+    "BUDGETS_TABLE": "budgets",
     "DISPATCH_FUNCTION_NAME": "dispatcher",
     "POWERTOOLS_SERVICE_NAME": "qwen-edit",
 }

@@ -95,3 +95,16 @@ def test_the_snapshot_keeps_no_context_client_or_secret(monkeypatch):
     runtime.context("poll")
     runtime._after_restore()
     assert runtime.context.cache_info().currsize == 0
+
+
+def test_the_cold_start_benchmark_sets_what_every_function_needs(monkeypatch):
+    """benchmarks/cold_start.py builds each function's real context: its environment must
+    stay complete as functions gain settings (it once lacked the budgets' tables)."""
+    from qwen_edit.settings import FUNCTIONS, model_for
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import cold_start
+
+    assert set(cold_start.FIRST_USE) == set(FUNCTIONS)
+    for function in FUNCTIONS:
+        model_for(function).from_env(cold_start.ENV)  # ConfigurationError names what is missing

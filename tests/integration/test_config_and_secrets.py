@@ -17,7 +17,7 @@ from qwen_edit.adapters.providers import provider_client
 from qwen_edit.adapters.secrets import provider_api_key
 from qwen_edit.adapters.task_api import TaskApiClient
 from qwen_edit.domain.catalog import Provider
-from qwen_edit.settings import FUNCTIONS, ConfigurationError, LocalEnv, Pricing, ProviderAccess
+from qwen_edit.settings import FUNCTIONS, ConfigurationError, Pricing, ProviderAccess, model_for
 
 from yaml_loader import template
 
@@ -72,17 +72,17 @@ def functions() -> dict[str, dict]:
 def test_every_function_has_an_environment_model_the_template_satisfies():
     assert set(functions()) == set(FUNCTIONS)
     for name, function in functions().items():
-        FUNCTIONS[name].from_env(environment_of(function))  # ConfigurationError if incomplete
+        model_for(name).from_env(environment_of(function))  # ConfigurationError if incomplete
 
 
 def test_a_missing_variable_is_named_at_cold_start():
     for name, function in functions().items():
         environment = environment_of(function)
-        required = [names_of(f) for f in FUNCTIONS[name].model_fields.values() if f.is_required()]
+        required = [names_of(f) for f in model_for(name).model_fields.values() if f.is_required()]
         assert required, name
         for variables in required:
             with pytest.raises(ConfigurationError, match=variables[0]):
-                FUNCTIONS[name].from_env(
+                model_for(name).from_env(
                     {k: v for k, v in environment.items() if k not in variables}
                 )
 
@@ -91,7 +91,7 @@ def test_every_variable_read_is_one_the_template_sets():
     set_by_template: set[str] = set()
     for function in functions().values():
         set_by_template |= set(environment_of(function))
-    fields = {names_of(field)[0] for field in LocalEnv.model_fields.values()}
+    fields = {names_of(field)[0] for field in model_for(None).model_fields.values()}
     # ALLOW_LOOPBACK_URLS is the local stack's alone (SPEC §7): a deployment never sets it.
     assert fields - set_by_template == {"ALLOW_LOOPBACK_URLS"}
 

@@ -27,7 +27,7 @@ IN_LAMBDA = {
     "LAMBDA_TASK_ROOT": "/var/task",
     "_X_AMZN_TRACE_ID": f"Root={TRACE_ID};Parent=53995c3f42cd8ad8;Sampled=1",
 }
-STORE_ENV = {  # the Store function's settings (settings.StoreEnv)
+STORE_ENV = {  # the Store function's settings (settings.model_for("store"))
     "JOBS_TABLE": "jobs",
     "QUEUE_TABLE": "queue",
     "INPUT_BUCKET": "in",

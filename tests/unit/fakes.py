@@ -85,7 +85,7 @@ from qwen_edit.ports import (
     WebhookOutbox,
     WebhookSender,
 )
-from qwen_edit.settings import LocalEnv
+from qwen_edit.settings import model_for
 
 T = TypeVar("T")
 
@@ -890,13 +890,13 @@ _PORTS = frozenset(f.name for f in fields(Fakes)) - {
 
 
 def fake_context(**overrides: Any) -> tuple[Context, Fakes]:
-    """A Context acting as every function at once (LocalEnv), wired to fresh fakes.
+    """A Context acting as every function at once (model_for(None)), wired to fresh fakes.
 
     Keyword arguments named after a field of Fakes replace that fake (`jobs=MyStore()`); the
     others are settings fields (`max_provider_attempts=3`, `shared_input_prefixes="assets/"`).
     """
     fakes = Fakes(**{name: value for name, value in overrides.items() if name in _PORTS})
-    settings = LocalEnv(
+    settings = model_for(None)(
         **{**SETTINGS, **{name: v for name, v in overrides.items() if name not in _PORTS}}
     )
     ports: dict[str, Callable[[], Any]] = {

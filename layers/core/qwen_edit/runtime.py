@@ -18,14 +18,12 @@ from qwen_edit.context import Context
 from qwen_edit.domain.catalog import Provider
 from qwen_edit.ports import ImageProvider
 from qwen_edit.settings import (
-    FUNCTIONS,
     Announcing,
     Buckets,
     Delivering,
     Env,
     Jobs,
     Limits,
-    LocalEnv,
     ProviderAccess,
     Queue,
     Resuming,
@@ -33,6 +31,7 @@ from qwen_edit.settings import (
     Tenants,
     Waking,
     WebhookQueue,
+    model_for,
 )
 
 _overrides: dict[str, Callable[[], Any]] = {}
@@ -41,8 +40,7 @@ _overrides: dict[str, Callable[[], Any]] = {}
 @cache
 def context(function: str | None = None) -> Context:
     """The Context of functions/<function>/ (None: every part, for the local stack and tests)."""
-    kind = LocalEnv if function is None else FUNCTIONS[function]
-    settings = kind.from_env(os.environ)
+    settings = model_for(function).from_env(os.environ)
     return Context(settings, {**_ports(settings), **_overrides})
 
 
