@@ -276,7 +276,7 @@ FUNCTIONS: dict[str, tuple[type[Env], ...]] = {
     ),
 }
 # Everything: the local stack and the tests act as every function at once.
-LOCAL = (*FUNCTIONS["api"], Delivering, Waking, Resuming, EventIntake)
+LOCAL: tuple[type[Env], ...] = (*FUNCTIONS["api"], Delivering, Waking, Resuming, EventIntake)
 
 
 @cache
