@@ -9,8 +9,8 @@ import pytest
 from qwen_edit.domain.catalog import MAX_IMAGE_BYTES, Capability
 from qwen_edit.domain.errors import InvalidRequest
 from qwen_edit.domain.image_headers import ImageRejected
-from qwen_edit.domain.images import InlineImage, S3Image, UrlImage, check_image_bytes
-from qwen_edit.domain.requests import direct_url, parse_request
+from qwen_edit.domain.images import InlineImage, S3Image, UrlImage, check_image_bytes, direct_url
+from qwen_edit.domain.requests import parse_request
 from qwen_edit_cli.local.samples import data_url, image_bytes
 
 IMAGE = "https://images.example.com/photo.png"

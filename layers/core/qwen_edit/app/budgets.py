@@ -24,9 +24,9 @@ from qwen_edit.domain.budgets import (
     worst_case_images,
 )
 from qwen_edit.domain.catalog import RuleViolation
-from qwen_edit.domain.errors import BudgetExceeded
+from qwen_edit.domain.errors import BudgetExceeded, InvalidRequest
 from qwen_edit.domain.jobs import Job, now_utc
-from qwen_edit.domain.requests import ValidRequest, invalid
+from qwen_edit.domain.requests import ValidRequest
 from qwen_edit.domain.tenants import TenantSettings
 from qwen_edit.domain.usage import JobUsage
 from qwen_edit.settings import Pricing
@@ -58,7 +58,7 @@ def reserve(
         if prices.per_image_price(model) is None
     ]
     if unpriced:
-        raise invalid(unpriced)
+        raise InvalidRequest.of(unpriced)
     price_of = {model: money(prices.per_image_price(model) or 0) for model in images}
     amount = cost(images, price_of)
     try:

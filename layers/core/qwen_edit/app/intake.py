@@ -44,7 +44,7 @@ from qwen_edit.domain.intake import (
 )
 from qwen_edit.domain.jobs import Job, JobSource, JobStatus, now_utc, retry_can_help, stored_time
 from qwen_edit.domain.redaction import redact
-from qwen_edit.domain.requests import MAX_CLIENT_ID_CHARS, ValidRequest, invalid, is_client_id
+from qwen_edit.domain.requests import MAX_CLIENT_ID_CHARS, ValidRequest, is_client_id
 from qwen_edit.settings import EventIntake
 
 logger = Logger(child=True)
@@ -121,7 +121,7 @@ def _validate(ctx: Context, event: RequestEvent, tenant: str) -> ValidRequest:
     rule named), with the event's own fields checked too."""
     capability = DETAIL_TYPES.get(event.detail_type)
     if capability is None:
-        raise invalid(
+        raise InvalidRequest.of(
             [
                 RuleViolation(
                     "detail-type",
@@ -132,7 +132,7 @@ def _validate(ctx: Context, event: RequestEvent, tenant: str) -> ValidRequest:
             ]
         )
     if not isinstance(event.detail, dict):
-        raise invalid(
+        raise InvalidRequest.of(
             [RuleViolation("detail", "model_type", "detail must be a JSON object (the request)")]
         )
     request = {k: v for k, v in event.detail.items() if k != IDEMPOTENCY_KEY}
@@ -151,9 +151,9 @@ def _validate(ctx: Context, event: RequestEvent, tenant: str) -> ValidRequest:
         valid = service.validate(ctx, capability, request, tenant=tenant)
     except InvalidRequest as broken:
         found = [RuleViolation(d["field"], d["rule"], d["message"]) for d in broken.details]
-        raise invalid(found + problems) from None
+        raise InvalidRequest.of(found + problems) from None
     if problems:
-        raise invalid(problems)
+        raise InvalidRequest.of(problems)
     return valid
 
 

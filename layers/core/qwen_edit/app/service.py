@@ -28,6 +28,7 @@ from qwen_edit.domain.catalog import (
 from qwen_edit.domain.errors import (
     DeadlineExceeded,
     InputsExpired,
+    InvalidRequest,
     JobConflict,
     JobFailed,
     JobNotFound,
@@ -66,7 +67,6 @@ from qwen_edit.domain.provider import ProviderError
 from qwen_edit.domain.requests import (
     GenerationRequest,
     ValidRequest,
-    invalid,
     parse_request,
     start_by,
 )
@@ -126,7 +126,7 @@ def validate(
     if valid.body.deadline is not None and start_by is not None and start_by <= now_utc():
         problems.append(RuleViolation("deadline", "future", "deadline has passed already"))
     if problems:
-        raise invalid(problems)
+        raise InvalidRequest.of(problems)
     return valid
 
 

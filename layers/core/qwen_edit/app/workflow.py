@@ -31,7 +31,7 @@ from qwen_edit.domain.errors import (
     TaskPending,
     failure_of,
 )
-from qwen_edit.domain.images import ImageRef, S3Image, png_dimensions
+from qwen_edit.domain.images import ImageRef, S3Image, direct_url, png_dimensions
 from qwen_edit.domain.jobs import (
     Cursor,
     Job,
@@ -49,7 +49,6 @@ from qwen_edit.domain.provider import (
     TaskStatus,
     Usage,
 )
-from qwen_edit.domain.requests import direct_url
 from qwen_edit.settings import Buckets
 
 logger = Logger(child=True)

@@ -11,6 +11,7 @@ import json
 from enum import StrEnum
 from typing import Any
 
+from qwen_edit.domain.catalog import RuleViolation
 from qwen_edit.domain.jobs import QueueRoom
 from qwen_edit.domain.redaction import redact
 
@@ -46,6 +47,16 @@ class InvalidRequest(QwenEditError):
     """The request breaks a rule; nothing was sent to the provider."""
 
     code, http_status, outcome = "InvalidRequest", 422, Outcome.REJECT
+
+    @classmethod
+    def of(cls, violations: list[RuleViolation]) -> InvalidRequest:
+        """Every broken rule in the details; the first three in the message."""
+        summary = "; ".join(v.message for v in violations[:3])
+        more = f" (and {len(violations) - 3} more)" if len(violations) > 3 else ""
+        return cls(
+            f"The request breaks {len(violations)} rule(s): {summary}{more}",
+            [v.as_detail() for v in violations],
+        )
 
 
 class BadRequest(QwenEditError):

@@ -140,3 +140,13 @@ def _parse_data_url(value: str) -> InlineImage:
     except (binascii.Error, ValueError):
         raise ImageRejected("data-url", "the inline image is not valid base64") from None
     return InlineImage(mime=mime.lower(), data=data, format=check_image_bytes(data, mime).format)
+
+
+def direct_url(ref: ImageRef) -> str:
+    """The provider-readable form of a URL or inline image (s3:// needs presigning by the
+    caller)."""
+    if isinstance(ref, InlineImage):
+        return ref.as_data_url()
+    if isinstance(ref, UrlImage):
+        return ref.url
+    raise ValueError(f"{ref.uri} must be presigned before the provider can read it")

@@ -44,8 +44,6 @@ from qwen_edit.domain.images import (
     MAX_DATA_URL_CHARS,
     MIME_TYPES,
     ImageRef,
-    InlineImage,
-    UrlImage,
     parse_image_ref,
 )
 from qwen_edit.domain.provider import ProviderRequest
@@ -317,7 +315,7 @@ def parse_request(
         try:
             body = schema.model_validate(payload)
         except ValidationError as error:
-            raise invalid([violation_of(e) for e in error.errors()]) from None
+            raise InvalidRequest.of([violation_of(e) for e in error.errors()]) from None
     return _check_body(capability, body, default_model, step_model or default_model)
 
 
@@ -374,7 +372,7 @@ def _check_body(
     reference parsed."""
     spec = _spec(body.model if body.model is not None else default_model, "model")
     if isinstance(spec, RuleViolation):
-        raise invalid([spec])
+        raise InvalidRequest.of([spec])
 
     raw_images = body.images if isinstance(body, EditRequest) else []
     violations = check_request(
@@ -400,19 +398,9 @@ def _check_body(
     chain_violations, steps = _check_chain(body, step_model)
     violations += chain_violations
     if violations:
-        raise invalid(violations)
+        raise InvalidRequest.of(violations)
     resolved = {"model": spec.id, "then": steps or None}
     return ValidRequest(capability, body.model_copy(update=resolved), spec, tuple(images))
-
-
-def direct_url(ref: ImageRef) -> str:
-    """The provider-readable form of a URL or inline image (s3:// needs presigning by the
-    caller)."""
-    if isinstance(ref, InlineImage):
-        return ref.as_data_url()
-    if isinstance(ref, UrlImage):
-        return ref.url
-    raise ValueError(f"{ref.uri} must be presigned before the provider can read it")
 
 
 def violation_of(error: Any) -> RuleViolation:
@@ -432,12 +420,3 @@ def violation_of(error: Any) -> RuleViolation:
     if rule == "unknown-field":
         message = f"{field} is not a field of this request"
     return RuleViolation(field, rule, f"{field}: {message}")
-
-
-def invalid(violations: list[RuleViolation]) -> InvalidRequest:
-    summary = "; ".join(v.message for v in violations[:3])
-    more = f" (and {len(violations) - 3} more)" if len(violations) > 3 else ""
-    return InvalidRequest(
-        f"The request breaks {len(violations)} rule(s): {summary}{more}",
-        [v.as_detail() for v in violations],
-    )
