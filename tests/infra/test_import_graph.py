@@ -108,3 +108,30 @@ def test_the_cold_start_benchmark_sets_what_every_function_needs(monkeypatch):
     assert set(cold_start.FIRST_USE) == set(FUNCTIONS)
     for function in FUNCTIONS:
         model_for(function).from_env(cold_start.ENV)  # ConfigurationError names what is missing
+
+
+BUILT_AT_IMPORT = """
+import importlib, json, pkgutil, qwen_edit
+from pydantic import BaseModel
+for module in pkgutil.walk_packages(qwen_edit.__path__, "qwen_edit."):
+    importlib.import_module(module.name)
+def subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from subclasses(sub)
+print(json.dumps(sorted(
+    f"{c.__module__}.{c.__qualname__}"
+    for c in set(subclasses(BaseModel))
+    if c.__module__.startswith("qwen_edit.") and c.__pydantic_complete__
+)))
+"""
+
+
+def test_no_model_of_ours_is_built_at_import():
+    """A model's validator is built when it is first used (`defer_build`): building every
+    model of the layer at import cost each cold start about a millisecond per model."""
+    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_SERVICE_NAME": "qwen-edit"}
+    done = subprocess.run(
+        [sys.executable, "-c", BUILT_AT_IMPORT], capture_output=True, text=True, env=env, check=True
+    )
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []

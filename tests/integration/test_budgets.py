@@ -55,9 +55,9 @@ def test_the_api_answers_402_past_the_cap_and_a_finished_job_settles_once(stack,
 
     wait_execution(stack, first.body["id"])
     assert month(stack, "tenant-cap") == {"spent": cost * 2, "reserved": 0, "committed": cost * 2}
-    from qwen_edit.app import service
+    from qwen_edit.app import lifecycle
 
-    service.announce(stack.ctx, stack.ctx.jobs.get(first.body["id"]))  # a second announce
+    lifecycle.announce(stack.ctx, stack.ctx.jobs.get(first.body["id"]))  # a second announce
     assert month(stack, "tenant-cap")["spent"] == cost * 2
 
     usage = call(stack, "api-get-usage", tenant="tenant-cap").body

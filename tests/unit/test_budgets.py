@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from qwen_edit.app import intake, service, uploads, workflow
+from qwen_edit.app import intake, lifecycle, service, uploads, workflow
 from qwen_edit.context import Context
 from qwen_edit.domain.budgets import Period
 from qwen_edit.domain.catalog import Capability
@@ -122,7 +122,7 @@ def test_settling_twice_settles_once() -> None:
     ctx, fakes = wired(monthly_cap=1)
     job = end(ctx, submit(ctx), JobStatus.SUCCEEDED, outputs=outputs(1), usage=Usage(image_count=1))
     workflow.notify(ctx, workflow.WorkflowState(job_id=job.id))  # a retried Notify
-    service.announce(ctx, job)
+    lifecycle.announce(ctx, job)
     assert month(fakes) == (Decimal("0.02"), 0)
 
 

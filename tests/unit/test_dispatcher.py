@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from qwen_edit.app import service
+from qwen_edit.app import lifecycle, service
 from qwen_edit.app.dispatcher import LOOK_SECONDS, STALE_CLAIM_SECONDS, dispatch
 from qwen_edit.context import Context
 from qwen_edit.domain.catalog import Capability
@@ -235,13 +235,13 @@ def test_a_queued_job_shows_its_lane_place_and_start(ctx: Context, fakes: Fakes)
     place = present(service.place_in_line(ctx, second).queue)
     assert (place.lane, place.position) == ("interactive", 2)
     assert 29 < (place.estimated_start_at - now_utc()).total_seconds() <= 30
-    assert service.view(ctx, service.place_in_line(ctx, first))["queue"]["position"] == 1
+    assert lifecycle.view(ctx, service.place_in_line(ctx, first))["queue"]["position"] == 1
 
 
 def test_a_job_that_runs_shows_no_place(ctx: Context, fakes: Fakes) -> None:
     job = queued(fakes)
     running = fakes.jobs.transition(job.id, JobStatus.RUNNING, now_utc())
-    assert "queue" not in service.view(ctx, service.place_in_line(ctx, running))
+    assert "queue" not in lifecycle.view(ctx, service.place_in_line(ctx, running))
 
 
 def test_a_cancel_frees_the_jobs_place_at_once(ctx: Context, fakes: Fakes) -> None:

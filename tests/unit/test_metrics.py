@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from qwen_edit.app import service, workflow
+from qwen_edit.app import lifecycle, service, workflow
 from qwen_edit.app.workflow import Submission, WorkflowState
 from qwen_edit.context import Context
 from qwen_edit.domain.catalog import Capability
@@ -41,7 +41,7 @@ def test_a_finished_job_is_counted_and_timed(ctx: Context, fakes: Fakes) -> None
             "polls": 3,
         }
     )
-    service.announce(ctx, job)
+    lifecycle.announce(ctx, job)
     assert fakes.metrics.named("PollsPerJob") == [(3, {"Family": FAMILY})]
     [(_, finished)] = fakes.metrics.named("JobsFinished")
     assert finished == {"Family": FAMILY, "Status": "failed", "Error": "Throttling"}

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from qwen_edit.app import service
+from qwen_edit.app import lifecycle, service
 from qwen_edit.context import Context
 from qwen_edit.domain import keys
 from qwen_edit.domain.catalog import Capability
@@ -233,7 +233,7 @@ def test_cancel_of_an_async_task_cancels_it_at_the_provider_and_frees_its_place(
 
 def test_view_presigns_outputs_and_hides_the_tenant(ctx: Context, fakes: Fakes) -> None:
     job = a_job().model_copy(update={"outputs": [JobOutput(s3_uri="s3://out/results/j/0.png")]})
-    shown = service.view(ctx, job)
+    shown = lifecycle.view(ctx, job)
     assert shown["outputs"][0]["url"].startswith("https://fake-s3/out/results/j/0.png?")
     assert "tenant" not in shown and "output" not in shown
 

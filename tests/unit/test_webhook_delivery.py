@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from standardwebhooks import Webhook
 
-from qwen_edit.app import service, webhooks
+from qwen_edit.app import lifecycle, webhooks
 from qwen_edit.app.webhooks import Delivery
 from qwen_edit.context import Context
 from qwen_edit.domain.jobs import DeliveryStatus, JobStatus, WebhookState, now_utc
@@ -23,7 +23,7 @@ def finished_with_hook(ctx: Context, fakes: Fakes) -> Delivery:
     fakes.jobs.create(job)
     fakes.jobs.transition(job.id, JobStatus.RUNNING, now_utc())
     done = fakes.jobs.transition(job.id, JobStatus.SUCCEEDED, now_utc())
-    return webhooks.delivery_for(done, service.view(ctx, done))
+    return webhooks.delivery_for(done, lifecycle.view(ctx, done))
 
 
 def webhook_state(fakes: Fakes, delivery: Delivery) -> WebhookState:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
-from qwen_edit.app import service, webhooks
+from qwen_edit.app import lifecycle, service, webhooks
 from qwen_edit.app.webhooks import Delivery
 from qwen_edit.context import Context
 from qwen_edit.domain.catalog import Capability
@@ -99,7 +99,7 @@ def test_queued_and_running_are_queued_with_their_own_ids_and_rising_sequences(
     in_queue(fakes, job)
     run(ctx)
     done = fakes.jobs.transition(job.id, JobStatus.SUCCEEDED, now_utc())
-    service.announce(ctx, done)
+    lifecycle.announce(ctx, done)
     stream = sent(fakes)
     assert [envelope(d)["type"] for d in stream] == ["job.queued", "job.running", "job.succeeded"]
     assert [envelope(d)["sequence"] for d in stream] == [1, 2, 3] == [d.sequence for d in stream]
@@ -129,7 +129,7 @@ def test_a_final_status_left_out_is_not_delivered_and_shows_skipped(
 ) -> None:
     job = accept(ctx, webhook_events=["failed"])
     done = fakes.jobs.transition(job.id, JobStatus.CANCELED, now_utc())
-    service.announce(ctx, done)
+    lifecycle.announce(ctx, done)
     assert fakes.outbox.sent == []
     assert present(fakes.jobs.get(job.id).webhook).status is DeliveryStatus.SKIPPED
 

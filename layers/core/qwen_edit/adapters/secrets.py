@@ -64,7 +64,7 @@ def provider_api_key(secret_arn: str, reader: parameters.SecretsProvider | None 
 class StoredKey(BaseModel):
     """One entry of the pool's secret (ProviderKeysSecretArn)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     id: str = Field(pattern=KEY_ID_PATTERN)
     api_key: SecretStr = Field(min_length=1)

@@ -1,8 +1,8 @@
-"""Spend caps at acceptance and at the end of a job (README "Budgets and keys").
+"""Spend caps at acceptance (README "Budgets and keys").
 
 `reserve` is called by service.accept for every job; a tenant without caps costs nothing more
-than the read of its settings. `settle` is called by service.announce, the one place a final
-status is announced, and settles a job once (the ledger's transaction marks the job).
+than the read of its settings. The end of a job settles its reservation in
+lifecycle.settle, called by lifecycle.announce.
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ from qwen_edit.domain.budgets import (
 )
 from qwen_edit.domain.catalog import RuleViolation
 from qwen_edit.domain.errors import BudgetExceeded, InvalidRequest
-from qwen_edit.domain.jobs import Job, now_utc
+from qwen_edit.domain.jobs import now_utc
 from qwen_edit.domain.requests import ValidRequest
 from qwen_edit.domain.tenants import TenantSettings
-from qwen_edit.domain.usage import JobUsage
 from qwen_edit.settings import Pricing
 
 logger = Logger(child=True)
@@ -91,18 +90,6 @@ def release(ctx: Context, tenant: str, hold: BudgetHold | None) -> None:
     redelivered upload or event whose job exists)."""
     if hold is not None:
         ctx.budgets.release(tenant, hold.periods, hold.amount)
-
-
-def settle(ctx: Context, job: Job) -> None:
-    """The final job's reservation becomes what the provider billed: its successful images
-    (each finished step's, for a chain), at the prices it was reserved at."""
-    hold = job.budget
-    if hold is None or hold.settled_at is not None or not job.status.is_final:
-        return
-    billed = JobUsage.of(job.model_dump(mode="json")).images_by_model
-    spent = cost({m: n for m, n in billed.items() if m in hold.prices}, hold.prices)
-    if ctx.budgets.settle(job.id, job.tenant, hold.periods, hold.amount, spent):
-        logger.info("budget settled", extra={"job_id": job.id, "spent": str(spent)})
 
 
 def statuses(ctx: Context, tenant: str, currency: str | None) -> list[budgets.BudgetStatus] | None:

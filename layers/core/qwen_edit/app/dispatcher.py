@@ -30,7 +30,7 @@ from aws_lambda_powertools import Logger
 
 from qwen_edit.app import webhooks
 from qwen_edit.app.key_pool import key_died
-from qwen_edit.app.service import expire, load_job, note
+from qwen_edit.app.lifecycle import expire, load_job, note
 from qwen_edit.app.workflow import (
     OUTCOME_UNKNOWN,
     Submission,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools import Logger
 
-from qwen_edit.app import service
+from qwen_edit.app import lifecycle, service
 from qwen_edit.context import Context
 from qwen_edit.domain.catalog import RuleViolation
 from qwen_edit.domain.errors import (
@@ -42,9 +42,18 @@ from qwen_edit.domain.intake import (
     named_correlation_id,
     request_digest,
 )
-from qwen_edit.domain.jobs import Job, JobSource, JobStatus, now_utc, retry_can_help, stored_time
+from qwen_edit.domain.jobs import (
+    MAX_CLIENT_ID_CHARS,
+    Job,
+    JobSource,
+    JobStatus,
+    is_client_id,
+    now_utc,
+    retry_can_help,
+    stored_time,
+)
 from qwen_edit.domain.redaction import redact
-from qwen_edit.domain.requests import MAX_CLIENT_ID_CHARS, ValidRequest, is_client_id
+from qwen_edit.domain.requests import ValidRequest
 from qwen_edit.settings import EventIntake
 
 logger = Logger(child=True)
@@ -102,7 +111,7 @@ def _redelivered(ctx: Context, event: RequestEvent, job_id: str, digest: str) ->
     """The job an earlier delivery made (JobNotFound if none): started if that delivery died
     between recording it and starting its workflow. Another request under the same
     idempotency_key is rejected (IdempotencyConflict), not mistaken for that job."""
-    job = service.load_job(ctx, job_id)
+    job = lifecycle.load_job(ctx, job_id)
     if job.request_digest not in (None, digest):
         conflict = IdempotencyConflict(
             f"idempotency_key {_idempotency_key(event)!r} already made job {job.id} from "

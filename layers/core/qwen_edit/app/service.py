@@ -3,7 +3,6 @@ the API's reads: list jobs, usage)."""
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Mapping
@@ -14,6 +13,7 @@ from aws_lambda_powertools import Logger
 
 from qwen_edit.app import budgets, webhooks
 from qwen_edit.app.key_pool import key_of_task
+from qwen_edit.app.lifecycle import announce, load_job, note, write_record
 from qwen_edit.context import Context
 from qwen_edit.domain import dispatch, keys
 from qwen_edit.domain.addresses import all_loopback, first_hidden
@@ -26,7 +26,6 @@ from qwen_edit.domain.catalog import (
     get_model,
 )
 from qwen_edit.domain.errors import (
-    DeadlineExceeded,
     InputsExpired,
     InvalidRequest,
     JobConflict,
@@ -46,12 +45,8 @@ from qwen_edit.domain.images import (
 from qwen_edit.domain.jobs import (
     UPLOAD_TENANT,
     Cursor,
-    DeliveryStatus,
     Job,
     JobError,
-    JobEvent,
-    JobInput,
-    JobOutput,
     JobSource,
     JobStatus,
     Lane,
@@ -76,7 +71,6 @@ from qwen_edit.domain.usage import GroupBy, UsageReport, When, report, window
 from qwen_edit.settings import Buckets, Jobs, Loopback, Pricing, Requests
 
 logger = Logger(child=True)
-OUTPUT_URL_SECONDS = 3600  # presigned result downloads in job views
 UPLOAD_URL_SECONDS = 900  # presigned input uploads
 
 
@@ -322,27 +316,6 @@ def retry_request(ctx: Context, job: Job) -> dict[str, Any]:
     return {**request, **{k: v for k, v in extras.items() if v is not None}}
 
 
-def expire(ctx: Context, job: Job) -> None:
-    """A job whose provider call had not started by its own deadline (start_by) ends canceled
-    with DeadlineExceeded; no call was made. Its workflow writes its record (RecordFailure)
-    and announces it (Notify)."""
-    when = job.start_by.isoformat() if job.start_by else "its deadline"
-    try:
-        job = ctx.jobs.transition(
-            job.id,
-            JobStatus.CANCELED,
-            now_utc(),
-            completed_at=now_utc(),
-            error=JobError(
-                code=DeadlineExceeded.code,
-                message=f"not started at the provider by {when}: canceled, no provider call",
-            ),
-        )
-    except JobConflict:
-        return  # final already (canceled by its client, or failed)
-    note(ctx, job.id, event(Step.CANCELED, DeadlineExceeded.code))
-
-
 def queue_room(ctx: Context, tenant: str, spec: ModelSpec, cap: int | None = None) -> QueueRoom:
     """The tenant's room under its queue cap. One consistent Query of the tenant's queue
     entries, paged: one read unit per 4 KB of entries (whole items count, whatever the
@@ -386,38 +359,6 @@ def _stored(ctx: Context, job_id: str, index: int, ref: Any) -> str:
         ctx.objects.put(bucket, key, ref.data, ref.mime)
         return S3Image(bucket, key).uri
     return ref.uri if isinstance(ref, S3Image) else ref.url
-
-
-def view(ctx: Context, job: Job) -> dict[str, Any]:
-    """The job as the API shows it: outputs (each step's too) carry presigned download URLs,
-    and `inputs` the request's images with presigned URLs of the stored ones (so a console can
-    show them)."""
-
-    def presigned(outputs: list[JobOutput]) -> list[JobOutput]:
-        return [
-            output.model_copy(
-                update={
-                    "url": ctx.objects.presigned_get(
-                        *keys.parse_s3_uri(output.s3_uri), OUTPUT_URL_SECONDS
-                    )
-                }
-            )
-            for output in outputs
-        ]
-
-    inputs = [
-        JobInput(
-            image=image,
-            url=ctx.objects.presigned_get(*keys.parse_s3_uri(image), OUTPUT_URL_SECONDS)
-            if image.startswith("s3://")
-            else None,
-        )
-        for image in job.request.get("images", [])
-        if isinstance(image, str)
-    ]
-    steps = [r.model_copy(update={"outputs": presigned(r.outputs)}) for r in job.step_results]
-    update = {"outputs": presigned(job.outputs), "step_results": steps, "inputs": inputs or None}
-    return job.model_copy(update=update).public()
 
 
 def place_in_line(ctx: Context, job: Job) -> Job:
@@ -476,13 +417,6 @@ def new_upload(
     }
 
 
-def load_job(ctx: Context, job_id: str) -> Job:
-    """The job a use case works on: the traces of what follows (in this thread) are about it."""
-    job = ctx.jobs.get(job_id)
-    ctx.tracing.follow(job.id, job.model)
-    return job
-
-
 def get_for_tenant(ctx: Context, job_id: str, tenant: str) -> Job:
     """A job of this tenant; any other tenant's job does not exist for it (404, not 403)."""
     job = load_job(ctx, job_id)
@@ -521,67 +455,3 @@ def cancel(ctx: Context, job_id: str, tenant: str) -> Job:
         except (ProviderError, JobFailed) as error:  # JobFailed: its key left the pool
             logger.info("provider task not canceled", extra={"job_id": job.id, "code": error.code})
     return job
-
-
-def announce(ctx: Context, job: Job) -> None:
-    """The one place final statuses are announced: an EventBridge event, and the job's webhook
-    (if its webhook_events take this status: else its delivery is `skipped`); and the job's
-    numbers. A capped tenant's reservation settles here, once, to what the job cost."""
-    budgets.settle(ctx, job)
-    ctx.events.publish(job)
-    queued = job.announces(job.status)
-    if queued:
-        ctx.webhook_outbox.send(webhooks.delivery_for(job, view(ctx, job)), 0)
-    elif job.webhook is not None:
-        ctx.jobs.record_webhook(job.id, None, DeliveryStatus.SKIPPED)
-    note(ctx, job.id, event(Step.NOTIFIED, "webhook queued" if queued else None))
-    _measure(ctx, job)
-
-
-def _measure(ctx: Context, job: Job) -> None:
-    """JobsFinished by family, status and error class; end-to-end, queue and provider time."""
-    family = get_model(job.model).family
-    error_class = _error_class(job.error.code) if job.error else "none"
-    ctx.metrics.count("JobsFinished", Family=family, Status=job.status.value, Error=error_class)
-    ended = job.completed_at or job.updated_at
-    ctx.metrics.seconds("EndToEndSeconds", (ended - job.created_at).total_seconds(), Family=family)
-    # The call that decided the job; a multi-step job's calls and waits interleave, so only
-    # its end-to-end time says how it went.
-    if job.provider_call is not None and job.cursor is None:
-        sent = job.provider_call.sent_at
-        ctx.metrics.seconds("QueueSeconds", (sent - job.created_at).total_seconds(), Family=family)
-        ctx.metrics.seconds("ProviderSeconds", (ended - sent).total_seconds(), Family=family)
-    if job.polls:  # an async task: its average, p90… are the polls a job of the family takes
-        ctx.metrics.count("PollsPerJob", job.polls, Family=family)
-
-
-def _error_class(code: str) -> str:
-    """A bounded name for an error code: the provider's family of codes (`Throttling` for
-    `Throttling.RateQuota`), or ours; anything unexpected is `Other`."""
-    head = code.split(".", 1)[0]
-    return head if head.isalnum() and len(head) <= 40 else "Other"
-
-
-def note(
-    ctx: Context,
-    job_id: str,
-    happened: JobEvent | None,
-    provider_status: str | None = None,
-    **counts: int,
-) -> None:
-    """Add to the job's timeline and counters. A lost note costs a line of history, never the
-    job: a failing write here is logged, not raised."""
-    try:
-        ctx.jobs.note(job_id, happened, provider_status, **counts)
-    except Exception:
-        logger.warning("timeline note lost", extra={"job_id": job_id}, exc_info=True)
-
-
-def write_record(ctx: Context, job: Job) -> None:
-    """The job as clients see it, beside its outputs (results/<id>/job.json or <stem>.json)."""
-    ctx.objects.put(
-        ctx.need(Buckets).output_bucket,
-        job.output.record_key,
-        json.dumps(job.public(), indent=2).encode(),
-        "application/json",
-    )

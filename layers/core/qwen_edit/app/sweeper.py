@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from aws_lambda_powertools import Logger
 
 from qwen_edit.app import workflow
-from qwen_edit.app.service import load_job, note
+from qwen_edit.app.lifecycle import load_job, note
 from qwen_edit.context import Context
 from qwen_edit.domain.jobs import JobStatus, Step, event
 from qwen_edit.ports import OpenJob

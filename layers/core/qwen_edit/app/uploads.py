@@ -18,7 +18,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict
 
-from qwen_edit.app import service
+from qwen_edit.app import lifecycle, service
 from qwen_edit.context import Context
 from qwen_edit.domain import keys
 from qwen_edit.domain.catalog import Capability
@@ -100,7 +100,7 @@ def handle(ctx: Context, upload: Upload) -> Job | None:
 
 def _redelivered(ctx: Context, upload: Upload, job_id: str) -> None:
     """A delivery of an upload that already has its job (JobNotFound if it has none)."""
-    job = service.load_job(ctx, job_id)
+    job = lifecycle.load_job(ctx, job_id)
     if job.status is JobStatus.QUEUED:  # an earlier delivery died before starting it
         ctx.executions.start(job.id, {"job_id": job.id})
     logger.info("duplicate delivery", extra={"key": upload.key, "job_id": job_id})

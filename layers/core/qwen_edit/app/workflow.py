@@ -14,9 +14,8 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict
 
-from qwen_edit.app import budgets
 from qwen_edit.app.key_pool import key_died, key_of_task
-from qwen_edit.app.service import announce, expire, load_job, note, write_record
+from qwen_edit.app.lifecycle import announce, expire, load_job, note, settle, write_record
 from qwen_edit.context import Context
 from qwen_edit.domain import chains
 from qwen_edit.domain.catalog import ModelSpec, get_model
@@ -391,7 +390,7 @@ def reconcile(ctx: Context, job_id: str, execution_status: str, cause: str | Non
     if job.status is JobStatus.CANCELED and execution_status == "ABORTED":
         # A cancel stops the execution and announces itself; its settlement is made again
         # here (once at most), in case its function died before.
-        budgets.settle(ctx, job)
+        settle(ctx, job)
         return
     if not job.status.is_final:
         error = "Execution" + execution_status.title().replace("_", "")

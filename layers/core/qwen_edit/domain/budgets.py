@@ -15,7 +15,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from qwen_edit.domain.tenants import TenantSettings
 
@@ -47,6 +47,8 @@ class Period(StrEnum):
 class PeriodCap(BaseModel):
     """One cap as it applies now: its ledger item (`period`), amount and reset time."""
 
+    model_config = ConfigDict(defer_build=True)
+
     period: str
     cap: Decimal
     resets_at: datetime
@@ -67,6 +69,8 @@ def caps_of(settings: TenantSettings | None, at: datetime) -> list[PeriodCap]:
 class Balance(BaseModel):
     """A (tenant, period) ledger item."""
 
+    model_config = ConfigDict(defer_build=True)
+
     period: str
     spent: Decimal = Decimal(0)
     reserved: Decimal = Decimal(0)
@@ -82,6 +86,8 @@ class Reserved(BaseModel):
     """A reservation made: the balances after it, and (observe-only) the periods whose caps
     would have refused it."""
 
+    model_config = ConfigDict(defer_build=True)
+
     balances: list[Balance]
     over: list[str] = Field(default_factory=list)
 
@@ -96,6 +102,8 @@ class Refused(Exception):
 
 class BudgetHold(BaseModel):
     """What a capped job reserved, kept on its job record until it settles."""
+
+    model_config = ConfigDict(defer_build=True)
 
     periods: list[str]
     amount: Decimal
@@ -130,6 +138,8 @@ def reached(balance: Balance, cap: Decimal) -> list[int]:
 
 class BudgetStatus(BaseModel):
     """One cap as usage shows it, and as a refusal and a threshold notice describe it."""
+
+    model_config = ConfigDict(defer_build=True)
 
     period: str = Field(description="`month:YYYY-MM` or `day:YYYY-MM-DD` (UTC)")
     cap: float

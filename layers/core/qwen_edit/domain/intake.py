@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from qwen_edit.domain.catalog import Capability
-from qwen_edit.domain.requests import is_client_id
+from qwen_edit.domain.jobs import is_client_id
 
 # The detail-types an event may have, and the kind of job each asks for.
 DETAIL_TYPES: dict[str, Capability] = {

@@ -6,6 +6,7 @@ moves backwards and never completes twice; the store enforces this with conditio
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -22,6 +23,18 @@ from qwen_edit.domain.redaction import redact
 UPLOAD_TENANT = "s3-uploads"  # upload-triggered jobs belong to no API key (the operator's)
 # Error text as stored and shown: never a presigned URL's credentials (see redaction.py).
 SafeText = Annotated[str, AfterValidator(redact)]
+CORRELATION_ID_PATTERN = r"^[!-~]+$"  # printable ASCII, no spaces: safe in any header or log
+MAX_CLIENT_ID_CHARS = 128  # a correlation_id, or an event's idempotency_key
+
+
+def is_client_id(value: Any) -> bool:
+    """Whether `value` is an id a client may give (correlation_id, idempotency_key): 1 to 128
+    printable ASCII characters without spaces."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_CLIENT_ID_CHARS
+        and re.fullmatch(CORRELATION_ID_PATTERN, value) is not None
+    )
 
 
 def stored_time(value: datetime) -> str:

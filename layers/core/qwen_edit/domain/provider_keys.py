@@ -26,7 +26,7 @@ NO_KEY_CODE = "NoProviderKey"
 class PoolKey(BaseModel):
     """A key as the scheduler sees it: its id, what it serves, and its region."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     id: str = Field(pattern=KEY_ID_PATTERN)
     providers: frozenset[Provider]

@@ -46,6 +46,7 @@ from qwen_edit.domain.images import (
     ImageRef,
     parse_image_ref,
 )
+from qwen_edit.domain.jobs import CORRELATION_ID_PATTERN, MAX_CLIENT_ID_CHARS
 from qwen_edit.domain.provider import ProviderRequest
 from qwen_edit.domain.urls import MAX_URL_CHARS, parse_web_url, url_pattern
 
@@ -72,8 +73,6 @@ IMAGE_SHAPES = [
     {"pattern": f"^data:image/(?:{_MIMES});base64,{_BASE64}$", "maxLength": MAX_DATA_URL_CHARS},
     {"pattern": r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^\x00-\x1f\x7f]+$"},
 ]
-CORRELATION_ID_PATTERN = r"^[!-~]+$"  # printable ASCII, no spaces: safe in any header or log
-MAX_CLIENT_ID_CHARS = 128  # a correlation_id, or an event's idempotency_key
 WebhookEvent = Literal["queued", "running", "succeeded", "failed", "canceled"]
 # Characters that show nothing: a prompt of only these is blank (besides Unicode's format,
 # control and separator categories, these letters and symbols render as empty space).
@@ -97,16 +96,6 @@ def start_by(deadline: str) -> datetime:
     raise PydanticCustomError(
         "date-time",
         "deadline must be an RFC 3339 time with its offset, such as 2026-11-26T18:00:00Z",
-    )
-
-
-def is_client_id(value: Any) -> bool:
-    """Whether `value` is an id a client may give (correlation_id, idempotency_key): 1 to 128
-    printable ASCII characters without spaces."""
-    return (
-        isinstance(value, str)
-        and 0 < len(value) <= MAX_CLIENT_ID_CHARS
-        and re.fullmatch(CORRELATION_ID_PATTERN, value) is not None
     )
 
 

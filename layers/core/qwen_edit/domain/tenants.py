@@ -19,7 +19,7 @@ Money = float
 class TenantSettings(BaseModel):
     """One item of the tenants table, keyed by `tenant` (an API key id, or the uploads')."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     tenant: str = Field(min_length=1, max_length=200)
     monthly_cap: Money | None = Field(

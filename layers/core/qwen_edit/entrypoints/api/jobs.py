@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import PydanticSerializer
 
 from qwen_edit import runtime
-from qwen_edit.app import service
+from qwen_edit.app import lifecycle, service
 from qwen_edit.domain.catalog import Capability, get_model
 from qwen_edit.domain.jobs import Job, JobSource, JobStatus, JobView, QueueRoom
 from qwen_edit.domain.requests import EditRequest, GenerationRequest, parse_request
@@ -102,11 +102,11 @@ def _submit(
     headers = {"Location": f"/v1/jobs/{job.id}", **queue_headers(room)}
     wait = waiting.preferred(prefer)
     if wait is None:
-        return answer(202, service.view(ctx, job), headers)
+        return answer(202, lifecycle.view(ctx, job), headers)
     applied = waiting.applied(wait, router.lambda_context)
     job = service.wait_for_end(ctx, job, applied)
     headers["Preference-Applied"] = f"wait={applied}"
-    return answer(200 if job.status.is_final else 202, service.view(ctx, job), headers)
+    return answer(200 if job.status.is_final else 202, lifecycle.view(ctx, job), headers)
 
 
 CREATED = answers(
@@ -170,7 +170,7 @@ def get_job(
     job = service.get_for_tenant(ctx, job_id, tenant_of(router.current_event))
     if wait:
         job = service.wait_for_end(ctx, job, waiting.applied(wait, router.lambda_context))
-    return answer(200, service.view(ctx, service.place_in_line(ctx, job)))
+    return answer(200, lifecycle.view(ctx, service.place_in_line(ctx, job)))
 
 
 @router.post(
@@ -219,7 +219,7 @@ def list_jobs(
         ctx, tenant_of(router.current_event), limit=limit, cursor=cursor, status=status
     )
     return answer(
-        200, {"jobs": [service.view(ctx, job) for job in jobs], "next_cursor": next_cursor}
+        200, {"jobs": [lifecycle.view(ctx, job) for job in jobs], "next_cursor": next_cursor}
     )
 
 
@@ -232,5 +232,5 @@ def list_jobs(
 def cancel_job(job_id: str) -> Response[str]:
     ctx = runtime.context("api")
     return answer(
-        200, service.view(ctx, service.cancel(ctx, job_id, tenant_of(router.current_event)))
+        200, lifecycle.view(ctx, service.cancel(ctx, job_id, tenant_of(router.current_event)))
     )

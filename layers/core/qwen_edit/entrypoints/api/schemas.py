@@ -21,7 +21,7 @@ ImageType = Literal[IMAGE_TYPES]  # type: ignore[valid-type]  # built from the o
 
 
 class UploadRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", strict=True)
 
     content_type: ImageType = Field(description="the image's MIME type")
     content_length: Annotated[int, Field(ge=1, le=MAX_IMAGE_BYTES), WholeNumber] | None = Field(
@@ -31,6 +31,7 @@ class UploadRequest(BaseModel):
 
 
 class Upload(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     upload_url: str
     headers: dict[str, str]
     image: str = Field(description="pass this s3:// reference in `images`")
@@ -38,11 +39,13 @@ class Upload(BaseModel):
 
 
 class Bounds(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     min: int
     max: int
 
 
 class SizeBounds(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     rule: SizeRule
     min_pixels: int | None = None
     max_pixels: int | None = None
@@ -52,6 +55,8 @@ class SizeBounds(BaseModel):
 
 class ModelDescription(BaseModel):
     """One model of the catalog and its limits (GET /v1/models)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     id: str
     family: str
@@ -70,11 +75,12 @@ class ModelDescription(BaseModel):
 
 
 class ModelCatalog(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     models: list[ModelDescription]
 
 
 class OpenApiDocument(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(defer_build=True, extra="allow")
 
     openapi: str
     info: dict[str, Any]
@@ -82,22 +88,27 @@ class OpenApiDocument(BaseModel):
 
 
 class JobPage(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     jobs: list[JobView]
     next_cursor: str | None
 
 
 class ApiError(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     code: str
     message: str
     details: list[dict[str, Any]] = []
 
 
 class ErrorEnvelope(BaseModel):
+    model_config = ConfigDict(defer_build=True)
     error: ApiError
 
 
 class Submission(BaseModel):
     """One create request, as the idempotency record hashes it: same tenant and key, same job."""
+
+    model_config = ConfigDict(defer_build=True)
 
     tenant: str
     key: str | None
