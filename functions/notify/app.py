@@ -3,4 +3,4 @@
 from qwen_edit.app import workflow
 from qwen_edit.entrypoints.lambda_handlers import workflow_task
 
-handler = workflow_task("notify", workflow.notify)
+handler = workflow_task("notify", workflow.notify, workflow.WorkflowState)

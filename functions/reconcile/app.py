@@ -6,21 +6,20 @@
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
-
 from qwen_edit import runtime
 from qwen_edit.app import sweeper, workflow
 from qwen_edit.domain.jobs import now_utc
 from qwen_edit.entrypoints.lambda_handlers import logger
 
 
+# The event is read as the dict it is: Powertools' EventBridgeEvent would import its whole
+# data_classes package (about 30 event classes, ~19 ms of every cold start) for two fields.
 @logger.inject_lambda_context(clear_state=True)
-@event_source(data_class=EventBridgeEvent)
-def handler(event: EventBridgeEvent, _context: Any) -> None:
+def handler(event: dict[str, Any], _context: Any) -> None:
     ctx = runtime.context("reconcile")
-    if event.detail_type == "Scheduled Event":
+    if event["detail-type"] == "Scheduled Event":
         logger.info("swept", extra=sweeper.sweep(ctx, now_utc()))
         return
-    detail = event.detail
+    detail = event["detail"]
     logger.append_keys(job_id=detail["name"])
     workflow.reconcile(ctx, detail["name"], detail["status"], detail.get("cause"))

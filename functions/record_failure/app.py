@@ -4,4 +4,4 @@ statemachine/job.asl.json)."""
 from qwen_edit.app import workflow
 from qwen_edit.entrypoints.lambda_handlers import workflow_task
 
-handler = workflow_task("record_failure", workflow.record_failure)
+handler = workflow_task("record_failure", workflow.record_failure, workflow.WorkflowState)

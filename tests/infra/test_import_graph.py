@@ -34,9 +34,24 @@ MUST_NOT_LOAD["api"] = (
     "aws_lambda_powertools.event_handler.openapi.models",
 )
 # Workflow steps and the queue consumers never load the API's request and response schemas.
+# Powertools' batch utility loads its parser's pydantic event models when pydantic is loaded
+# before it: the queue consumers import it first, and no handler needs those models.
 for name in FUNCTIONS:
+    MUST_NOT_LOAD[name] += ("aws_lambda_powertools.utilities.parser",)
     if name != "api":
         MUST_NOT_LOAD[name] += ("qwen_edit.entrypoints.api", "aws_lambda_powertools.event_handler")
+# The workflow steps share app/lifecycle.py, never the API's acceptance (the request models);
+# the dispatcher alone reads a request, to make its provider call.
+WORKFLOW_STEPS = ("admit", "poll", "store", "record_failure", "notify", "reconcile")
+for name in WORKFLOW_STEPS:
+    MUST_NOT_LOAD[name] += ("qwen_edit.app.service", "qwen_edit.domain.requests")
+# The reconciler reads its EventBridge event as a dict: no Powertools data classes.
+MUST_NOT_LOAD["reconcile"] += ("aws_lambda_powertools.utilities.data_classes",)
+# The queue consumers and the API never load the workflow's steps; webhook deliveries load
+# no job acceptance either.
+for name in ("api", "trigger", "intake", "webhook"):
+    MUST_NOT_LOAD[name] += ("qwen_edit.app.workflow",)
+MUST_NOT_LOAD["webhook"] += ("qwen_edit.app.service", "qwen_edit.domain.requests")
 
 PROBE = """
 import importlib.util, json, sys

@@ -9,7 +9,6 @@ from aws_lambda_powertools import Logger
 from pydantic import BaseModel
 
 from qwen_edit import runtime
-from qwen_edit.app.workflow import WorkflowState
 from qwen_edit.context import Context
 
 logger = Logger(service="qwen-edit")
@@ -22,7 +21,7 @@ Input = TypeVar("Input", bound=BaseModel)
 def workflow_task(
     function: str,
     step: Callable[[Context, Input], BaseModel | None],
-    payload: type[Input] = WorkflowState,  # type: ignore[assignment]  # the usual payload
+    payload: type[Input],
 ) -> Handler:
     """The Step Functions task handler of functions/<function>/, running one workflow step.
     Domain errors propagate: their class name is the state's error, which the definition's
