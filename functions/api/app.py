@@ -8,19 +8,30 @@ declares (qwen_edit.domain.errors); API Gateway's own refusals use the same enve
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from qwen_edit.entrypoints.startup import imports_without_gc
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+with imports_without_gc():  # cold start: see qwen_edit/entrypoints/startup.py
+    import json
+    from typing import Any
 
-from qwen_edit import runtime
-from qwen_edit.domain.catalog import Capability
-from qwen_edit.domain.errors import BadRequest
-from qwen_edit.entrypoints import request_body
-from qwen_edit.entrypoints.api import catalog, console, contract, jobs, responses, uploads, usage
-from qwen_edit.entrypoints.api.schemas import OpenApiDocument, answers, error_envelope
-from qwen_edit.entrypoints.lambda_handlers import logger
-from qwen_edit.settings import Requests
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+
+    from qwen_edit import runtime
+    from qwen_edit.domain.catalog import Capability
+    from qwen_edit.domain.errors import BadRequest
+    from qwen_edit.entrypoints import request_body
+    from qwen_edit.entrypoints.api import (
+        catalog,
+        console,
+        contract,
+        jobs,
+        responses,
+        uploads,
+        usage,
+    )
+    from qwen_edit.entrypoints.api.schemas import OpenApiDocument, answers, error_envelope
+    from qwen_edit.entrypoints.lambda_handlers import logger
+    from qwen_edit.settings import Requests
 
 # With SnapStart on: what the snapshot may hold (the clients' data of a first request: create,
 # read, presign), and what a restore drops.

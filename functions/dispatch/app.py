@@ -1,12 +1,15 @@
 """The dispatcher (see qwen_edit.app.dispatcher): woken by Admit when no dispatcher runs, and
 once a minute by a schedule, in case a wake was lost."""
 
-from typing import Any
+from qwen_edit.entrypoints.startup import imports_without_gc
 
-from aws_lambda_powertools import Logger
+with imports_without_gc():  # cold start: see qwen_edit/entrypoints/startup.py
+    from typing import Any
 
-from qwen_edit import runtime
-from qwen_edit.app.dispatcher import dispatch
+    from aws_lambda_powertools import Logger
+
+    from qwen_edit import runtime
+    from qwen_edit.app.dispatcher import dispatch
 
 logger = Logger(service="qwen-edit")
 

@@ -3,20 +3,23 @@ sources) → SQS → here, in batches. Each record is one event; a record that f
 workflow or EventBridge in trouble) is retried by SQS alone, and ends in the dead-letter queue
 after 5 tries. Events that cannot become jobs are answered with `Job Rejected`, not retried."""
 
-from typing import Any
+from qwen_edit.entrypoints.startup import imports_without_gc
 
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+with imports_without_gc():  # cold start: see qwen_edit/entrypoints/startup.py
+    from typing import Any
 
-from qwen_edit import runtime
-from qwen_edit.app import intake
-from qwen_edit.entrypoints import eventbridge_events
-from qwen_edit.entrypoints.lambda_handlers import logger
+    from aws_lambda_powertools.utilities.batch import (
+        BatchProcessor,
+        EventType,
+        process_partial_response,
+    )
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+    from qwen_edit import runtime
+    from qwen_edit.app import intake
+    from qwen_edit.entrypoints import eventbridge_events
+    from qwen_edit.entrypoints.lambda_handlers import logger
 
 processor = BatchProcessor(event_type=EventType.SQS)
 

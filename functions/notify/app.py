@@ -1,6 +1,9 @@
 """Workflow task: notify (see qwen_edit.app.workflow.notify and statemachine/job.asl.json)."""
 
-from qwen_edit.app import workflow
-from qwen_edit.entrypoints.lambda_handlers import workflow_task
+from qwen_edit.entrypoints.startup import imports_without_gc
+
+with imports_without_gc():  # cold start: see qwen_edit/entrypoints/startup.py
+    from qwen_edit.app import workflow
+    from qwen_edit.entrypoints.lambda_handlers import workflow_task
 
 handler = workflow_task("notify", workflow.notify, workflow.WorkflowState)

@@ -4,12 +4,15 @@
 - every 5 minutes (a schedule) the sweep settles jobs whose workflow never started or ended
   unseen (qwen_edit.app.sweeper)."""
 
-from typing import Any
+from qwen_edit.entrypoints.startup import imports_without_gc
 
-from qwen_edit import runtime
-from qwen_edit.app import sweeper, workflow
-from qwen_edit.domain.jobs import now_utc
-from qwen_edit.entrypoints.lambda_handlers import logger
+with imports_without_gc():  # cold start: see qwen_edit/entrypoints/startup.py
+    from typing import Any
+
+    from qwen_edit import runtime
+    from qwen_edit.app import sweeper, workflow
+    from qwen_edit.domain.jobs import now_utc
+    from qwen_edit.entrypoints.lambda_handlers import logger
 
 
 # The event is read as the dict it is: Powertools' EventBridgeEvent would import its whole

@@ -2,20 +2,23 @@
 notification; a record that fails (storage or workflow trouble) is retried by SQS alone, and
 ends in the dead-letter queue after 5 tries. Rejected uploads are answered, not retried."""
 
-from typing import Any
+from qwen_edit.entrypoints.startup import imports_without_gc
 
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+with imports_without_gc():  # cold start: see qwen_edit/entrypoints/startup.py
+    from typing import Any
 
-from qwen_edit import runtime
-from qwen_edit.app import uploads
-from qwen_edit.entrypoints import s3_events
-from qwen_edit.entrypoints.lambda_handlers import logger
+    from aws_lambda_powertools.utilities.batch import (
+        BatchProcessor,
+        EventType,
+        process_partial_response,
+    )
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+    from qwen_edit import runtime
+    from qwen_edit.app import uploads
+    from qwen_edit.entrypoints import s3_events
+    from qwen_edit.entrypoints.lambda_handlers import logger
 
 processor = BatchProcessor(event_type=EventType.SQS)
 

@@ -1,19 +1,22 @@
 """Webhook deliveries: one attempt per queued message (qwen_edit.app.webhooks.deliver), which queues
 the next one itself and counts each delivery's outcome (WebhookDeliveries)."""
 
-from typing import Any
+from qwen_edit.entrypoints.startup import imports_without_gc
 
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+with imports_without_gc():  # cold start: see qwen_edit/entrypoints/startup.py
+    from typing import Any
 
-from qwen_edit import runtime
-from qwen_edit.app import webhooks
-from qwen_edit.entrypoints.lambda_handlers import logger
+    from aws_lambda_powertools.utilities.batch import (
+        BatchProcessor,
+        EventType,
+        process_partial_response,
+    )
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+    from qwen_edit import runtime
+    from qwen_edit.app import webhooks
+    from qwen_edit.entrypoints.lambda_handlers import logger
 
 processor = BatchProcessor(event_type=EventType.SQS)
 

@@ -150,3 +150,37 @@ def test_no_model_of_ours_is_built_at_import():
         [sys.executable, "-c", BUILT_AT_IMPORT], capture_output=True, text=True, env=env, check=True
     )
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_a_handler_imports_with_the_collector_paused(function):
+    """Every import of a handler module runs inside `imports_without_gc()` (startup.py)."""
+    import ast
+
+    tree = ast.parse((ROOT / "functions" / function / "app.py").read_text())
+    loose = [
+        ast.unparse(node)
+        for node in tree.body
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        and not (isinstance(node, ast.ImportFrom) and node.module == "__future__")
+        and ast.unparse(node) != "from qwen_edit.entrypoints.startup import imports_without_gc"
+    ]
+    paused = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.With) and ast.unparse(node.items[0]) == "imports_without_gc()"
+    ]
+    assert not loose and len(paused) == 1, f"functions/{function}/app.py imports {loose} unpaused"
+
+
+def test_the_collector_is_paused_for_imports_and_what_they_built_is_frozen():
+    import gc
+
+    from qwen_edit.entrypoints.startup import imports_without_gc
+
+    frozen = gc.get_freeze_count()
+    with imports_without_gc():
+        assert not gc.isenabled()
+        built = [[] for _ in range(1000)]
+    assert gc.isenabled() and gc.get_freeze_count() >= frozen + len(built)
+    gc.unfreeze()  # the test process's own objects go back to the collector
