@@ -173,14 +173,33 @@ def test_a_handler_imports_with_the_collector_paused(function):
     assert not loose and len(paused) == 1, f"functions/{function}/app.py imports {loose} unpaused"
 
 
-def test_the_collector_is_paused_for_imports_and_what_they_built_is_frozen():
+def test_the_collector_is_paused_for_imports_and_in_lambda_what_they_built_is_frozen(
+    monkeypatch,
+):
     import gc
 
     from qwen_edit.entrypoints.startup import imports_without_gc
 
     frozen = gc.get_freeze_count()
-    with imports_without_gc():
+    with imports_without_gc():  # outside Lambda: paused, nothing frozen
         assert not gc.isenabled()
-        built = [[] for _ in range(1000)]
-    assert gc.isenabled() and gc.get_freeze_count() >= frozen + len(built)
-    gc.unfreeze()  # the test process's own objects go back to the collector
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
+    monkeypatch.setenv("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")
+    try:
+        with imports_without_gc():
+            built = [[] for _ in range(1000)]
+        assert gc.isenabled() and gc.get_freeze_count() >= frozen + len(built)
+    finally:
+        gc.unfreeze()  # the test process's own objects go back to the collector
+
+
+def test_a_failed_import_leaves_the_collector_on_and_freezes_nothing(monkeypatch):
+    import gc
+
+    from qwen_edit.entrypoints.startup import imports_without_gc
+
+    monkeypatch.setenv("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")
+    frozen = gc.get_freeze_count()
+    with pytest.raises(ImportError), imports_without_gc():
+        import qwen_edit.no_such_module  # noqa: F401
+    assert gc.isenabled() and gc.get_freeze_count() == frozen

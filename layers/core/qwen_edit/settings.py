@@ -284,4 +284,6 @@ def model_for(function: str | None) -> type[Env]:
     """The settings model of functions/<function>/ (None: the local stack's, every part)."""
     parts = LOCAL if function is None else FUNCTIONS[function]
     name = "".join(word.title() for word in (function or "local").split("_")) + "Env"
-    return create_model(name, __base__=parts, __module__=__name__)
+    model = create_model(name, __base__=parts, __module__=__name__)
+    globals()[name] = model  # findable by its name, as a class of this module (pickle)
+    return model

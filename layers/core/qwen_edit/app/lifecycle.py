@@ -2,8 +2,9 @@
 timeline, write its record, show it, end it past its start deadline, and announce its end (the
 one place a final status goes out, where a capped tenant's reservation settles).
 
-The workflow steps, the dispatcher and the sweeper need only this, not the API's acceptance
-(app/service.py): their cold starts do not load the request models (issue 24).
+The workflow steps and the sweeper need only this, not the API's acceptance (app/service.py):
+their cold starts do not load the request models (issue 24). The dispatcher uses it too, and
+reads a job's request to make its call.
 """
 
 from __future__ import annotations
