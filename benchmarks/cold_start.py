@@ -735,9 +735,9 @@ read from a loopback stand-in); for `api`, one request answered through the reso
 validated once, and for `api` an empty `APIGatewayRestResolver(enable_validation=True)`. The goal
 (issue 24): at most 1.10× its own floor. "Floor with Logger" adds Powertools' `Logger`, which
 every handler logs with (the issue's own workflow-step and API floors include it); the design
-floor is described below the table. CPU time
-(`time.process_time()`, same processes) is shown because it moves far less with the machine's
-load than wall time.
+floor is described below the table. CPU time (`time.process_time()`, same processes) is shown
+beside: here it tracks wall time closely, so the spread between runs is in the processes' own
+work, not in waiting for the CPU.
 
 {table(after, before)}
 {snapstart(after)}
