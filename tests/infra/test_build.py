@@ -32,6 +32,18 @@ def test_the_layer_holds_the_pinned_packages_and_the_core():
     assert (LAYER / "qwen_edit" / "entrypoints" / "api" / "console.html").is_file()  # the console
 
 
+def test_every_module_of_the_layer_ships_its_python_312_bytecode():
+    """/opt is read-only in Lambda: a module without its .pyc is compiled again at every cold
+    start. Unchecked-hash bytecode is loaded whatever timestamps the zip gives the sources."""
+    sources = list(LAYER.rglob("*.py"))
+    assert len(sources) > 500
+    for source in sources:
+        compiled = source.parent / "__pycache__" / f"{source.stem}.cpython-312.pyc"
+        assert compiled.is_file(), f"{source.relative_to(LAYER)} has no bytecode"
+        flags = int.from_bytes(compiled.read_bytes()[4:8], "little")
+        assert flags == 0b01, f"{compiled.relative_to(LAYER)}: not unchecked-hash ({flags:#b})"
+
+
 def test_every_function_is_built_with_its_handler():
     declared = (ROOT / "template.yaml").read_text().count("Type: AWS::Serverless::Function")
     built = [folder for folder in BUILD.glob("*Function") if (folder / "app.py").is_file()]

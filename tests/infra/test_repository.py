@@ -39,7 +39,8 @@ def test_core_layer_is_built_by_sam_from_layers_core():
     layer = template()["Resources"]["CoreLayer"]
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
     assert layer["Properties"]["ContentUri"] == "layers/core/"
-    assert layer["Metadata"]["BuildMethod"].startswith("python3.")
+    assert layer["Metadata"]["BuildMethod"] == "makefile"  # layers/core/Makefile
+    assert (ROOT / "layers/core/Makefile").read_text().count("build-CoreLayer:") == 1
 
 
 def test_dependencies_are_pinned_and_the_layer_matches_pyproject():
